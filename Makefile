@@ -1,0 +1,41 @@
+# Every target sets itself up: a venv in .venv with hakv installed editable.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test unit lint demo demo-down bench chaos clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check hakv tests chaos bench
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
+
+test: lint $(STAMP)
+	$(BIN)/pytest -q
+
+DEMO_DIR ?= /tmp/hakv-demo
+demo: $(STAMP)
+	$(BIN)/python -m hakv.demo --dir $(DEMO_DIR)
+
+demo-down: $(STAMP)
+	$(BIN)/hakv local down --dir $(DEMO_DIR)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.throughput
+
+chaos: $(STAMP)
+	$(BIN)/python -m chaos.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,162 @@
+"""The one error tree of hakv, grouped by what the caller should do.
+
+::
+
+    HakvError
+    ├── RetryableError            try again (same request id), maybe at another endpoint
+    │   ├── NoQuorumError         the group has no majority of its owners reachable
+    │   ├── NotLeaderError        internal: this member cannot order writes right now
+    │   └── UnavailableError      no endpoint answered / node shutting down
+    ├── OutcomeUnknownError       timed out: the write may or may not have applied;
+    │                             retrying with the same request id is safe (deduplicated)
+    ├── PermanentError            do not retry unchanged
+    │   ├── BadRequestError       malformed request (missing field, wrong type, bad JSON)
+    │   ├── RequestTooLargeError  key, value or whole request above the documented limits
+    │   ├── UnknownGroupError     no such resource group in the topology
+    │   ├── NotFoundError         key does not exist
+    │   ├── ConflictError         a compare (expected version / revision / value) failed
+    │   └── RequestExpiredError   a retry older than the dedup window: outcome unknowable
+    └── ConfigError               topology file or data dir is wrong; the message says how
+        ├── TopologyError
+        └── DataDirError
+
+Every error has a stable ``code`` (used on the wire), an HTTP status for the client API
+and an exit code for the CLI. ``from_wire`` maps a wire error back to its class: one
+table, as kazoo does it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class HakvError(Exception):
+    """Base of every error hakv raises on purpose."""
+
+    code: ClassVar[str] = "internal"
+    http_status: ClassVar[int] = 500
+    exit_code: ClassVar[int] = 1
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_wire(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "retryable": self.retryable,
+        }
+        if self.details:
+            body["details"] = self.details
+        return {"error": body}
+
+
+class RetryableError(HakvError):
+    retryable = True
+    http_status = 503
+    exit_code = 3
+
+
+class NoQuorumError(RetryableError):
+    code = "no_quorum"
+
+
+class NotLeaderError(RetryableError):
+    code = "not_leader"
+
+
+class UnavailableError(RetryableError):
+    code = "unavailable"
+
+
+class OutcomeUnknownError(HakvError):
+    code = "outcome_unknown"
+    http_status = 504
+    exit_code = 4
+    retryable = True
+
+
+class PermanentError(HakvError):
+    http_status = 400
+    exit_code = 2
+
+
+class BadRequestError(PermanentError):
+    code = "bad_request"
+
+
+class RequestTooLargeError(PermanentError):
+    code = "too_large"
+    http_status = 413
+
+
+class UnknownGroupError(PermanentError):
+    code = "unknown_group"
+    http_status = 404
+
+
+class NotFoundError(PermanentError):
+    code = "not_found"
+    http_status = 404
+    exit_code = 5
+
+
+class ConflictError(PermanentError):
+    code = "conflict"
+    http_status = 409
+    exit_code = 6
+
+
+class RequestExpiredError(PermanentError):
+    code = "request_expired"
+    http_status = 410
+
+
+class ConfigError(HakvError):
+    code = "config"
+    exit_code = 7
+
+
+class TopologyError(ConfigError):
+    code = "topology"
+
+
+class DataDirError(ConfigError):
+    code = "data_dir"
+
+
+class InternalError(HakvError):
+    code = "internal"
+
+
+_BY_CODE: dict[str, type[HakvError]] = {
+    cls.code: cls
+    for cls in (
+        NoQuorumError,
+        NotLeaderError,
+        UnavailableError,
+        OutcomeUnknownError,
+        BadRequestError,
+        RequestTooLargeError,
+        UnknownGroupError,
+        NotFoundError,
+        ConflictError,
+        RequestExpiredError,
+        TopologyError,
+        DataDirError,
+        InternalError,
+    )
+}
+
+
+def from_wire(body: dict[str, Any]) -> HakvError:
+    """Rebuild the typed error from a wire ``{"error": {...}}`` body."""
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        return InternalError(f"malformed error response: {body!r}")
+    cls = _BY_CODE.get(str(err.get("code")), InternalError)
+    details = err.get("details") or {}
+    return cls(str(err.get("message", "")), **(details if isinstance(details, dict) else {}))
