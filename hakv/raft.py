@@ -1,0 +1,550 @@
+"""Hardened Raft over pysyncobj 0.3.17 — the only module of hakv that imports pysyncobj.
+
+What this layer fixes or adds (RAFT-NOTES.md "Safety", point by point):
+
+1. Follower truncation. Stock pysyncobj deletes every entry after ``prevLogIdx`` on each
+   AppendEntries; a follower can thereby drop entries it already acknowledged. Here a
+   follower truncates only from the first entry whose *term conflicts* (Raft Fig. 2,
+   AppendEntries step 3) and keeps matching entries. On the leader, a success ack never
+   moves a follower's next index backwards (an old in-flight ack would otherwise make the
+   leader resend, and with stock truncation, erase). Both are switchable off
+   (``unsafe_stock_replication``) only so the regression test can show the loss.
+2. Durability. The journal is always a file (3), and it is fsynced *before* anything that
+   depends on it leaves the node: a follower's success ack and a vote are deferred until
+   the journal is flushed (group commit: one fsync per loop iteration for all pending acks),
+   and a leader counts its own copy toward commit only on the tick after its flush.
+4. Timeouts tuned so a partitioned leader steps down within about a second
+   (``leaderFallbackTimeout``); leadership is still never used as a lease.
+5. Linearizable reads: ``read_barrier`` puts one no-op through the log for all reads that
+   arrived since the last barrier; the reads run once it has been applied locally.
+6. Ambiguous outcomes are reported as such (``OutcomeUnknownError``), never as failures.
+7. Apply never raises: the state machine turns bad commands into error results, and a
+   storage failure crash-stops the node (``os._exit``) instead of wedging the tick loop.
+8. Commands above ``MAX_COMMAND_BYTES`` are refused before they reach the log.
+9. One TCP port per node carries every group (``MuxTransport``); each connection first
+   names its group. (Peer authentication with mutual TLS belongs in this transport and is
+   not there yet: keep raft ports on trusted networks.)
+
+Threads: one *raft thread* per node runs every member's tick, the fsyncs and the store
+commits (``RaftHost.run``). Other threads only submit commands (thread-safe queue + pipe
+wake-up) and wait on ``Completion`` objects that the raft thread resolves *after* the
+store batch holding their result has been committed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pysyncobj import SyncObj, SyncObjConf, replicated  # type: ignore[attr-defined]
+from pysyncobj.config import FAIL_REASON
+from pysyncobj.node import TCPNode
+from pysyncobj.pipe_notifier import PipeNotifier
+from pysyncobj.poller import createPoller
+from pysyncobj.tcp_server import TcpServer
+from pysyncobj.transport import TCPTransport, TransportNotReadyError
+
+from hakv import errors
+from hakv.codec import MAX_COMMAND_BYTES
+
+log = logging.getLogger("hakv.raft")
+
+_LEADER = 2
+_FOLLOWER = 0
+_WIRE_HELLO = "hakv1"
+
+
+@dataclass(frozen=True)
+class RaftSettings:
+    """Timing of one member. Defaults step a partitioned leader down within ~1 s."""
+
+    election_timeout_min: float = 0.4
+    election_timeout_max: float = 1.0
+    leader_fallback_timeout: float = 1.0
+    connection_retry: float = 0.5
+    heartbeat_period: float = 0.1
+    log_compaction_entries: int = 20000
+    log_compaction_seconds: float = 600.0
+    unsafe_stock_replication: bool = False  # tests only: re-enables pysyncobj's data loss
+
+    def to_conf(self, journal: str, snapshot: str, serializer: Callable[..., Any],
+                deserializer: Callable[..., Any], bind_address: str) -> SyncObjConf:
+        return SyncObjConf(
+            autoTick=False,
+            appendEntriesUseBatch=False,
+            commandsWaitLeader=False,
+            dynamicMembershipChange=True,
+            raftMinTimeout=self.election_timeout_min,
+            raftMaxTimeout=self.election_timeout_max,
+            appendEntriesPeriod=self.heartbeat_period,
+            leaderFallbackTimeout=self.leader_fallback_timeout,
+            connectionRetryTime=self.connection_retry,
+            connectionTimeout=max(1.5, self.election_timeout_max),
+            journalFile=journal,
+            fullDumpFile=snapshot,
+            serializer=serializer,
+            deserializer=deserializer,
+            logCompactionMinEntries=self.log_compaction_entries,
+            logCompactionMinTime=self.log_compaction_seconds,
+            bindAddress=bind_address,
+            pollerType="poll",
+        )
+
+
+class Completion:
+    """A submitted command's outcome, resolved by the raft thread.
+
+    ``wait`` returns the state machine's result or raises the typed error. Timing out
+    while waiting means the outcome is unknown (the command may still commit).
+    """
+
+    __slots__ = ("_event", "_result", "_error")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._result: Any = None
+        self._error: errors.HakvError | None = None
+
+    def resolve(self, result: Any = None, error: errors.HakvError | None = None) -> None:
+        self._result, self._error = result, error
+        self._event.set()
+
+    def wait(self, timeout: float) -> Any:
+        if not self._event.wait(timeout):
+            raise errors.OutcomeUnknownError(
+                f"no commit within {timeout:.1f}s: the write may or may not apply; "
+                "retry with the same client id and seq"
+            )
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+def _error_for(reason: int, group: str) -> errors.HakvError:
+    if reason in (FAIL_REASON.MISSING_LEADER, FAIL_REASON.QUEUE_FULL):
+        return errors.NoQuorumError(
+            f"group {group} has no leader: a majority of its owners is not reachable "
+            "(retry later)", group=group)
+    if reason in (FAIL_REASON.NOT_LEADER, FAIL_REASON.DISCARDED, FAIL_REASON.REQUEST_DENIED):
+        return errors.NotLeaderError(f"group {group} changed leader; retry", group=group)
+    return errors.OutcomeUnknownError(
+        f"group {group} changed leader while the command was in flight: it may or may not "
+        "apply; retry with the same client id and seq", group=group)
+
+
+class NodeListener:
+    """The node's one raft port. A connection's first message names its group."""
+
+    def __init__(self, poller: Any, host: str, port: int) -> None:
+        self._transports: dict[str, MuxTransport] = {}
+        self._server = TcpServer(poller, host, port, onNewConnection=self._on_connection,
+                                 sendBufferSize=2 ** 16, recvBufferSize=2 ** 16,
+                                 connectionTimeout=3.5)
+        self.address = f"{host}:{port}"
+        try:
+            self._server.bind()
+        except OSError as exc:
+            raise errors.ConfigError(
+                f"cannot listen on raft address {self.address}: {exc.strerror or exc}; "
+                "is another node (or program) using this port?") from None
+
+    def register(self, group: str, transport: MuxTransport) -> None:
+        self._transports[group] = transport
+
+    def unregister(self, group: str) -> None:
+        self._transports.pop(group, None)
+
+    def _on_connection(self, conn: Any) -> None:
+        conn.setOnMessageReceivedCallback(functools.partial(self._on_hello, conn))
+        conn.setOnDisconnectedCallback(lambda: None)
+
+    def _on_hello(self, conn: Any, message: Any) -> None:
+        if not (isinstance(message, tuple) and len(message) == 3 and message[0] == _WIRE_HELLO):
+            log.warning("dropping raft connection with a malformed hello")
+            conn.disconnect()
+            return
+        _, group, address = message
+        transport = self._transports.get(group)
+        if transport is None:
+            log.warning("dropping raft connection for group %r, not hosted here", group)
+            conn.disconnect()
+            return
+        transport._onNewIncomingConnection(conn)
+        transport._onIncomingMessageReceived(conn, address)
+
+    def close(self) -> None:
+        self._server.unbind()
+
+
+class MuxTransport(TCPTransport):  # type: ignore[misc]
+    """pysyncobj transport sharing the node's listener; outgoing hellos name the group."""
+
+    def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any, *,
+                 listener: NodeListener, group: str) -> None:
+        self._listener = listener
+        self._group = group
+        super().__init__(syncObj, selfNode, otherNodes)
+
+    def _createServer(self) -> None:
+        self._listener.register(self._group, self)
+
+    def _maybeBind(self) -> None:
+        if not self._ready:
+            self._ready = True
+            self._bindOverEvent.set()
+
+    def _sendSelfAddress(self, conn: Any) -> None:
+        conn.send((_WIRE_HELLO, self._group, self._selfNode.address))
+
+    def destroy(self) -> None:
+        self._listener.unregister(self._group)
+        self._server = None
+        super().destroy()
+
+
+class StateMachine:
+    """What a member applies into. ``apply`` must not raise for bad commands."""
+
+    def apply(self, index: int, payload: bytes) -> Any: ...
+    def commit(self) -> None: ...
+    def applied_index(self) -> int: ...
+    def write_snapshot(self, path: str, raft_data: Any) -> None: ...
+    def read_snapshot(self, path: str) -> Any: ...
+
+
+class GroupMember(SyncObj):  # type: ignore[misc]
+    """One group's Raft member, driven by the node's raft thread (``autoTick=False``)."""
+
+    def __init__(self, group: str, self_address: str, peer_addresses: list[str],
+                 machine: StateMachine, directory: str, listener: NodeListener,
+                 poller: Any, settings: RaftSettings) -> None:
+        self.group = group
+        self.machine = machine
+        self.settings = settings
+        self._shared_poller = poller
+        self._pending_acks: list[tuple[Any, dict[str, Any]]] = []
+        self._completions: list[tuple[Completion, Any, errors.HakvError | None]] = []
+        self._read_lock = threading.Lock()
+        self._read_batch: list[Completion] = []
+        self._flushed_mark: tuple[int, int] = (-1, -1)
+        self._storage_failed = False
+        conf = settings.to_conf(
+            journal=os.path.join(directory, "raft.journal"),
+            snapshot=os.path.join(directory, "snapshot"),
+            serializer=self._write_snapshot,
+            deserializer=self._read_snapshot,
+            bind_address=self_address,
+        )
+        transport = functools.partial(MuxTransport, listener=listener, group=group)
+        super().__init__(self_address, peer_addresses, conf, transportClass=transport)
+        self._journal = self._SyncObj__raftLog
+
+    # pysyncobj assigns ``self._poller`` in its constructor; every member of the node
+    # shares the raft thread's poller instead, so this property ignores the assignment.
+    @property
+    def _poller(self) -> Any:
+        return self._shared_poller
+
+    @_poller.setter
+    def _poller(self, _value: Any) -> None:
+        pass
+
+    # ------------------------------------------------------------------ replicated apply
+
+    @replicated  # type: ignore[misc]
+    def _apply(self, payload: bytes) -> Any:
+        index = self.raftLastApplied + 1
+        try:
+            return self.machine.apply(index, payload)
+        except Exception:  # storage failure: crash-stop rather than wedge or skip
+            log.critical("group %s: state machine failed at index %d; stopping the node",
+                         self.group, index, exc_info=True)
+            logging.shutdown()
+            os._exit(70)
+
+    # ------------------------------------------------------------------ submission (any thread)
+
+    def submit(self, payload: bytes) -> Completion:
+        """Propose a command; the returned completion resolves after commit+apply+store commit."""
+        if len(payload) > MAX_COMMAND_BYTES:
+            raise errors.RequestTooLargeError(
+                f"command of {len(payload)} bytes exceeds the {MAX_COMMAND_BYTES}-byte limit")
+        done = Completion()
+        self._apply(payload, callback=functools.partial(self._on_applied, done))
+        return done
+
+    def read_barrier(self) -> Completion:
+        """A completion resolved once a barrier proposed after this call has applied here."""
+        done = Completion()
+        with self._read_lock:
+            self._read_batch.append(done)
+        return done
+
+    def _on_applied(self, done: Completion, result: Any, reason: int) -> None:
+        # Runs in the raft thread inside apply; resolved only after the store commit.
+        if reason == FAIL_REASON.SUCCESS:
+            self._completions.append((done, result, None))
+        else:
+            self._completions.append((done, None, _error_for(reason, self.group)))
+
+    def _on_barrier(self, batch: list[Completion], result: Any, reason: int) -> None:
+        err = None if reason == FAIL_REASON.SUCCESS else _error_for(reason, self.group)
+        if isinstance(err, errors.OutcomeUnknownError):  # a read can just be retried
+            err = errors.NotLeaderError(f"group {self.group} changed leader; retry")
+        for done in batch:
+            self._completions.append((done, None, err))
+
+    # ------------------------------------------------------------------ raft-thread hooks
+
+    def start_read_barriers(self, barrier_payload: bytes) -> None:
+        with self._read_lock:
+            batch, self._read_batch = self._read_batch, []
+        if batch:
+            self._apply(barrier_payload, callback=functools.partial(self._on_barrier, batch))
+
+    def flush_journal(self) -> None:
+        """fsync the journal if it changed, then release the acks that depended on it."""
+        log_ = self._journal
+        mark = (log_[-1][1], len(log_))
+        if mark != self._flushed_mark or self._pending_acks:
+            log_.flush()
+            self._fsync_journal_file()
+            self._flushed_mark = mark
+        if self._pending_acks:
+            acks, self._pending_acks = self._pending_acks, []
+            transport = self._SyncObj__transport
+            for node, message in acks:
+                transport.send(node, message)
+
+    def _fsync_journal_file(self) -> None:
+        f = getattr(getattr(self._journal, "_FileJournal__journalFile", None),
+                    "_ResizableFile__f", None)
+        if f is not None:
+            os.fsync(f.fileno())
+
+    def finish_batch(self) -> None:
+        """Commit the store batch, then resolve the completions it holds."""
+        if self._completions or True:
+            self.machine.commit()
+        if self._completions:
+            done, self._completions = self._completions, []
+            for completion, result, err in done:
+                completion.resolve(result, err)
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        leader = self._getLeader()
+        state = self._SyncObj__raftState
+        return {
+            "role": {0: "follower", 1: "candidate", 2: "leader"}.get(state, "unknown"),
+            "leader_address": leader.address if leader is not None else None,
+            "term": self.raftCurrentTerm,
+            "commit_index": self.raftCommitIndex,
+            "raft_applied": self.raftLastApplied,
+            "quorum": bool(self.hasQuorum) and leader is not None,
+            "log_entries": self._getRaftLogSize(),
+        }
+
+    # ------------------------------------------------------------------ snapshots
+
+    def _write_snapshot(self, path: str, raft_data: Any) -> None:
+        self.machine.commit()
+        self.machine.write_snapshot(path, raft_data)
+
+    def _read_snapshot(self, path: str) -> Any:
+        return self.machine.read_snapshot(path)
+
+    # ------------------------------------------------------------------ hardening overrides
+
+    def _SyncObj__setCurrentTerm(self, term: int, voted_for: Any) -> None:
+        # Term and vote must be on disk before a vote or an ack based on them leaves.
+        SyncObj._SyncObj__setCurrentTerm(self, term, voted_for)
+        meta = getattr(self._SyncObj__raftLog, "_FileJournal__metaStorer", None)
+        self._SyncObj__raftLog.flush()
+        path = getattr(meta, "getPath", lambda: None)()
+        if path and os.path.exists(path):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _SyncObj__sendNextNodeIdx(self, node: Any, reset: bool = False,
+                                  nextNodeIdx: int | None = None, success: bool = False) -> None:
+        if nextNodeIdx is None:
+            nextNodeIdx = self._SyncObj__getCurrentLogIndex() + 1
+        message = {"type": "next_node_idx", "next_node_idx": nextNodeIdx,
+                   "reset": reset, "success": success}
+        if success:
+            self._pending_acks.append((node, message))  # sent after the journal fsync
+        else:
+            self._SyncObj__transport.send(node, message)
+
+    def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:
+        stock = self.settings.unsafe_stock_replication
+        kind = message.get("type")
+        if (kind == "append_entries" and "prevLogIdx" in message
+                and "transmission" not in message and not stock
+                and message["term"] >= self.raftCurrentTerm):
+            self._append_entries(node, message)
+            return
+        if (kind == "next_node_idx" and not stock
+                and self._SyncObj__raftState == _LEADER):
+            self._next_index_ack(node, message)
+            return
+        SyncObj._SyncObj__onMessageReceived(self, node, message)
+
+    def _append_entries(self, node: Any, message: dict[str, Any]) -> None:
+        """AppendEntries as Raft Fig. 2 says: truncate only at the first term conflict."""
+        now = time.monotonic()
+        if message["term"] > self.raftCurrentTerm:
+            self._SyncObj__transferInProgress = False
+        if not self._SyncObj__transferInProgress:
+            self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
+        if self._SyncObj__raftLeader != node:
+            self._SyncObj__onLeaderChanged()
+        self._SyncObj__raftLeader = node
+        if message["term"] > self.raftCurrentTerm:
+            self._SyncObj__setCurrentTerm(message["term"], None)
+        self._SyncObj__setState(_FOLLOWER)
+        leader_commit = message["commit_index"]
+        self._SyncObj__leaderCommitIndex = leader_commit
+        new_entries = message.get("entries", [])
+        prev_idx, prev_term = message["prevLogIdx"], message["prevLogTerm"]
+
+        held = self._SyncObj__getEntries(prev_idx)
+        if not held:
+            self._SyncObj__sendNextNodeIdx(node, success=False, reset=True)
+            return
+        if held[0][2] != prev_term:
+            self._SyncObj__sendNextNodeIdx(node, nextNodeIdx=prev_idx, success=False, reset=True)
+            return
+        after = held[1:]
+        same = 0
+        while (same < len(new_entries) and same < len(after)
+               and after[same][1] == new_entries[same][1] and after[same][2] == new_entries[same][2]):
+            same += 1
+        dynamic = self.conf.dynamicMembershipChange
+        if same < len(new_entries):
+            if same < len(after):
+                first_conflict = after[same][1]
+                if dynamic:
+                    for entry in reversed(after[same:]):
+                        change = self._SyncObj__parseChangeClusterRequest(entry[0])
+                        if change is not None:
+                            self._SyncObj__doChangeCluster(change, reverse=True)
+                if first_conflict <= self.raftLastApplied:
+                    log.critical("group %s: leader overwrites applied entry %d", self.group,
+                                 first_conflict)
+                self._SyncObj__deleteEntriesFrom(first_conflict)
+            for entry in new_entries[same:]:
+                self._SyncObj__raftLog.add(*entry)
+                if dynamic:
+                    change = self._SyncObj__parseChangeClusterRequest(entry[0])
+                    if change is not None:
+                        self._SyncObj__doChangeCluster(change)
+        last_new = prev_idx + len(new_entries)
+        self._SyncObj__sendNextNodeIdx(node, nextNodeIdx=last_new + 1, success=True)
+        commit = self.raftCommitIndex
+        if leader_commit > commit:
+            commit = min(leader_commit, last_new)
+        commit = min(commit, self._SyncObj__getCurrentLogIndex())
+        if commit != self.raftCommitIndex:
+            self._SyncObj__raftCommitIndex = commit
+            self._SyncObj__raftLog.setRaftCommitIndex(commit)
+
+    def _next_index_ack(self, node: Any, message: dict[str, Any]) -> None:
+        """Leader side: success acks only move next/match forward; failures back-track."""
+        next_idx = message["next_node_idx"]
+        match = self._SyncObj__raftMatchIndex
+        nxt = self._SyncObj__raftNextIndex
+        if node not in match:
+            return
+        if message["success"]:
+            if match[node] < next_idx - 1:
+                match[node] = next_idx - 1
+            if nxt.get(node, 0) < next_idx:
+                nxt[node] = next_idx
+        elif message["reset"]:
+            nxt[node] = max(next_idx, match[node] + 1)
+        self._SyncObj__lastResponseTime[node] = time.monotonic()
+
+
+class RaftHost:
+    """All Raft members of one node: one listener port, one poller, one raft thread."""
+
+    def __init__(self, host: str, port: int, barrier_payload: bytes,
+                 idle_wait: float = 0.05) -> None:
+        self.poller = createPoller("poll")
+        self.listener = NodeListener(self.poller, host, port)
+        self.members: dict[str, GroupMember] = {}
+        self._barrier = barrier_payload
+        self._idle_wait = idle_wait
+        self._stop = threading.Event()
+        self._wake = PipeNotifier(self.poller)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # guards member creation vs. the loop
+
+    def add_member(self, member_factory: Callable[[NodeListener, Any], GroupMember]) -> GroupMember:
+        with self._lock:
+            member = member_factory(self.listener, self.poller)
+            self.members[member.group] = member
+            return member
+
+    def wake(self) -> None:
+        self._wake.notify()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="raft", daemon=True)
+        self._thread.start()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                members = list(self.members.values())
+                for member in members:
+                    try:
+                        member.doTick(0.0)
+                    except TransportNotReadyError:
+                        pass
+                for member in members:
+                    member.flush_journal()
+                for member in members:
+                    member.finish_batch()
+                for member in members:
+                    member.start_read_barriers(self._barrier)
+            self.poller.poll(self._idle_wait)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for member in self.members.values():
+            try:
+                member.flush_journal()
+                member.finish_batch()
+                member._doDestroy()
+            except Exception:  # best effort at shutdown
+                log.exception("error while closing group %s", member.group)
+        self.listener.close()
+
+
+__all__ = [
+    "Completion",
+    "GroupMember",
+    "MuxTransport",
+    "NodeListener",
+    "RaftHost",
+    "RaftSettings",
+    "StateMachine",
+    "TransportNotReadyError",
+    "TCPNode",
+]

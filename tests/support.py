@@ -1,0 +1,82 @@
+"""Test support: free loopback ports and generated topologies (importable without pytest)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel just handed out on 127.0.0.1 (closed again before returning)."""
+    socks, ports = [], []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def write_topology(directory: Path, node_ids: list[str], groups: dict[str, list[str]],
+                   cluster: str = "test", raft: dict[str, float] | None = None) -> Path:
+    ports = free_ports(2 * len(node_ids))
+    lines = ["[cluster]", f'name = "{cluster}"', ""]
+    if raft:
+        lines.append("[raft]")
+        lines += [f"{k} = {v}" for k, v in raft.items()]
+        lines.append("")
+    for i, node in enumerate(node_ids):
+        lines += ["[[nodes]]", f'id = "{node}"', 'host = "127.0.0.1"',
+                  f"raft_port = {ports[2 * i]}", f"api_port = {ports[2 * i + 1]}", ""]
+    for gid, owners in groups.items():
+        owner_list = ", ".join(f'"{o}"' for o in owners)
+        lines += ["[[groups]]", f'id = "{gid}"', f"owners = [{owner_list}]", ""]
+    path = directory / "topology.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def post(endpoint: str, op: str, body: Any, timeout: float = 10.0) -> tuple[int, dict[str, Any]]:
+    """Raw HTTP call to the client API (for tests of the wire contract itself)."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(f"http://{endpoint}/v1/{op}", data=data, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 0.1, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # retried until the deadline
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last_exc!r}")
+
+
+def leader_of(endpoints: list[str], group: str) -> str | None:
+    """Node id that a majority-connected member reports as the group's leader."""
+    for ep in endpoints:
+        try:
+            with urllib.request.urlopen(f"http://{ep}/v1/status", timeout=2) as resp:
+                st = json.loads(resp.read())
+        except OSError:
+            continue
+        g = st.get("groups", {}).get(group)
+        if g and g.get("role") == "leader" and g.get("quorum"):
+            return str(st["node"])
+    return None
