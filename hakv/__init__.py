@@ -8,7 +8,8 @@ Layering (lower modules never import higher ones):
   client, cli, local               the users' side: library, operator CLI, local launcher
 """
 
+from hakv.client import Client
 from hakv.errors import HakvError
 
-__all__ = ["HakvError"]
+__all__ = ["Client", "HakvError"]
 __version__ = "0.1.0"

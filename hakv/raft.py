@@ -36,11 +36,12 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pysyncobj import SyncObj, SyncObjConf, replicated  # type: ignore[attr-defined]
 from pysyncobj.config import FAIL_REASON
@@ -161,6 +162,11 @@ class NodeListener:
         self._transports.pop(group, None)
 
     def _on_connection(self, conn: Any) -> None:
+        # pysyncobj sets TCP_NODELAY only on connections it dials; without it here, Nagle
+        # holds back acks on accepted connections and every write waits for delayed ACKs.
+        sock = getattr(conn, "_TcpConnection__socket", None)
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.setOnMessageReceivedCallback(functools.partial(self._on_hello, conn))
         conn.setOnDisconnectedCallback(lambda: None)
 
@@ -195,7 +201,7 @@ class MuxTransport(TCPTransport):  # type: ignore[misc]
         self._listener.register(self._group, self)
 
     def _maybeBind(self) -> None:
-        if not self._ready:
+        if not self._ready:  # type: ignore[has-type]
             self._ready = True
             self._bindOverEvent.set()
 
@@ -208,7 +214,7 @@ class MuxTransport(TCPTransport):  # type: ignore[misc]
         super().destroy()
 
 
-class StateMachine:
+class StateMachine(Protocol):
     """What a member applies into. ``apply`` must not raise for bad commands."""
 
     def apply(self, index: int, payload: bytes) -> Any: ...
@@ -330,8 +336,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
 
     def finish_batch(self) -> None:
         """Commit the store batch, then resolve the completions it holds."""
-        if self._completions or True:
-            self.machine.commit()
+        self.machine.commit()
         if self._completions:
             done, self._completions = self._completions, []
             for completion, result, err in done:
@@ -408,7 +413,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             self._SyncObj__transferInProgress = False
         if not self._SyncObj__transferInProgress:
             self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
-        if self._SyncObj__raftLeader != node:
+        if self._SyncObj__raftLeader != node:  # type: ignore[has-type]
             self._SyncObj__onLeaderChanged()
         self._SyncObj__raftLeader = node
         if message["term"] > self.raftCurrentTerm:

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pysyncobj.poller import createPoller
 
 from hakv.raft import GroupMember, NodeListener, RaftSettings, TCPNode
-from pysyncobj.poller import createPoller
 
 LEADER = "127.0.0.1:9"  # never contacted: messages are fed in directly
 NO_OP = b"\x01"
@@ -113,7 +113,11 @@ def test_a_term_conflict_still_truncates_from_the_first_conflicting_entry(
 def test_success_acks_wait_for_the_journal_fsync(tmp_path: Path) -> None:
     for member in _member(tmp_path, stock=False):
         sent: list[Any] = []
-        member._SyncObj__transport.send = lambda node, msg: sent.append(msg)
+
+        def capture(node: Any, msg: Any, sent: list[Any] = sent) -> None:
+            sent.append(msg)
+
+        member._SyncObj__transport.send = capture
         _append(member, prev=1, entries=_entries(2, 4))
         assert sent == [] and len(member._pending_acks) == 1
         member.flush_journal()

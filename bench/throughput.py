@@ -1,0 +1,119 @@
+"""Durable writes and linearizable reads through the public client against a local 3-node group.
+
+    python -m bench.throughput [--seconds 5] [--clients 1,16,64] [--dir /tmp/hakv-bench]
+
+Starts three real node processes (hakv.local), then for each client count runs that many
+client threads, each with its own ``hakv.Client``, doing sequential puts (100-byte values)
+and then linearizable gets for ``--seconds``. Prints ops/s, p50 and p99 latency. Client
+threads share this process's GIL, so high client counts are partly limited by the load
+generator itself; ``--procs`` spreads clients over several processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from hakv.client import Client
+from hakv.local import LocalCluster
+from tests.support import leader_of, wait_for, write_topology
+
+GROUP = "bench"
+VALUE = "x" * 100
+
+
+def _worker(endpoints: list[str], op: str, seconds: float, threads: int,
+            out: mp.Queue) -> None:  # type: ignore[type-arg]
+    latencies: list[float] = []
+    lock = threading.Lock()
+    start_at = time.monotonic() + 0.2
+
+    def run(tid: int) -> None:
+        mine: list[float] = []
+        with Client(endpoints, timeout=10.0) as client:
+            client.put(GROUP, f"k{tid}", VALUE)
+            while time.monotonic() < start_at:
+                time.sleep(0.001)
+            end = start_at + seconds
+            i = 0
+            while True:
+                t0 = time.perf_counter()
+                if t0 > end + 0 and time.monotonic() > end:
+                    break
+                if op == "put":
+                    client.put(GROUP, f"k{tid}", VALUE)
+                else:
+                    client.get(GROUP, f"k{tid}")
+                mine.append(time.perf_counter() - t0)
+                i += 1
+        with lock:
+            latencies.extend(mine)
+
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    out.put(latencies)
+
+
+def measure(endpoints: list[str], op: str, clients: int, seconds: float, procs: int) -> dict[str, float]:
+    procs = max(1, min(procs, clients))
+    per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
+    q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    ps = [mp.Process(target=_worker, args=(endpoints, op, seconds, n, q)) for n in per]
+    for p in ps:
+        p.start()
+    lat: list[float] = []
+    for _ in ps:
+        lat.extend(q.get())
+    for p in ps:
+        p.join()
+    lat.sort()
+    return {
+        "ops_per_s": len(lat) / seconds,
+        "p50_ms": 1000 * statistics.median(lat),
+        "p99_ms": 1000 * lat[int(0.99 * (len(lat) - 1))],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--clients", default="1,16,64")
+    ap.add_argument("--procs", type=int, default=1, help="load-generator processes")
+    ap.add_argument("--dir", default=None)
+    args = ap.parse_args()
+    base = Path(args.dir or tempfile.mkdtemp(prefix="hakv-bench-"))
+    if base.exists() and args.dir:
+        shutil.rmtree(base / "run", ignore_errors=True)
+    base.mkdir(parents=True, exist_ok=True)
+    topo = write_topology(base, ["b1", "b2", "b3"], {GROUP: ["b1", "b2", "b3"]}, cluster="bench")
+    cluster = LocalCluster(base / "run")
+    cluster.up(str(topo), wait=30)
+    try:
+        endpoints = cluster.endpoints()
+        wait_for(lambda: leader_of(endpoints, GROUP), 20, what="a leader")
+        leader = leader_of(endpoints, GROUP)
+        ordered = [e for e, n in zip(endpoints, cluster.node_ids(), strict=True) if n == leader]
+        ordered += [e for e in endpoints if e not in ordered]
+        print(f"3-node group on 127.0.0.1, {args.seconds:.0f}s per cell, 100-byte values, "
+              f"{args.procs} load process(es)")
+        print(f"{'operation':<26}{'clients':>8}{'ops/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+        for op, label in (("put", "durable write (put)"), ("get", "linearizable read (get)")):
+            for n in [int(c) for c in args.clients.split(",")]:
+                r = measure(ordered, op, n, args.seconds, args.procs)
+                print(f"{label:<26}{n:>8}{r['ops_per_s']:>10.0f}{r['p50_ms']:>9.2f}"
+                      f"{r['p99_ms']:>9.2f}", flush=True)
+    finally:
+        cluster.down()
+
+
+if __name__ == "__main__":
+    main()
