@@ -452,8 +452,13 @@ class LocalCluster:
         self.pid_path(node_id).unlink(missing_ok=True)
 
     def pause(self, node_id: str) -> None:
-        """SIGSTOP: the node freezes (sockets stay open, nothing answers)."""
+        """SIGSTOP: the node freezes (sockets stay open, nothing answers).
+
+        Returns once the kernel reports the process stopped, so callers can rely on it."""
         self._signal(node_id, signal.SIGSTOP)
+        deadline = time.monotonic() + 2.0
+        while not self.is_paused(node_id) and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def resume(self, node_id: str) -> None:
         """SIGCONT a paused node."""

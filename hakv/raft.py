@@ -239,7 +239,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         self._read_lock = threading.Lock()
         self._read_batch: list[Completion] = []
         self._flushed_mark: tuple[int, int] = (-1, -1)
-        self._storage_failed = False
+        self._activity = 0
         conf = settings.to_conf(
             journal=os.path.join(directory, "raft.journal"),
             snapshot=os.path.join(directory, "snapshot"),
@@ -319,8 +319,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         log_ = self._journal
         mark = (log_[-1][1], len(log_))
         if mark != self._flushed_mark or self._pending_acks:
-            log_.flush()
-            self._fsync_journal_file()
+            self._sync_journal_file()
             self._flushed_mark = mark
         if self._pending_acks:
             acks, self._pending_acks = self._pending_acks, []
@@ -328,11 +327,27 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             for node, message in acks:
                 transport.send(node, message)
 
-    def _fsync_journal_file(self) -> None:
+    def _sync_journal_file(self) -> None:
+        # The journal is written through a shared mmap. On Linux the page cache is unified,
+        # so fdatasync of the file writes back the mmap's dirty pages too (msync(MS_SYNC)
+        # does the same work; doing both would flush twice).
         f = getattr(getattr(self._journal, "_FileJournal__journalFile", None),
                     "_ResizableFile__f", None)
         if f is not None:
-            os.fsync(f.fileno())
+            os.fdatasync(f.fileno())
+        else:
+            self._journal.flush()
+
+    def busy(self) -> bool:
+        """Whether the raft thread must tick again at once instead of sleeping in poll.
+
+        Messages and proposals can be consumed by the non-blocking poll inside a tick after
+        that tick's commit and proposal steps ran; sleeping then would delay them a whole
+        idle period.
+        """
+        active, self._activity = self._activity, 0
+        return bool(active or self._read_batch or self._completions
+                    or self._SyncObj__commandsQueue._FastQueue__queue)
 
     def finish_batch(self) -> None:
         """Commit the store batch, then resolve the completions it holds."""
@@ -393,6 +408,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             self._SyncObj__transport.send(node, message)
 
     def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:
+        self._activity += 1
         stock = self.settings.unsafe_stock_replication
         kind = message.get("type")
         if (kind == "append_entries" and "prevLogIdx" in message
@@ -525,7 +541,8 @@ class RaftHost:
                     member.finish_batch()
                 for member in members:
                     member.start_read_barriers(self._barrier)
-            self.poller.poll(self._idle_wait)
+                busy = any([member.busy() for member in members])
+            self.poller.poll(0.0 if busy else self._idle_wait)
 
     def stop(self) -> None:
         self._stop.set()

@@ -196,7 +196,7 @@ def _err(exc: HakvError) -> dict[str, Any]:
 # --- opening -----------------------------------------------------------------------------
 
 
-def _open_env(path: Path, *, map_size: int, readonly: bool) -> lmdb.Environment:
+def _open_env(path: Path, *, map_size: int, readonly: bool, sync: bool = True) -> lmdb.Environment:
     subdir = not path.is_file()
     try:
         return lmdb.open(
@@ -205,7 +205,7 @@ def _open_env(path: Path, *, map_size: int, readonly: bool) -> lmdb.Environment:
             subdir=subdir,
             readonly=readonly,
             lock=not readonly,
-            sync=True,
+            sync=sync,
             metasync=False,
             readahead=False,
             max_dbs=len(_DB_NAMES) + 3,
@@ -283,10 +283,10 @@ def _open_dbs(env: lmdb.Environment, path: Path, group_id: str | None) -> dict[b
 
 
 def _open_checked(
-    path: Path, group_id: str | None, map_size: int
+    path: Path, group_id: str | None, map_size: int, sync: bool = True
 ) -> tuple[lmdb.Environment, dict[bytes, Any]]:
     readonly = group_id is None
-    env = _open_env(path, map_size=map_size, readonly=readonly)
+    env = _open_env(path, map_size=map_size, readonly=readonly, sync=sync)
     try:
         if not readonly and env.max_key_size() < _LMDB_MIN_KEY_SIZE:
             raise DataDirError(f"this lmdb build allows keys of {env.max_key_size()} bytes only")
@@ -352,8 +352,14 @@ class GroupStore:
         *,
         max_clients: int = DEFAULT_MAX_CLIENTS,
         session_window: int = DEFAULT_SESSION_WINDOW,
+        durable_commits: bool = True,
     ) -> None:
+        """``durable_commits=False`` skips the fsync of each batch commit: for a caller
+        that keeps its own fsynced log of everything since the last ``sync()`` and can
+        rebuild the store after an OS crash (hakv.group does; a process crash loses
+        nothing either way, the page cache survives it)."""
         self.path = Path(path)
+        self.durable_commits = durable_commits
         self.group_id = group_id
         self.map_size = map_size
         self.max_clients = max_clients
@@ -369,7 +375,7 @@ class GroupStore:
             raise DataDirError(f"cannot create group store directory {self.path}: {exc}") from exc
         if not self.path.is_dir():
             raise DataDirError(f"{self.path} is not a directory: wrong --data-dir?")
-        self._env, dbs = _open_checked(self.path, group_id, map_size)
+        self._env, dbs = _open_checked(self.path, group_id, map_size, durable_commits)
         self._set_dbs(dbs)
 
     def _set_dbs(self, dbs: dict[bytes, Any]) -> None:
@@ -417,6 +423,14 @@ class GroupStore:
                 txn.commit()
             except lmdb.Error as exc:
                 raise StorageFailure(f"commit to {self.path} failed: {exc}") from exc
+
+    def sync(self) -> None:
+        """Force everything committed so far to disk."""
+        with self._lock:
+            try:
+                self._env.sync(True)
+            except lmdb.Error as exc:
+                raise StorageFailure(f"sync of {self.path} failed: {exc}") from exc
 
     def abort(self) -> None:
         """Discard the open batch; no-op without one."""
@@ -781,7 +795,8 @@ class GroupStore:
                 raise StorageFailure(f"restoring {self.path} from {source} failed: {exc}") from exc
             finally:
                 if self._env is None and self.path.is_dir():
-                    self._env, dbs = _open_checked(self.path, self.group_id, self.map_size)
+                    self._env, dbs = _open_checked(
+                        self.path, self.group_id, self.map_size, self.durable_commits)
                     self._set_dbs(dbs)
 
 
