@@ -276,6 +276,35 @@ class GroupMember(SyncObj):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ submission (any thread)
 
+    def _applyCommand(self, command: bytes, callback: Any, commandType: Any = None) -> None:
+        # Same as pysyncobj's, but always wakes the raft thread: the batching switch below
+        # must not decide, from another thread, whether a proposal is noticed.
+        queue = self._SyncObj__commandsQueue
+        try:
+            queue.put_nowait((command, callback) if commandType is None
+                             else (bytes([commandType]) + command, callback))
+        except Exception:  # queue.Full
+            self._SyncObj__callErrCallback(FAIL_REASON.QUEUE_FULL, callback)
+            return
+        self._SyncObj__pipeNotifier.notify()
+
+    def _checkCommandsToApply(self) -> None:
+        """Append every queued proposal, then send one AppendEntries per follower.
+
+        Stock pysyncobj (non-batched mode) sends a message per proposal to each follower;
+        under concurrent load that message count, not the disk, limited throughput.
+        """
+        conf = self.conf
+        before = self._SyncObj__getCurrentLogIndex()
+        conf.appendEntriesUseBatch = True  # read only by this thread (see _applyCommand)
+        try:
+            SyncObj._checkCommandsToApply(self)
+        finally:
+            conf.appendEntriesUseBatch = False
+        if (self._SyncObj__raftState == _LEADER
+                and self._SyncObj__getCurrentLogIndex() != before):
+            self._SyncObj__sendAppendEntries()
+
     def submit(self, payload: bytes) -> Completion:
         """Propose a command; the returned completion resolves after commit+apply+store commit."""
         if len(payload) > MAX_COMMAND_BYTES:
