@@ -115,6 +115,10 @@ class Node:
         self.node_id = node_id
         self.data_dir = data_dir
         self.request_timeout = request_timeout
+        # Chaos-harness self-test only: serve every read from the local copy, no barrier.
+        self.unsafe_local_reads = os.environ.get("HAKV_UNSAFE_LOCAL_READS") == "1"
+        if self.unsafe_local_reads:
+            log.warning("HAKV_UNSAFE_LOCAL_READS=1: reads are NOT linearizable")
         prepare_data_dir(data_dir, topology, node_id)
         self._address_to_node = {n.raft_address: n.id for n in topology.nodes}
         self.settings = settings_from(topology)
@@ -175,7 +179,7 @@ class Node:
         store = self.machines[group].store
         if op in ("get", "range"):
             request = codec.read_request(op, body)
-            if not request.get("serializable"):
+            if not request.get("serializable") and not self.unsafe_local_reads:
                 self._barrier(member)
             if op == "get":
                 kv, revision = store.get_at(request["key"])
