@@ -214,6 +214,10 @@ class LocalCluster:
         ]
 
     def _is_ours(self, pid: int, node_id: str) -> bool:
+        proc = _CHILDREN.get(pid)
+        if proc is not None and proc.poll() is None:
+            # Started by this process: ours even before exec has replaced its cmdline.
+            return True
         args = _proc_cmdline(pid)
         return (
             any("hakv" in a for a in args)

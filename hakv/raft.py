@@ -240,6 +240,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         self._read_batch: list[Completion] = []
         self._flushed_mark: tuple[int, int] = (-1, -1)
         self._activity = 0
+        self._last_leader_contact = time.monotonic()
         conf = settings.to_conf(
             journal=os.path.join(directory, "raft.journal"),
             snapshot=os.path.join(directory, "snapshot"),
@@ -367,6 +368,20 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         else:
             self._journal.flush()
 
+    def forget_silent_leader(self) -> None:
+        """A follower that has not heard its leader for ``leader_fallback_timeout`` forgets
+        it, so proposals fail fast with "no quorum" instead of waiting on a dead leader.
+
+        pysyncobj only clears the leader when an election starts, and starts none while no
+        peer is connected: a sole survivor would forward to its dead leader for ever.
+        Proposals already forwarded are reported as outcome unknown (they may have committed).
+        """
+        if (self._SyncObj__raftState != _LEADER and self._SyncObj__raftLeader is not None  # type: ignore[has-type]
+                and time.monotonic() - self._last_leader_contact
+                > self.settings.leader_fallback_timeout):
+            self._SyncObj__onLeaderChanged()
+            self._SyncObj__raftLeader = None
+
     def busy(self) -> bool:
         """Whether the raft thread must tick again at once instead of sleeping in poll.
 
@@ -440,6 +455,8 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         self._activity += 1
         stock = self.settings.unsafe_stock_replication
         kind = message.get("type")
+        if kind == "append_entries" and message.get("term", -1) >= self.raftCurrentTerm:
+            self._last_leader_contact = time.monotonic()
         if (kind == "append_entries" and "prevLogIdx" in message
                 and "transmission" not in message and not stock
                 and message["term"] >= self.raftCurrentTerm):
@@ -565,6 +582,7 @@ class RaftHost:
                     except TransportNotReadyError:
                         pass
                 for member in members:
+                    member.forget_silent_leader()
                     member.flush_journal()
                 for member in members:
                     member.finish_batch()
