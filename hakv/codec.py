@@ -282,6 +282,36 @@ def validate_command(cmd: Any) -> dict[str, Any]:
     return write_command(op, cmd, client, seq)
 
 
+NODE_STATUS_OP = "node_status"
+MAX_NODE_STATUS_BYTES = 4096
+
+
+def node_status_command(node: str, status: dict[str, Any], time: float) -> dict[str, Any]:
+    """A node's own status record, proposed by that node into each group it owns.
+
+    The proposer supplies the time, so every replica stores the same record. Last write
+    per node wins; no client/seq is needed (re-proposing the same record is harmless).
+    """
+    return validate_node_status({"op": NODE_STATUS_OP, "node": node, "status": status,
+                                 "time": time})
+
+
+def validate_node_status(cmd: Any) -> dict[str, Any]:
+    cmd = _dict(cmd, "command")
+    node, status, when = cmd.get("node"), cmd.get("status"), cmd.get("time")
+    if not isinstance(node, str) or not node or len(node) > 64:
+        raise BadRequestError("node_status.node: expected a node id string (1..64 chars)")
+    if not isinstance(status, dict):
+        raise BadRequestError("node_status.status: expected an object")
+    if isinstance(when, bool) or not isinstance(when, int | float):
+        raise BadRequestError("node_status.time: expected a number (seconds since the epoch)")
+    size = len(json.dumps(status, separators=(",", ":")))
+    if size > MAX_NODE_STATUS_BYTES:
+        raise RequestTooLargeError(
+            f"node_status.status: {size} bytes exceeds {MAX_NODE_STATUS_BYTES}")
+    return {"op": NODE_STATUS_OP, "node": node, "status": status, "time": float(when)}
+
+
 def encode(cmd: dict[str, Any]) -> bytes:
     """Compact, deterministic UTF-8 JSON; RequestTooLargeError above MAX_COMMAND_BYTES."""
     try:

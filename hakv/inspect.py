@@ -128,7 +128,7 @@ def inspect_data_dir(path: str | os.PathLike[str]) -> dict[str, Any]:
         "groups": group_ids,
         "group_stores": stores,
         "raft": raft,
-        # Filled by the cluster-model issue: ids of the nodes whose status records this
-        # node stores (its sphere of influence).
-        "node_status": [],
+        # Ids of the nodes whose status records this node stores: its sphere of influence.
+        "node_status": sorted({n for st in stores.values()
+                               for n in st.get("node_status", {})}),
     }

@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -115,6 +116,8 @@ class Node:
         self.node_id = node_id
         self.data_dir = data_dir
         self.request_timeout = request_timeout
+        self.started_at = time.time()
+        self._stopping = threading.Event()
         # Chaos-harness self-test only: serve every read from the local copy, no barrier.
         self.unsafe_local_reads = os.environ.get("HAKV_UNSAFE_LOCAL_READS") == "1"
         if self.unsafe_local_reads:
@@ -154,6 +157,9 @@ class Node:
     def start(self) -> None:
         self.host.start()
         self._api_thread = serve_forever_in_thread(self.api)
+        self._publisher = threading.Thread(target=self._publish_status, name="status",
+                                           daemon=True)
+        self._publisher.start()
         log.info(
             "node %s up: raft %s, api %s, groups %s",
             self.node_id,
@@ -162,7 +168,28 @@ class Node:
             sorted(self.members),
         )
 
+    def own_status(self) -> dict[str, Any]:
+        return {"state": "up", "since": self.started_at, "capacity": self.spec.capacity,
+                "load": 0, "groups": sorted(self.members)}
+
+    def _publish_status(self) -> None:
+        """Put this node's status into every group it owns: so exactly its sphere of
+        influence (the owners of those groups) stores it (DESIGN.md point 2, I1)."""
+        pending = set(self.members)
+        while pending and not self._stopping.is_set():
+            status = self.own_status()
+            for gid in sorted(pending):
+                payload = codec.encode(codec.node_status_command(self.node_id, status,
+                                                                 self.started_at))
+                try:
+                    self.members[gid].submit(payload).wait(self.request_timeout)
+                except errors.HakvError:
+                    continue  # no quorum yet: try again
+                pending.discard(gid)
+            self._stopping.wait(0.5)
+
     def stop(self) -> None:
+        self._stopping.set()
         self.api.shutdown()
         self.api.server_close()
         self.host.stop()
@@ -234,7 +261,12 @@ class Node:
                 "revision": store.revision(),
                 **st,
             }
-        return {"node": self.node_id, "cluster": self.topology.cluster, "groups": groups}
+        statuses: dict[str, Any] = {}
+        for machine in self.machines.values():
+            statuses.update(machine.store.node_statuses())
+        return {"node": self.node_id, "cluster": self.topology.cluster, "groups": groups,
+                "sphere_of_influence": sorted(self.topology.sphere_of_influence(self.node_id)),
+                "node_status": statuses}
 
 
 def run_node(topology_path: str, node_id: str, data_dir: str) -> int:

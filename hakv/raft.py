@@ -540,6 +540,12 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             if nxt.get(node, 0) < next_idx:
                 nxt[node] = next_idx
         elif message["reset"]:
+            if next_idx <= match[node]:
+                # The follower no longer holds entries it acknowledged (its data dir was
+                # lost or replaced): replicate them again rather than never.
+                log.warning("group %s: follower %s lost acknowledged entries after %d; "
+                            "re-replicating", self.group, node.id, next_idx - 1)
+                match[node] = next_idx - 1
             nxt[node] = max(next_idx, match[node] + 1)
         self._SyncObj__lastResponseTime[node] = time.monotonic()
 

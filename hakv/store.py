@@ -488,6 +488,8 @@ class GroupStore:
             return _err(BadRequestError(f"undecodable command: {exc.message}"))
         if raw.get("op") == "barrier":
             return {"revision": _meta_int(txn, self._meta, b"revision")}
+        if raw.get("op") == codec.NODE_STATUS_OP:
+            return self._node_status(txn, index, raw)
         try:
             client, seq = codec.client_and_seq(raw)
         except HakvError as exc:
@@ -536,6 +538,17 @@ class GroupStore:
             max_seq = seq
         self._touch(txn, cid, client, max_seq, index)
         return result
+
+    def _node_status(self, txn: lmdb.Transaction, index: int, raw: dict[str, Any]) -> dict[str, Any]:
+        """Store a node's status record (kept apart from the key space, in meta)."""
+        try:
+            cmd = codec.validate_node_status(raw)
+        except HakvError as exc:
+            return _err(BadRequestError(f"invalid command: {exc.message}"))
+        record = {"status": cmd["status"], "time": cmd["time"], "index": index}
+        txn.put(_NODE_STATUS_PREFIX + cmd["node"].encode("utf-8"),
+                json.dumps(record, separators=(",", ":")).encode("utf-8"), db=self._meta)
+        return {"node": cmd["node"], "index": index}
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -723,6 +736,12 @@ class GroupStore:
         result: tuple[list[KV], bool, int] = self._reading(read)
         return result
 
+    def node_statuses(self) -> dict[str, dict[str, Any]]:
+        """The status records of the nodes of this group (the group's owners' own records)."""
+        result: dict[str, dict[str, Any]] = self._reading(
+            lambda txn: _node_statuses(txn, self._meta))
+        return result
+
     def revision(self) -> int:
         return int(self._reading(lambda txn: _meta_int(txn, self._meta, b"revision")))
 
@@ -800,6 +819,22 @@ class GroupStore:
                     self._set_dbs(dbs)
 
 
+_NODE_STATUS_PREFIX = b"node_status/"
+
+
+def _node_statuses(txn: lmdb.Transaction, meta: Any) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    with txn.cursor(db=meta) as cur:
+        if not cur.set_range(_NODE_STATUS_PREFIX):
+            return out
+        for key, value in cur:
+            key = bytes(key)
+            if not key.startswith(_NODE_STATUS_PREFIX):
+                break
+            out[key[len(_NODE_STATUS_PREFIX):].decode("utf-8")] = json.loads(bytes(value))
+    return out
+
+
 def inspect_store(
     path: str | os.PathLike[str], *, max_kvs: int = INSPECT_MAX_KVS
 ) -> dict[str, Any]:
@@ -831,6 +866,7 @@ def inspect_store(
                 "keys": _meta_int(txn, meta, b"keys"),
                 "kvs": kvs,
                 "sessions": txn.stat(dbs[b"clients"])["entries"],
+                "node_status": _node_statuses(txn, meta),
             }
     except _CORRUPT as exc:
         raise _corrupt(p, exc) from exc

@@ -115,7 +115,12 @@ def test_a_retried_write_is_applied_once_even_at_another_node(cluster: LocalClus
     endpoints = cluster.endpoints()
     wait_for(lambda: leader_of(endpoints, GROUP), 20, what="a leader")
     body = {"group": GROUP, "key": "once", "value": "x", "client": "c-retry", "seq": 7}
-    results = [post(ep, "put", body) for ep in endpoints]
+    def answered(ep: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+        # A member may not know the leader yet (503 no_quorum): retried, as clients do.
+        return wait_for(lambda: (r := post(ep, "put", body))[0] != 503 and r, 10,
+                        what=f"an answer from {ep}")
+
+    results = [answered(ep) for ep in endpoints]
     assert all(status == 200 for status, _ in results), results
     assert len({r["revision"] for _, r in results}) == 1, "each retry must return the first result"
     with Client(endpoints) as client:
