@@ -800,15 +800,17 @@ def test_inspect_store_dumps_a_store(tmp_path: Path) -> None:
         log.put("b", "2", client="x")
         log.put("a", "1", client="y")
         log.raw(codec.encode(codec.BARRIER))
+        log.raw(codec.encode(codec.node_status_command("n1", {"state": "up"}, 12.5)))
         store.commit()
         store.snapshot_to(tmp_path / "snap")
     expected = {
         "group": GROUP,
-        "applied_index": 3,
+        "applied_index": 4,
         "revision": 2,
         "keys": 2,
         "kvs": [kv("a", "1", 2, 2, 1), kv("b", "2", 1, 1, 1)],
         "sessions": 2,
+        "node_status": {"n1": {"status": {"state": "up"}, "time": 12.5, "index": 4}},
     }
     assert inspect_store(tmp_path / "g") == expected
     assert inspect_store(tmp_path / "snap") == expected
@@ -844,3 +846,27 @@ def test_inspect_store_refuses_non_stores(tmp_path: Path, setup: str, fragment: 
         path.write_bytes(b"\x17" * 20000)
     with pytest.raises(DataDirError, match=fragment):
         inspect_store(path)
+
+
+def test_a_node_status_record_is_kept_apart_from_the_key_space(tmp_path: Path) -> None:
+    with GroupStore(tmp_path / "g", GROUP) as store:
+        cmd = codec.encode(codec.node_status_command("n2", {"state": "up", "load": 1}, 5.0))
+        assert store.apply(1, cmd) == {"node": "n2", "index": 1}
+        store.apply(2, codec.encode(codec.node_status_command("n2", {"state": "down"}, 6.0)))
+        store.commit()
+        assert store.node_statuses() == {
+            "n2": {"status": {"state": "down"}, "time": 6.0, "index": 2}}
+        assert (store.revision(), store.key_count()) == (0, 0)
+
+
+@pytest.mark.parametrize("bad", [
+    {"op": "node_status", "node": "", "status": {}, "time": 1.0},
+    {"op": "node_status", "node": "n1", "status": "up", "time": 1.0},
+    {"op": "node_status", "node": "n1", "status": {}, "time": "now"},
+], ids=["empty-node", "status-not-object", "time-not-number"])
+def test_a_malformed_node_status_is_an_error_result_not_a_crash(
+        tmp_path: Path, bad: dict) -> None:  # type: ignore[type-arg]
+    with GroupStore(tmp_path / "g", GROUP) as store:
+        result = store.apply(1, json.dumps(bad).encode())
+        assert result is not None and result["error"]["code"] == "bad_request"
+        assert store.applied_index() == 1 and store.node_statuses() == {}
