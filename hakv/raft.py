@@ -59,6 +59,7 @@ log = logging.getLogger("hakv.raft")
 _LEADER = 2
 _FOLLOWER = 0
 _WIRE_HELLO = "hakv1"
+_YIELD = 0.0
 
 
 @dataclass(frozen=True)
@@ -393,13 +394,15 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         return bool(active or self._read_batch or self._completions
                     or self._SyncObj__commandsQueue._FastQueue__queue)
 
-    def finish_batch(self) -> None:
-        """Commit the store batch, then resolve the completions it holds."""
+    def finish_batch(self) -> bool:
+        """Commit the store batch, then resolve the completions it holds (True if any)."""
         self.machine.commit()
-        if self._completions:
-            done, self._completions = self._completions, []
-            for completion, result, err in done:
-                completion.resolve(result, err)
+        if not self._completions:
+            return False
+        done, self._completions = self._completions, []
+        for completion, result, err in done:
+            completion.resolve(result, err)
+        return True
 
     # ------------------------------------------------------------------ status
 
@@ -590,11 +593,14 @@ class RaftHost:
                 for member in members:
                     member.forget_silent_leader()
                     member.flush_journal()
-                for member in members:
-                    member.finish_batch()
+                resolved = [member.finish_batch() for member in members]
                 for member in members:
                     member.start_read_barriers(self._barrier)
                 busy = any([member.busy() for member in members])
+            if any(resolved):
+                # Let the API threads just woken take the GIL now, rather than after the
+                # switch interval: otherwise every request waits for this busy thread.
+                time.sleep(_YIELD)
             self.poller.poll(0.0 if busy else self._idle_wait)
 
     def stop(self) -> None:
