@@ -239,8 +239,8 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         self._completions: list[tuple[Completion, Any, errors.HakvError | None]] = []
         self._read_lock = threading.Lock()
         self._read_batch: list[Completion] = []
-        self._flushed_mark: tuple[int, int] = (-1, -1)
         self._activity = 0
+        self._next_tick = 0.0
         self._last_leader_contact = time.monotonic()
         conf = settings.to_conf(
             journal=os.path.join(directory, "raft.journal"),
@@ -252,6 +252,17 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         transport = functools.partial(MuxTransport, listener=listener, group=group)
         super().__init__(self_address, peer_addresses, conf, transportClass=transport)
         self._journal = self._SyncObj__raftLog
+        self._journal_gen = 0
+        self._synced_gen = -1  # sync once at start: the journal may hold unsynced writes
+        for name in ("add", "clear", "deleteEntriesFrom", "deleteEntriesTo"):
+            setattr(self._journal, name, self._counting(getattr(self._journal, name)))
+
+    def _counting(self, write: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap a journal mutator so every change bumps the generation to be fsynced."""
+        def counted(*args: Any) -> Any:
+            self._journal_gen += 1
+            return write(*args)
+        return counted
 
     # pysyncobj assigns ``self._poller`` in its constructor; every member of the node
     # shares the raft thread's poller instead, so this property ignores the assignment.
@@ -347,11 +358,10 @@ class GroupMember(SyncObj):  # type: ignore[misc]
 
     def flush_journal(self) -> None:
         """fsync the journal if it changed, then release the acks that depended on it."""
-        log_ = self._journal
-        mark = (log_[-1][1], len(log_))
-        if mark != self._flushed_mark or self._pending_acks:
+        gen = self._journal_gen
+        if gen != self._synced_gen:
             self._sync_journal_file()
-            self._flushed_mark = mark
+            self._synced_gen = gen
         if self._pending_acks:
             acks, self._pending_acks = self._pending_acks, []
             transport = self._SyncObj__transport
@@ -383,15 +393,22 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             self._SyncObj__onLeaderChanged()
             self._SyncObj__raftLeader = None
 
-    def busy(self) -> bool:
-        """Whether the raft thread must tick again at once instead of sleeping in poll.
+    def needs_tick(self, now: float, period: float) -> bool:
+        """Whether to tick this member now: it has work, or its periodic tick is due.
 
-        Messages and proposals can be consumed by the non-blocking poll inside a tick after
-        that tick's commit and proposal steps ran; sleeping then would delay them a whole
-        idle period.
+        Messages and proposals can be consumed by the non-blocking poll inside another
+        tick after this member's own commit and proposal steps ran: such a member is
+        ticked again at once. An idle member is ticked every ``period`` (elections,
+        heartbeats, reconnects), so idle groups cost little.
         """
-        active, self._activity = self._activity, 0
-        return bool(active or self._read_batch or self._completions
+        if self.has_work() or now >= self._next_tick:
+            self._activity = 0
+            self._next_tick = now + period
+            return True
+        return False
+
+    def has_work(self) -> bool:
+        return bool(self._activity or self._read_batch or self._completions
                     or self._SyncObj__commandsQueue._FastQueue__queue)
 
     def finish_batch(self) -> bool:
@@ -585,23 +602,28 @@ class RaftHost:
         while not self._stop.is_set():
             with self._lock:
                 members = list(self.members.values())
+                now = time.monotonic()
                 for member in members:
-                    try:
-                        member.doTick(0.0)
-                    except TransportNotReadyError:
-                        pass
+                    if member.needs_tick(now, self._idle_wait):
+                        try:
+                            member.doTick(0.0)
+                        except TransportNotReadyError:
+                            pass
                 for member in members:
                     member.forget_silent_leader()
                     member.flush_journal()
                 resolved = [member.finish_batch() for member in members]
                 for member in members:
                     member.start_read_barriers(self._barrier)
-                busy = any([member.busy() for member in members])
+                busy = any([member.has_work() for member in members])
+                wait = 0.0
+                if not busy and members:
+                    wait = max(0.0, min(m._next_tick for m in members) - time.monotonic())
             if any(resolved):
                 # Let the API threads just woken take the GIL now, rather than after the
                 # switch interval: otherwise every request waits for this busy thread.
                 time.sleep(_YIELD)
-            self.poller.poll(0.0 if busy else self._idle_wait)
+            self.poller.poll(wait if members else self._idle_wait)
 
     def stop(self) -> None:
         self._stop.set()
