@@ -120,6 +120,14 @@ def inspect_data_dir(path: str | os.PathLike[str]) -> dict[str, Any]:
         except HakvError as exc:
             stores[gid] = {"group": gid, "error": exc.message}
 
+    cluster_state = Path(path) / "cluster" / "state"
+    cluster_store: dict[str, Any] | None = None
+    if cluster_state.is_dir():
+        try:
+            cluster_store = inspect_store(cluster_state)
+        except HakvError as exc:
+            cluster_store = {"group": "_cluster", "error": exc.message}
+
     fingerprint = meta.get("topology_fingerprint")
     return {
         "node": meta["node"],
@@ -131,4 +139,6 @@ def inspect_data_dir(path: str | os.PathLike[str]) -> dict[str, Any]:
         # Ids of the nodes whose status records this node stores: its sphere of influence.
         "node_status": sorted({n for st in stores.values()
                                for n in st.get("node_status", {})}),
+        # This node's copy of the cluster ensemble (voter or read-only follower).
+        "cluster_store": cluster_store,
     }

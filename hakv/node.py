@@ -17,6 +17,7 @@ Data directory layout::
     DIR/groups/<group>/state/          LMDB store of the group (hakv.store)
     DIR/groups/<group>/raft.journal    Raft log, term and vote (+ .meta)
     DIR/groups/<group>/snapshot        last snapshot (hakv.group)
+    DIR/cluster/                       the same, for this node's member of the cluster ensemble
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ import uuid
 from typing import Any
 
 from hakv import codec, errors
+from hakv.cluster import seed_transactions
 from hakv.group import StoreMachine
 from hakv.raft import GroupMember, NodeListener, RaftHost, RaftSettings
 from hakv.server import ApiServer, serve_forever_in_thread
-from hakv.topology import Topology, load_topology
+from hakv.topology import CLUSTER_GROUP, Topology, load_topology
 
 log = logging.getLogger("hakv.node")
 
@@ -127,32 +129,33 @@ class Node:
         self.settings = settings_from(topology)
         self.host = RaftHost(self.spec.host, self.spec.raft_port, _BARRIER)
         self.machines: dict[str, StoreMachine] = {}
-        self.members: dict[str, GroupMember] = {}
+        self.members: dict[str, GroupMember] = {}  # the resource groups this node owns
         for group in topology.groups_of(node_id):
-            self._add_group(group.id, group.owners)
+            directory = os.path.join(data_dir, "groups", group.id)
+            peers = [topology.node(o).raft_address for o in group.owners if o != node_id]
+            self.members[group.id] = self._add_member(group.id, directory,
+                                                      self.spec.raft_address, peers)
+        # The cluster ensemble: a voter here if listed in cluster_voters, else read-only.
+        voters = topology.cluster_voters
+        self.cluster_voter = node_id in voters
+        self.cluster_member = self._add_member(
+            CLUSTER_GROUP, os.path.join(data_dir, "cluster"),
+            self.spec.raft_address if self.cluster_voter else None,
+            [topology.node(v).raft_address for v in voters if v != node_id])
         self.api = ApiServer((self.spec.host, self.spec.api_port), self)
         self._api_thread: threading.Thread | None = None
 
-    def _add_group(self, group: str, owners: tuple[str, ...]) -> None:
-        directory = os.path.join(self.data_dir, "groups", group)
+    def _add_member(self, group: str, directory: str, self_address: str | None,
+                    peers: list[str]) -> GroupMember:
         os.makedirs(directory, exist_ok=True)
         machine = StoreMachine(group, directory)
-        peers = [self.topology.node(o).raft_address for o in owners if o != self.node_id]
 
         def factory(listener: NodeListener, poller: Any) -> GroupMember:
-            return GroupMember(
-                group,
-                self.spec.raft_address,
-                peers,
-                machine,
-                directory,
-                listener,
-                poller,
-                self.settings,
-            )
+            return GroupMember(group, self_address, peers, machine, directory, listener,
+                               poller, self.settings)
 
         self.machines[group] = machine
-        self.members[group] = self.host.add_member(factory)
+        return self.host.add_member(factory)
 
     def start(self) -> None:
         self.host.start()
@@ -160,6 +163,9 @@ class Node:
         self._publisher = threading.Thread(target=self._publish_status, name="status",
                                            daemon=True)
         self._publisher.start()
+        if self.cluster_voter:
+            threading.Thread(target=self._seed_cluster_records, name="seed",
+                             daemon=True).start()
         log.info(
             "node %s up: raft %s, api %s, groups %s",
             self.node_id,
@@ -172,17 +178,30 @@ class Node:
         return {"state": "up", "since": self.started_at, "capacity": self.spec.capacity,
                 "load": 0, "groups": sorted(self.members)}
 
+    def _seed_cluster_records(self) -> None:
+        """Write the topology's cluster-level records into the cluster ensemble, once."""
+        for n, body in enumerate(seed_transactions(self.topology)):
+            payload = codec.encode(codec.write_command(
+                "txn", body, f"seed-{self.topology.fingerprint()[:16]}", n + 1))
+            while not self._stopping.is_set():
+                try:
+                    self.cluster_member.submit(payload).wait(self.request_timeout)
+                    break
+                except errors.HakvError:
+                    self._stopping.wait(0.5)  # no quorum yet, or outcome unknown: retry
+
     def _publish_status(self) -> None:
-        """Put this node's status into every group it owns: so exactly its sphere of
-        influence (the owners of those groups) stores it (DESIGN.md point 2, I1)."""
-        pending = set(self.members)
+        """Put this node's status into every group it owns, so that exactly its sphere of
+        influence (the owners of those groups) stores it (DESIGN.md point 2, I1), and into
+        the cluster ensemble."""
+        pending = set(self.members) | {CLUSTER_GROUP}
         while pending and not self._stopping.is_set():
             status = self.own_status()
             for gid in sorted(pending):
                 payload = codec.encode(codec.node_status_command(self.node_id, status,
                                                                  self.started_at))
                 try:
-                    self.members[gid].submit(payload).wait(self.request_timeout)
+                    self.member_of(gid).submit(payload).wait(self.request_timeout)
                 except errors.HakvError:
                     continue  # no quorum yet: try again
                 pending.discard(gid)
@@ -199,10 +218,19 @@ class Node:
     # ------------------------------------------------------------------ serving
 
     def member(self, group: str) -> GroupMember | None:
+        """The local member of ``group`` (every node has one of the cluster ensemble)."""
+        if group == CLUSTER_GROUP:
+            return self.cluster_member
         return self.members.get(group)
 
+    def member_of(self, group: str) -> GroupMember:
+        member = self.member(group)
+        if member is None:
+            raise errors.UnknownGroupError(f"node {self.node_id} does not own group {group}")
+        return member
+
     def serve(self, op: str, group: str, body: dict[str, Any]) -> dict[str, Any]:
-        member = self.members[group]
+        member = self.member_of(group)
         store = self.machines[group].store
         if op in ("get", "range"):
             request = codec.read_request(op, body)
@@ -250,20 +278,22 @@ class Node:
 
     def status(self) -> dict[str, Any]:
         groups = {}
-        for gid, member in self.members.items():
+        for gid, member in [*self.members.items(), (CLUSTER_GROUP, self.cluster_member)]:
             st = member.status()
             leader_addr = st.pop("leader_address")
             store = self.machines[gid].store
+            owners = (self.topology.cluster_voters if gid == CLUSTER_GROUP
+                      else self.topology.group(gid).owners)
             groups[gid] = {
-                "owners": list(self.topology.group(gid).owners),
+                "owners": list(owners),
                 "leader": self._address_to_node.get(leader_addr) if leader_addr else None,
                 "applied_index": store.applied_index(),
                 "revision": store.revision(),
                 **st,
             }
         statuses: dict[str, Any] = {}
-        for machine in self.machines.values():
-            statuses.update(machine.store.node_statuses())
+        for gid in self.members:
+            statuses.update(self.machines[gid].store.node_statuses())
         return {"node": self.node_id, "cluster": self.topology.cluster, "groups": groups,
                 "sphere_of_influence": sorted(self.topology.sphere_of_influence(self.node_id)),
                 "node_status": statuses}

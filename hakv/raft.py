@@ -94,7 +94,7 @@ class RaftSettings:
             deserializer=deserializer,
             logCompactionMinEntries=self.log_compaction_entries,
             logCompactionMinTime=self.log_compaction_seconds,
-            bindAddress=bind_address,
+            bindAddress=bind_address or None,
             pollerType="poll",
         )
 
@@ -207,7 +207,8 @@ class MuxTransport(TCPTransport):  # type: ignore[misc]
             self._bindOverEvent.set()
 
     def _sendSelfAddress(self, conn: Any) -> None:
-        conn.send((_WIRE_HELLO, self._group, self._selfNode.address))
+        me = "readonly" if self._selfIsReadonlyNode else self._selfNode.address
+        conn.send((_WIRE_HELLO, self._group, me))
 
     def destroy(self) -> None:
         self._listener.unregister(self._group)
@@ -226,9 +227,14 @@ class StateMachine(Protocol):
 
 
 class GroupMember(SyncObj):  # type: ignore[misc]
-    """One group's Raft member, driven by the node's raft thread (``autoTick=False``)."""
+    """One group's Raft member, driven by the node's raft thread (``autoTick=False``).
 
-    def __init__(self, group: str, self_address: str, peer_addresses: list[str],
+    With ``self_address=None`` the member is read-only: it receives and applies the log
+    (and can propose, forwarded to the leader) but never votes or counts for quorum; the
+    cluster ensemble's non-voters are such members, so its write cost does not grow with N.
+    """
+
+    def __init__(self, group: str, self_address: str | None, peer_addresses: list[str],
                  machine: StateMachine, directory: str, listener: NodeListener,
                  poller: Any, settings: RaftSettings) -> None:
         self.group = group
@@ -247,7 +253,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             snapshot=os.path.join(directory, "snapshot"),
             serializer=self._write_snapshot,
             deserializer=self._read_snapshot,
-            bind_address=self_address,
+            bind_address=self_address or "",
         )
         transport = functools.partial(MuxTransport, listener=listener, group=group)
         super().__init__(self_address, peer_addresses, conf, transportClass=transport)
@@ -427,7 +433,8 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         leader = self._getLeader()
         state = self._SyncObj__raftState
         return {
-            "role": {0: "follower", 1: "candidate", 2: "leader"}.get(state, "unknown"),
+            "role": ("read-only" if self.selfNode is None else
+                     {0: "follower", 1: "candidate", 2: "leader"}.get(state, "unknown")),
             "leader_address": leader.address if leader is not None else None,
             "term": self.raftCurrentTerm,
             "commit_index": self.raftCommitIndex,

@@ -186,8 +186,8 @@ class _Handler(BaseHTTPRequestHandler):
         group = body.get("group")
         if not isinstance(group, str) or not group:
             raise errors.BadRequestError('field "group" is required: a group id string')
-        spec = node.topology.group(group)  # UnknownGroupError if absent
         if node.member(group) is None:
+            spec = node.topology.group(group)  # UnknownGroupError if absent
             return self._forward(spec.owners, op, raw)
         result = node.serve(op, group, body)
         return 200, json.dumps(result, ensure_ascii=False).encode()

@@ -74,6 +74,9 @@ MIN_OWNERS = 2
 MIN_PORT = 1
 MAX_PORT = 65535
 MAX_ID_LENGTH = 64
+CLUSTER_GROUP = "_cluster"
+"""Id of the cluster ensemble: cluster-level records, voters from ``cluster_voters``."""
+
 _ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\Z")
 
 _TOP_KEYS = ("cluster", "raft", "nodes", "groups")
@@ -430,6 +433,13 @@ class Topology:
             problem = _id_problem(group.id)
             if problem:
                 raise _fail("group_id", f"group id {group.id!r} {problem}", group=str(group.id))
+            if group.id.startswith("_"):
+                raise _fail(
+                    "reserved_group_id",
+                    f"group id {group.id!r} starts with '_', which is reserved for hakv's own "
+                    f"ensembles (the cluster ensemble is {CLUSTER_GROUP!r}); rename the group",
+                    group=group.id,
+                )
             if group.id in seen:
                 raise _fail(
                     "duplicate_group",

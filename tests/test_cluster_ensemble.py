@@ -1,0 +1,93 @@
+"""The cluster ensemble on real processes: a few voters, every other node a read-only
+follower; cluster-level records on every node (I1), writable through any node, and its
+quorum depends on the voters only."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from hakv.client import Client
+from hakv.cluster import seed_records
+from hakv.inspect import inspect_data_dir
+from hakv.local import LocalCluster
+from hakv.topology import CLUSTER_GROUP, load_topology
+from tests.support import leader_of, wait_for, write_topology
+
+pytestmark = pytest.mark.slow
+
+NODES = ["a", "b", "c", "d", "e"]
+GROUPS = {"g1": ["a", "b", "c"], "g2": ["c", "d", "e"]}
+VOTERS = ["a", "b", "c"]  # the default: the first three nodes
+
+
+@pytest.fixture(scope="module")
+def five(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    base = tmp_path_factory.mktemp("five")
+    topo = write_topology(base, NODES, GROUPS)
+    cluster = LocalCluster(base / "run")
+    cluster.up(str(topo), wait=60)
+    try:
+        wait_for(lambda: leader_of(cluster.endpoints(), CLUSTER_GROUP), 30,
+                 what="a leader of the cluster ensemble")
+        yield cluster
+    finally:
+        cluster.down()
+
+
+def _role(endpoint: str) -> str:
+    with urllib.request.urlopen(f"http://{endpoint}/v1/status", timeout=3) as resp:
+        return str(json.loads(resp.read())["groups"][CLUSTER_GROUP]["role"])
+
+
+def test_only_the_cluster_voters_vote(five: LocalCluster) -> None:
+    roles = {n: _role(five.endpoint(n)) for n in NODES}
+    assert {n for n, r in roles.items() if r == "read-only"} == {"d", "e"}
+    assert {n for n, r in roles.items() if r in ("leader", "follower")} == set(VOTERS)
+
+
+def test_every_node_stores_the_cluster_level_records(five: LocalCluster) -> None:
+    expected = seed_records(load_topology(five.topology_path))
+
+    def seeded_everywhere() -> bool:
+        for node in NODES:
+            store = inspect_data_dir(str(five.data_dir(node)))["cluster_store"]
+            held = {kv["key"]: kv["value"] for kv in store["kvs"]}
+            if any(held.get(k) != v for k, v in expected.items()):
+                return False
+        return True
+
+    wait_for(seeded_everywhere, 20, what="the cluster records on every node")
+
+
+def test_a_cluster_record_written_through_a_read_only_node_is_seen_everywhere(
+        five: LocalCluster) -> None:
+    with Client([five.endpoint("e")], timeout=10) as client:
+        client.put(CLUSTER_GROUP, "networks/net0", "loopback")
+    for node in NODES:
+        with Client([five.endpoint(node)], timeout=10) as client:
+            assert client.get(CLUSTER_GROUP, "networks/net0").value == "loopback"
+
+
+def test_every_node_status_reaches_the_cluster_ensemble(five: LocalCluster) -> None:
+    def all_statuses() -> bool:
+        store = inspect_data_dir(str(five.data_dir("d")))["cluster_store"]
+        return sorted(store["node_status"]) == NODES
+
+    wait_for(all_statuses, 20, what="every node's status in the cluster ensemble")
+
+
+def test_losing_read_only_followers_does_not_touch_the_cluster_quorum(
+        five: LocalCluster) -> None:
+    five.kill("d")
+    five.kill("e")
+    try:
+        with Client([five.endpoint(v) for v in VOTERS], timeout=10) as client:
+            client.put(CLUSTER_GROUP, "events/probe", "1")
+            assert client.get(CLUSTER_GROUP, "events/probe").value == "1"
+    finally:
+        five.start("d")
+        five.start("e")
