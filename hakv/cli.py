@@ -28,6 +28,7 @@ from hakv.client import (
     parse_endpoints,
 )
 from hakv.errors import ConfigError, ConflictError, HakvError, UnavailableError
+from hakv.topology import Topology, load_topology
 
 __all__ = ["cli", "main", "render_inspect", "render_status", "render_table"]
 
@@ -90,7 +91,15 @@ def render_status(st: Mapping[str, Any]) -> str:
         for gid, g in groups.items()
     ]
     node_rows = [
-        [n.get("node"), n.get("endpoint"), n.get("reachable"), n.get("error") or ""]
+        [
+            n.get("node"),
+            n.get("endpoint"),
+            n.get("reachable"),
+            n.get("groups") or "",
+            n.get("sphere_of_influence") or "",
+            (n.get("status") or {}).get("state", "") if n.get("reachable") else "down",
+            n.get("error") or "",
+        ]
         for n in st.get("nodes") or []
     ]
     head = f"cluster {st['cluster']}\n\n" if st.get("cluster") else ""
@@ -100,7 +109,10 @@ def render_status(st: Mapping[str, Any]) -> str:
             ["GROUP", "OWNERS", "LEADER", "TERM", "COMMIT", "REVISION", "QUORUM"], group_rows
         )
         + "\n\n"
-        + render_table(["NODE", "ENDPOINT", "REACHABLE", "ERROR"], node_rows)
+        + render_table(
+            ["NODE", "ENDPOINT", "REACHABLE", "GROUPS", "SPHERE OF INFLUENCE", "STATUS", "ERROR"],
+            node_rows,
+        )
     )
 
 
@@ -543,6 +555,50 @@ def status(ctx: click.Context, as_json: bool, **conn: Any) -> None:
         click.echo(render_status(st))
     if not any(n["reachable"] for n in st["nodes"]):
         raise UnavailableError(f"no endpoint answered: {', '.join(endpoints)}")
+
+
+# --------------------------------------------------------------------------- explain
+
+
+def _topology_of(ctx: click.Context, **conn: Any) -> Topology:
+    settings = _settings(ctx, **conn)
+    if settings.run_dir:
+        from hakv.local import LocalCluster
+
+        return LocalCluster(settings.run_dir).topology
+    path = settings.topology or os.environ.get(TOPOLOGY_ENV)
+    if not path:
+        raise ConfigError(
+            "explain needs the topology: give --topology FILE or --dir RUN_DIR "
+            f"(or set {TOPOLOGY_ENV})")
+    return load_topology(path)
+
+
+@cli.group()
+def explain() -> None:
+    """Say in plain words where records are replicated, and why."""
+
+
+@explain.command(name="node")
+@click.argument("node_id")
+@_conn_options
+@click.pass_context
+def explain_node_cmd(ctx: click.Context, node_id: str, **conn: Any) -> None:
+    """Where NODE's status lives, what its disk holds, what its failure affects."""
+    from hakv.explain import explain_node
+
+    click.echo(explain_node(_topology_of(ctx, **conn), node_id))
+
+
+@explain.command(name="group")
+@click.argument("group_id")
+@_conn_options
+@click.pass_context
+def explain_group_cmd(ctx: click.Context, group_id: str, **conn: Any) -> None:
+    """Where GROUP's records live, its quorum, its bridges, its failover order."""
+    from hakv.explain import explain_group
+
+    click.echo(explain_group(_topology_of(ctx, **conn), group_id))
 
 
 # --------------------------------------------------------------------------- inspect

@@ -841,12 +841,19 @@ def merge_status(
     cluster: str | None = None
     for endpoint, answer, error in answers:
         node_id = answer.get("node") if isinstance(answer, dict) else None
+        own_groups = answer.get("groups") if isinstance(answer, dict) else None
+        statuses = answer.get("node_status") if isinstance(answer, dict) else None
+        own_status = statuses.get(node_id) if isinstance(statuses, dict) else None
         nodes.append(
             {
                 "endpoint": endpoint,
                 "node": node_id if isinstance(node_id, str) else None,
                 "reachable": answer is not None,
                 "error": error,
+                "groups": sorted(g for g in own_groups if not g.startswith("_"))
+                if isinstance(own_groups, dict) else [],
+                "sphere_of_influence": (answer or {}).get("sphere_of_influence") or [],
+                "status": own_status.get("status") if isinstance(own_status, dict) else None,
             }
         )
         if answer is None:

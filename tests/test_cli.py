@@ -445,3 +445,21 @@ def test_local_cluster_end_to_end(tmp_path: Path) -> None:
     assert down.exit_code == 0
     assert lc.running() == []
     assert not list((Path(run_dir) / "pids").glob("*.pid"))
+
+
+def test_explain_node_says_where_its_records_live() -> None:
+    result = run("explain", "node", "208", "--topology", "examples/nine-node.toml")
+    assert result.exit_code == 0, result.stderr
+    assert "202, 208, 210, 212 and 214" in result.stdout  # its sphere of influence
+    assert "220 and 226" in result.stdout
+
+
+def test_explain_group_names_its_owners_and_quorum() -> None:
+    result = run("explain", "group", "226", "--topology", "examples/nine-node.toml")
+    assert result.exit_code == 0, result.stderr
+    assert "208 > 210 > 212" in result.stdout and "2 of 3" in result.stdout
+
+
+def test_explain_without_a_topology_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HAKV_TOPOLOGY", raising=False)
+    assert_error(run("explain", "group", "226"), 7, "config")
