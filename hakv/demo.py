@@ -136,9 +136,30 @@ def run(run_dir: str, topology_path: str) -> int:
         )
     )
 
+    print("\nwhat each node's disk holds (node status records: exactly its sphere of influence):\n")
+    node_rows = []
+    for node in topology.node_ids:
+        sphere = sorted(topology.sphere_of_influence(node))
+        dump: dict[str, Any] | None = None
+        for _ in range(25):  # status records land a moment after start-up
+            try:
+                dump = inspect_data_dir(lc.data_dir(node))
+            except DataDirError:
+                dump = None
+            if dump is not None and dump["node_status"] == sphere:
+                break
+            time.sleep(0.2)
+        status_held = dump["node_status"] if dump else None
+        cluster_keys = len((dump or {}).get("cluster_store", {}).get("kvs") or []) if dump else 0
+        node_rows.append([node, dump["groups"] if dump else None, status_held, sphere,
+                          "yes" if status_held == sphere else "NO", cluster_keys])
+    print(render_table(["NODE", "GROUPS", "NODE STATUS HELD", "SPHERE OF INFLUENCE",
+                        "EXACTLY", "CLUSTER RECORDS"], node_rows))
+
     print(
         f"""
 The cluster keeps running. Try:
+  hakv explain node 208 --dir {lc.dir}    # where its records live, and why
   {lc.env_line()}
   hakv status
   hakv get 220 {DEMO_KEY}
