@@ -28,7 +28,10 @@ MAX_CLIENT_ID = 128
 #: Largest integer accepted anywhere (seq, revisions, versions): stored as u64 on disk.
 MAX_INT = (1 << 63) - 1
 
-WRITE_OPS = frozenset({"put", "delete", "txn"})
+WRITE_OPS = frozenset({"put", "delete", "txn", "notify", "allocation"})
+"""Client writes (deduplicated by client and seq). ``notify`` records a cross-group change
+about a node in the group's outbox; ``allocation`` sets the load a group places on a node
+(only the bridge on that node proposes it). Bridges forward both (hakv.bridge)."""
 READ_OPS = frozenset({"get", "range"})
 TXN_OPS = frozenset({"put", "delete", "get"})
 COMPARE_TARGETS = frozenset({"value", "version", "mod_revision", "create_revision"})
@@ -177,7 +180,7 @@ def client_and_seq(body: dict[str, Any]) -> tuple[str | None, int | None]:
 def write_command(op: str, body: dict[str, Any], client: str, seq: int) -> dict[str, Any]:
     """Validate a put/delete/txn request body and return the normalized command."""
     if op not in WRITE_OPS:
-        raise BadRequestError(f"op: expected one of put, delete, txn, got {op!r}")
+        raise BadRequestError(f"op: expected one of {', '.join(sorted(WRITE_OPS))}, got {op!r}")
     body = _dict(body, "request body")
     cid, cseq = client_and_seq({"client": client, "seq": seq})
     if cid is None:
@@ -190,6 +193,13 @@ def write_command(op: str, body: dict[str, Any], client: str, seq: int) -> dict[
             cmd["if_mod_revision"] = _nonneg_int(body["if_mod_revision"], "if_mod_revision")
     elif op == "delete":
         cmd["key"] = _key(body, "key")
+    elif op == "notify":
+        cmd["about"] = _node_id(body.get("about"), "about")
+        cmd["kind"] = _node_id(body.get("kind"), "kind")
+        cmd["data"] = _small_object(body.get("data", {}), "data")
+    elif op == "allocation":
+        cmd["node"] = _node_id(body.get("node"), "node")
+        cmd["load"] = _nonneg_int(body.get("load"), "load")
     else:
         cmd["compare"] = [
             _compare(c, f"compare[{i}]") for i, c in enumerate(_list(body, "compare"))
@@ -197,6 +207,45 @@ def write_command(op: str, body: dict[str, Any], client: str, seq: int) -> dict[
         for branch in ("success", "failure"):
             cmd[branch] = [_txn_op(o, f"{branch}[{i}]") for i, o in enumerate(_list(body, branch))]
     return cmd
+
+
+def _node_id(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 64:
+        raise BadRequestError(f"{field}: expected a string of 1..64 characters, got {value!r}")
+    return value
+
+
+def _small_object(value: Any, field: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BadRequestError(f"{field}: expected an object")
+    size = len(json.dumps(value, separators=(",", ":")))
+    if size > MAX_NODE_STATUS_BYTES:
+        raise RequestTooLargeError(f"{field}: {size} bytes exceeds {MAX_NODE_STATUS_BYTES}")
+    return value
+
+
+FORWARDED_OP = "forwarded"
+
+
+def forwarded_command(source: str, source_index: int, change: dict[str, Any]) -> dict[str, Any]:
+    """A cross-group change copied by a bridge from ``source``'s outbox (where it was
+    applied at ``source_index``) into another group. No client/seq: the target applies it
+    only if ``source_index`` is above its high-water mark for (source, about), which makes
+    forwarding exactly-once and in order however many bridges send it, however often."""
+    return validate_forwarded({"op": FORWARDED_OP, "source": source,
+                               "source_index": source_index, "about": change.get("about"),
+                               "kind": change.get("kind"), "data": change.get("data", {})})
+
+
+def validate_forwarded(cmd: Any) -> dict[str, Any]:
+    cmd = _dict(cmd, "command")
+    index = cmd.get("source_index")
+    if isinstance(index, bool) or not isinstance(index, int) or index < 1:
+        raise BadRequestError("forwarded.source_index: expected an integer >= 1")
+    return {"op": FORWARDED_OP, "source": _node_id(cmd.get("source"), "forwarded.source"),
+            "source_index": index, "about": _node_id(cmd.get("about"), "forwarded.about"),
+            "kind": _node_id(cmd.get("kind"), "forwarded.kind"),
+            "data": _small_object(cmd.get("data", {}), "forwarded.data")}
 
 
 def _compare(item: Any, field: str) -> dict[str, Any]:

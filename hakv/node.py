@@ -33,6 +33,7 @@ import uuid
 from typing import Any
 
 from hakv import codec, errors
+from hakv.bridge import Bridge
 from hakv.cluster import seed_transactions
 from hakv.group import StoreMachine
 from hakv.raft import GroupMember, NodeListener, RaftHost, RaftSettings
@@ -142,6 +143,7 @@ class Node:
             CLUSTER_GROUP, os.path.join(data_dir, "cluster"),
             self.spec.raft_address if self.cluster_voter else None,
             [topology.node(v).raft_address for v in voters if v != node_id])
+        self.bridge = Bridge(self)
         self.api = ApiServer((self.spec.host, self.spec.api_port), self)
         self._api_thread: threading.Thread | None = None
 
@@ -165,6 +167,9 @@ class Node:
         self._publisher.start()
         if self.cluster_voter:
             threading.Thread(target=self._seed_cluster_records, name="seed",
+                             daemon=True).start()
+        if len(self.members) >= 2:
+            threading.Thread(target=self.bridge.run, args=(self._stopping,), name="bridge",
                              daemon=True).start()
         log.info(
             "node %s up: raft %s, api %s, groups %s",
@@ -232,10 +237,14 @@ class Node:
     def serve(self, op: str, group: str, body: dict[str, Any]) -> dict[str, Any]:
         member = self.member_of(group)
         store = self.machines[group].store
+        if op == "changes":
+            if not body.get("serializable"):
+                self.linearizable_barrier(member)
+            return {"outbox": store.outbox(), "inbox": store.inbox()}
         if op in ("get", "range"):
             request = codec.read_request(op, body)
             if not request.get("serializable") and not self.unsafe_local_reads:
-                self._barrier(member)
+                self.linearizable_barrier(member)
             if op == "get":
                 kv, revision = store.get_at(request["key"])
                 if kv is None:
@@ -261,7 +270,8 @@ class Node:
             )
         return result
 
-    def _barrier(self, member: GroupMember) -> None:
+    def linearizable_barrier(self, member: GroupMember) -> None:
+        """Return once everything committed before this call is applied here."""
         done = member.read_barrier()
         self.host.wake()
         try:

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hakv.server")
 
-_OPS = {"get", "put", "delete", "range", "txn", "status", "health"}
+_OPS = {"get", "put", "delete", "range", "txn", "status", "health", "notify", "changes",
+        "allocate"}
 _MAX_LINE = 8192
 _MAX_HEADERS = 64
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 410: "Gone",
@@ -186,11 +187,27 @@ class _Handler(BaseHTTPRequestHandler):
         group = body.get("group")
         if not isinstance(group, str) or not group:
             raise errors.BadRequestError('field "group" is required: a group id string')
+        if op == "allocate":
+            return self._allocate(group, body, raw)
         if node.member(group) is None:
             spec = node.topology.group(group)  # UnknownGroupError if absent
             return self._forward(spec.owners, op, raw)
         result = node.serve(op, group, body)
         return 200, json.dumps(result, ensure_ascii=False).encode()
+
+    def _allocate(self, group: str, body: dict[str, Any], raw: bytes) -> tuple[int, bytes]:
+        """Allocations on node X are decided by the bridge on X only: forward there."""
+        node = self.server.node
+        target, load = body.get("node"), body.get("load")
+        if not isinstance(target, str) or not target:
+            raise errors.BadRequestError('field "node" is required: the node to place load on')
+        if isinstance(load, bool) or not isinstance(load, int) or load < 0:
+            raise errors.BadRequestError('field "load": expected an integer >= 0')
+        node.topology.group(group)  # UnknownGroupError if absent
+        if target != node.node_id:
+            return self._forward((node.topology.node(target).id,), "allocate", raw)
+        result = node.bridge.allocate(group, load)
+        return 200, json.dumps(result).encode()
 
     def _forward(self, owners: tuple[str, ...], op: str, raw: bytes) -> tuple[int, bytes]:
         node = self.server.node

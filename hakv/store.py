@@ -367,6 +367,7 @@ class GroupStore:
         self._lock = threading.RLock()
         self._txn: lmdb.Transaction | None = None
         self._txn_thread = 0
+        self._applying = 0  # log index of the command being applied
         try:
             _recover_swap(self.path)
             if not self.path.exists():
@@ -482,6 +483,7 @@ class GroupStore:
                 ) from exc
 
     def _apply(self, txn: lmdb.Transaction, index: int, payload: bytes) -> dict[str, Any]:
+        self._applying = index
         try:
             raw = codec.decode(payload)
         except HakvError as exc:
@@ -490,6 +492,8 @@ class GroupStore:
             return {"revision": _meta_int(txn, self._meta, b"revision")}
         if raw.get("op") == codec.NODE_STATUS_OP:
             return self._node_status(txn, index, raw)
+        if raw.get("op") == codec.FORWARDED_OP:
+            return self._forwarded(txn, index, raw)
         try:
             client, seq = codec.client_and_seq(raw)
         except HakvError as exc:
@@ -550,6 +554,65 @@ class GroupStore:
                 json.dumps(record, separators=(",", ":")).encode("utf-8"), db=self._meta)
         return {"node": cmd["node"], "index": index}
 
+    # -- cross-group changes (bridges) -----------------------------------------------------
+
+    def _outbox(self, txn: lmdb.Transaction, about: str, kind: str,
+                data: dict[str, Any]) -> dict[str, Any]:
+        """Record a change about node ``about`` for the bridges to forward; keyed by the
+        log index being applied, so forwarding order is log order."""
+        index = self._applying
+        change = {"about": about, "kind": kind, "data": data, "index": index}
+        txn.put(_OUTBOX_PREFIX + _U64.pack(index),
+                json.dumps(change, separators=(",", ":")).encode("utf-8"), db=self._meta)
+        return {"index": index}
+
+    def _forwarded(self, txn: lmdb.Transaction, index: int, raw: dict[str, Any]) -> dict[str, Any]:
+        try:
+            cmd = codec.validate_forwarded(raw)
+        except HakvError as exc:
+            return _err(BadRequestError(f"invalid command: {exc.message}"))
+        stream = f"{cmd['source']}/{cmd['about']}".encode()
+        hwm_key = _HWM_PREFIX + stream
+        raw_hwm = txn.get(hwm_key, db=self._meta)
+        hwm = _U64.unpack(bytes(raw_hwm))[0] if raw_hwm is not None else 0
+        if cmd["source_index"] <= hwm:
+            return {"applied": False, "high_water_mark": hwm}  # a duplicate: ignore it
+        record = {**cmd, "index": index}
+        txn.put(_INBOX_PREFIX + stream + b"/" + _U64.pack(cmd["source_index"]),
+                json.dumps(record, separators=(",", ":")).encode("utf-8"), db=self._meta)
+        txn.put(hwm_key, _U64.pack(cmd["source_index"]), db=self._meta)
+        return {"applied": True, "high_water_mark": cmd["source_index"]}
+
+    def outbox(self, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """Changes recorded here for other groups, in log order, with index > ``after``."""
+        def scan(txn: lmdb.Transaction) -> list[dict[str, Any]]:
+            return [json.loads(v) for _, v in _prefixed(txn, self._meta, _OUTBOX_PREFIX,
+                                                        _OUTBOX_PREFIX + _U64.pack(after + 1),
+                                                        limit)]
+        result: list[dict[str, Any]] = self._reading(scan)
+        return result
+
+    def inbox(self, limit: int = 10000) -> list[dict[str, Any]]:
+        """Changes forwarded into this group by bridges, by (source, about, source index)."""
+        def scan(txn: lmdb.Transaction) -> list[dict[str, Any]]:
+            return [json.loads(v) for _, v in _prefixed(txn, self._meta, _INBOX_PREFIX,
+                                                        _INBOX_PREFIX, limit)]
+        result: list[dict[str, Any]] = self._reading(scan)
+        return result
+
+    def high_water_mark(self, source: str, about: str) -> int:
+        def read(txn: lmdb.Transaction) -> int:
+            raw = txn.get(_HWM_PREFIX + f"{source}/{about}".encode(), db=self._meta)
+            return _U64.unpack(bytes(raw))[0] if raw is not None else 0
+        return int(self._reading(read))
+
+    def allocation(self, node: str) -> int:
+        """The load this group has placed on ``node`` (0 if none)."""
+        def read(txn: lmdb.Transaction) -> int:
+            raw = txn.get(_ALLOC_PREFIX + node.encode("utf-8"), db=self._meta)
+            return _U64.unpack(bytes(raw))[0] if raw is not None else 0
+        return int(self._reading(read))
+
     # -- sessions --------------------------------------------------------------------------
 
     def _touch(
@@ -591,6 +654,13 @@ class GroupStore:
 
     def _execute(self, txn: lmdb.Transaction, cmd: dict[str, Any]) -> dict[str, Any]:
         op = cmd["op"]
+        if op == "notify":
+            return self._outbox(txn, cmd["about"], cmd["kind"], cmd["data"])
+        if op == "allocation":
+            txn.put(_ALLOC_PREFIX + cmd["node"].encode("utf-8"), _U64.pack(cmd["load"]),
+                    db=self._meta)
+            return self._outbox(txn, cmd["node"], "allocation",
+                                {"group": self.group_id, "load": cmd["load"]})
         if op == "barrier":
             return {"revision": _meta_int(txn, self._meta, b"revision")}
         revision = _meta_int(txn, self._meta, b"revision")
@@ -820,6 +890,23 @@ class GroupStore:
 
 
 _NODE_STATUS_PREFIX = b"node_status/"
+_OUTBOX_PREFIX = b"outbox/"
+_INBOX_PREFIX = b"inbox/"
+_HWM_PREFIX = b"hwm/"
+_ALLOC_PREFIX = b"alloc/"
+
+
+def _prefixed(txn: lmdb.Transaction, db: Any, prefix: bytes, start: bytes,
+              limit: int) -> list[tuple[bytes, bytes]]:
+    out: list[tuple[bytes, bytes]] = []
+    with txn.cursor(db=db) as cur:
+        if not cur.set_range(start):
+            return out
+        for key, value in cur:
+            if not bytes(key).startswith(prefix) or len(out) >= limit:
+                break
+            out.append((bytes(key), bytes(value)))
+    return out
 
 
 def _node_statuses(txn: lmdb.Transaction, meta: Any) -> dict[str, dict[str, Any]]:

@@ -24,7 +24,8 @@ def free_ports(count: int) -> list[int]:
 
 
 def write_topology(directory: Path, node_ids: list[str], groups: dict[str, list[str]],
-                   cluster: str = "test", raft: dict[str, float] | None = None) -> Path:
+                   cluster: str = "test", raft: dict[str, float] | None = None,
+                   capacity: dict[str, int] | None = None) -> Path:
     ports = free_ports(2 * len(node_ids))
     lines = ["[cluster]", f'name = "{cluster}"', ""]
     if raft:
@@ -33,7 +34,10 @@ def write_topology(directory: Path, node_ids: list[str], groups: dict[str, list[
         lines.append("")
     for i, node in enumerate(node_ids):
         lines += ["[[nodes]]", f'id = "{node}"', 'host = "127.0.0.1"',
-                  f"raft_port = {ports[2 * i]}", f"api_port = {ports[2 * i + 1]}", ""]
+                  f"raft_port = {ports[2 * i]}", f"api_port = {ports[2 * i + 1]}"]
+        if capacity and node in capacity:
+            lines.append(f"capacity = {capacity[node]}")
+        lines.append("")
     for gid, owners in groups.items():
         owner_list = ", ".join(f'"{o}"' for o in owners)
         lines += ["[[groups]]", f'id = "{gid}"', f"owners = [{owner_list}]", ""]
