@@ -42,6 +42,9 @@ class Bridge:
         self._seq = itertools.count(1)
         self._wake = threading.Event()
         self.forwarded = 0  # entries this bridge got applied (duplicates not counted)
+        self._caught_up: dict[str, int] = {}
+        self._links_key: tuple[int, tuple[str, ...]] | None = None
+        self._links: list[tuple[str, str, tuple[str, ...]]] = []  # source group -> outbox head fully forwarded
 
     # ------------------------------------------------------------------ forwarding
 
@@ -50,6 +53,9 @@ class Bridge:
         node's groups; empty on a node that owns fewer than two groups."""
         topology = self.node.topology
         mine = sorted(self.node.members)
+        key = (id(topology), tuple(mine))
+        if self._links_key == key:
+            return self._links
         result = []
         for source in mine:
             for target in mine:
@@ -57,6 +63,7 @@ class Bridge:
                     continue
                 shared = set(topology.group(source).owners) & set(topology.group(target).owners)
                 result.append((source, target, tuple(sorted(shared))))
+        self._links_key, self._links = key, result
         return result
 
     def run(self, stopping: threading.Event) -> None:
@@ -76,7 +83,10 @@ class Bridge:
     def forward_once(self) -> int:
         """One round over every link; returns the number of entries applied."""
         applied = 0
+        heads = {g: self.node.machines[g].store.outbox_head() for g in self.node.members}
         for source, target, shared in self.links():
+            if heads[source] == self._caught_up.get(source):
+                continue  # nothing new in this group's outbox since it was all forwarded
             source_store = self.node.machines[source].store
             target_store = self.node.machines[target].store
             member = self.node.member_of(target)
@@ -90,6 +100,8 @@ class Bridge:
                         self.node.request_timeout)
                     if isinstance(result, dict) and result.get("applied"):
                         applied += 1
+        # Every link was walked without an error (an error raises out of this round).
+        self._caught_up.update(heads)
         self.forwarded += applied
         return applied
 

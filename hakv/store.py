@@ -564,6 +564,7 @@ class GroupStore:
         change = {"about": about, "kind": kind, "data": data, "index": index}
         txn.put(_OUTBOX_PREFIX + _U64.pack(index),
                 json.dumps(change, separators=(",", ":")).encode("utf-8"), db=self._meta)
+        _meta_set(txn, self._meta, b"outbox_head", index)
         return {"index": index}
 
     def _forwarded(self, txn: lmdb.Transaction, index: int, raw: dict[str, Any]) -> dict[str, Any]:
@@ -591,6 +592,10 @@ class GroupStore:
                                                         limit)]
         result: list[dict[str, Any]] = self._reading(scan)
         return result
+
+    def outbox_head(self) -> int:
+        """Log index of the newest outbox entry (0 if none): lets bridges skip idle groups."""
+        return int(self._reading(lambda txn: _meta_int(txn, self._meta, b"outbox_head")))
 
     def inbox(self, limit: int = 10000) -> list[dict[str, Any]]:
         """Changes forwarded into this group by bridges, by (source, about, source index)."""
