@@ -1,0 +1,283 @@
+"""Real ``hakv node`` processes, one per network namespace, and queries from the client
+namespace.
+
+::
+
+    net = Network(topology.node_ids); net.create()
+    cluster = ChaosCluster(net, topology, workdir, env={"HAKV_LOG_LEVEL": "WARNING"})
+    cluster.start_all(); cluster.wait_quorum()
+    cluster.leader("g1")            # from /v1/status, asked inside the client namespace
+    cluster.kill("n1"); cluster.restart("n1")
+    cluster.pause("n2"); cluster.resume("n2")
+    cluster.stop_all(); net.destroy()
+
+The topology the nodes run is the scenario's, re-addressed: every node listens on its
+namespace's address (``10.231.K.x``) with raft port 7000 and API port 8000 (each namespace
+has its own port space). The harness itself stays in the root namespace, which has no route
+to those addresses; it talks to the nodes from threads that entered the client namespace
+(``chaos.netns.enter_netns``), so no packet ever leaves the namespaces.
+
+Processes are signalled by the exact pid ``Popen`` returned (``ip netns exec`` execs the
+node, so that pid *is* the node), never by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from chaos.netns import API_PORT, RAFT_PORT, Network, enter_netns
+from hakv.client import probe
+from hakv.errors import HakvError
+from hakv.topology import Topology
+
+__all__ = ["ChaosCluster", "ClusterError", "readdress", "repo_env"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class ClusterError(RuntimeError):
+    """A node did not start, become healthy, or a group found no quorum in time; the
+    message holds the tail of the node logs concerned."""
+
+
+def readdress(topo: Topology, net: Network) -> Topology:
+    """``topo`` with every node on its namespace address (raft 7000, api 8000)."""
+    nodes = tuple(replace(n, host=net.address(n.id), raft_port=RAFT_PORT, api_port=API_PORT)
+                  for n in topo.nodes)
+    out = replace(topo, nodes=nodes)
+    out.validate()
+    return out
+
+
+def repo_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for child processes: this repository first on PYTHONPATH (``chaos`` is
+    not installed), plus ``extra``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env.update(extra or {})
+    return env
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        data = path.read_bytes()[-8192:].decode("utf-8", "replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def _state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    rest = stat[stat.rfind(b")") + 1:].split()
+    return rest[0].decode() if rest else None
+
+
+class ChaosCluster:
+    def __init__(self, net: Network, topology: Topology, workdir: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.net = net
+        self.topology = readdress(topology, net)
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "logs").mkdir(exist_ok=True)
+        (self.dir / "data").mkdir(exist_ok=True)
+        self.topology_path = self.dir / "topology.toml"
+        self.topology_path.write_text(self.topology.to_toml())
+        self.env = repo_env(env)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.paused: set[str] = set()
+        self.killed: set[str] = set()
+        # Threads of this pool live in the client namespace.
+        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="chaos-query",
+                                       initializer=enter_netns, initargs=(net.client.ns,))
+
+    # ---- layout
+
+    def log_path(self, node: str) -> Path:
+        return self.dir / "logs" / f"{node}.log"
+
+    def data_dir(self, node: str) -> Path:
+        return self.dir / "data" / node
+
+    def endpoint(self, node: str) -> str:
+        return self.topology.node(node).api_address
+
+    def endpoints(self, group: str) -> list[str]:
+        """API addresses of a group's owners, in owner order."""
+        return [self.endpoint(n) for n in self.topology.group(group).owners]
+
+    # ---- processes
+
+    def _spawn(self, node: str) -> subprocess.Popen[bytes]:
+        self.data_dir(node).mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "hakv", "node", "--topology", str(self.topology_path),
+                "--node", node, "--data-dir", str(self.data_dir(node))]
+        with open(self.log_path(node), "ab") as log:
+            log.write(f"=== chaos: starting node {node} at {time.strftime('%H:%M:%S')} "
+                      f"(monotonic {time.monotonic():.3f}) ===\n".encode())
+            log.flush()
+            proc = self.net.popen(self.net.ns_of(node), argv, what=f"node {node}",
+                                  stdin=subprocess.DEVNULL, stdout=log,
+                                  stderr=subprocess.STDOUT, env=self.env,
+                                  start_new_session=True, close_fds=True)
+        self.procs[node] = proc
+        return proc
+
+    def start_all(self, timeout: float = 30.0) -> None:
+        for node in self.topology.node_ids:
+            self._spawn(node)
+        self.wait_healthy(self.topology.node_ids, timeout)
+
+    def pid(self, node: str) -> int | None:
+        proc = self.procs.get(node)
+        if proc is None or proc.poll() is not None:
+            return None
+        return proc.pid
+
+    def kill(self, node: str) -> None:
+        """kill -9 and reap."""
+        proc = self.procs.get(node)
+        if proc is None or proc.poll() is not None:
+            raise ClusterError(f"node {node} is not running")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        self.killed.add(node)
+        self.paused.discard(node)
+
+    def restart(self, node: str, timeout: float = 20.0) -> float:
+        """Start a killed node again on its data dir; seconds until it answered health."""
+        t = time.monotonic()
+        self._spawn(node)
+        self.killed.discard(node)
+        self.wait_healthy([node], timeout)
+        return time.monotonic() - t
+
+    def pause(self, node: str) -> None:
+        pid = self.pid(node)
+        if pid is None:
+            raise ClusterError(f"node {node} is not running")
+        os.kill(pid, signal.SIGSTOP)
+        self.paused.add(node)
+        deadline = time.monotonic() + 2.0
+        while _state(pid) != "T" and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def resume(self, node: str) -> None:
+        pid = self.pid(node)
+        self.paused.discard(node)
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)
+
+    def ensure_all_running(self, timeout: float = 30.0) -> None:
+        """SIGCONT every node, restart any that is not running, wait until all answer."""
+        for node in self.topology.node_ids:
+            pid = self.pid(node)
+            if pid is None:
+                self._spawn(node)
+                self.killed.discard(node)
+            else:
+                os.kill(pid, signal.SIGCONT)
+        self.paused.clear()
+        self.wait_healthy(self.topology.node_ids, timeout)
+
+    def stop_all(self, timeout: float = 5.0) -> None:
+        """SIGTERM (+SIGCONT) every node, SIGKILL whoever is left after ``timeout``."""
+        live = {n: p for n, p in self.procs.items() if p.poll() is None}
+        for p in live.values():
+            for sig in (signal.SIGTERM, signal.SIGCONT):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, sig)
+        deadline = time.monotonic() + timeout
+        for p in live.values():
+            try:
+                p.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGKILL)
+                p.wait(5)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # ---- queries (inside the client namespace)
+
+    def _probe(self, node: str, path: str, timeout: float) -> dict[str, Any] | None:
+        try:
+            return probe(self.endpoint(node), path, timeout)
+        except HakvError:
+            return None
+
+    def query(self, node: str, path: str = "/v1/status", timeout: float = 1.0
+              ) -> dict[str, Any] | None:
+        return self.pool.submit(self._probe, node, path, timeout).result()
+
+    def statuses(self, nodes: list[str] | None = None, timeout: float = 1.0
+                 ) -> dict[str, dict[str, Any] | None]:
+        nodes = list(nodes if nodes is not None else self.topology.node_ids)
+        futs = {n: self.pool.submit(self._probe, n, "/v1/status", timeout) for n in nodes}
+        return {n: f.result() for n, f in futs.items()}
+
+    def wait_healthy(self, nodes: list[str] | tuple[str, ...], timeout: float) -> None:
+        pending = list(nodes)
+        deadline = time.monotonic() + timeout
+        while pending:
+            dead = [n for n in pending if self.pid(n) is None]
+            if dead:
+                raise ClusterError("node(s) exited: " + "; ".join(
+                    f"{n}:\n{_tail(self.log_path(n))}" for n in dead))
+            futs = {n: self.pool.submit(self._probe, n, "/v1/health", 0.5) for n in pending}
+            pending = [n for n, f in futs.items()
+                       if (f.result() or {}).get("node") != n]
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                raise ClusterError(f"not healthy within {timeout:g}s: " + "; ".join(
+                    f"{n}:\n{_tail(self.log_path(n))}" for n in pending))
+            time.sleep(0.1)
+
+    def leader(self, group: str, wait: float = 0.0) -> str | None:
+        """The owner of ``group`` that says it leads with quorum (highest term wins)."""
+        owners = list(self.topology.group(group).owners)
+        deadline = time.monotonic() + wait
+        while True:
+            best: tuple[int, str] | None = None
+            for node, st in self.statuses(owners, timeout=0.5).items():
+                view = ((st or {}).get("groups") or {}).get(group) or {}
+                if view.get("role") == "leader" and view.get("quorum") is True:
+                    raw = view.get("term")
+                    term = raw if isinstance(raw, int) else -1
+                    if best is None or term > best[0]:
+                        best = (term, node)
+            if best is not None or time.monotonic() >= deadline:
+                return best[1] if best else None
+            time.sleep(0.1)
+
+    def wait_quorum(self, groups: list[str] | tuple[str, ...] | None = None,
+                    timeout: float = 30.0) -> dict[str, str]:
+        """Wait until every group has a leader that reports quorum; {group: leader}."""
+        groups = list(groups if groups is not None else self.topology.group_ids)
+        deadline = time.monotonic() + timeout
+        leaders: dict[str, str] = {}
+        while True:
+            for g in groups:
+                if g not in leaders:
+                    lead = self.leader(g)
+                    if lead is not None:
+                        leaders[g] = lead
+            if len(leaders) == len(groups):
+                return leaders
+            if time.monotonic() >= deadline:
+                missing = [g for g in groups if g not in leaders]
+                raise ClusterError(f"no leader with quorum within {timeout:g}s for group(s) "
+                                   f"{', '.join(missing)}")
+            time.sleep(0.2)
