@@ -30,7 +30,8 @@ from hakv.client import (
 from hakv.errors import ConfigError, ConflictError, HakvError, UnavailableError
 from hakv.topology import Topology, load_topology
 
-__all__ = ["cli", "main", "render_inspect", "render_status", "render_table"]
+__all__ = ["cli", "main", "render_cluster_show", "render_inspect", "render_status",
+           "render_table"]
 
 TOPOLOGY_ENV = "HAKV_TOPOLOGY"
 DEBUG_ENV = "HAKV_DEBUG"
@@ -364,12 +365,21 @@ def cli(
     type=click.Path(file_okay=False),
     help="Where this node keeps its journals and stores.",
 )
+@click.option(
+    "--secret-file",
+    envvar="HAKV_SECRET_FILE",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Cluster secret that authenticates and encrypts traffic between nodes "
+    "(env HAKV_SECRET_FILE); every node of the cluster must use the same one.",
+)
 @click.pass_context
-def node(ctx: click.Context, topology: str, node_id: str, data_dir: str) -> None:
+def node(ctx: click.Context, topology: str, node_id: str, data_dir: str,
+         secret_file: str | None) -> None:
     """Run a node until SIGTERM/SIGINT."""
     from hakv.node import run_node
 
-    ctx.exit(run_node(topology, node_id, data_dir))
+    ctx.exit(run_node(topology, node_id, data_dir, secret_file))
 
 
 # --------------------------------------------------------------------------- key-value
@@ -601,6 +611,171 @@ def explain_group_cmd(ctx: click.Context, group_id: str, **conn: Any) -> None:
     click.echo(explain_group(_topology_of(ctx, **conn), group_id))
 
 
+# --------------------------------------------------------------------------- membership
+
+
+def _owner_list(text: str) -> list[str]:
+    return [o.strip() for o in text.split(",") if o.strip()]
+
+
+def render_cluster_show(shown: Mapping[str, Any]) -> str:
+    """``hakv cluster show`` as text: a node table, then a group table."""
+    nodes = render_table(
+        ["NODE", "HOST", "RAFT_PORT", "API_PORT", "CAPACITY", "GROUPS"],
+        [[n["id"], n["host"], n["raft_port"], n["api_port"], n["capacity"], n["groups"] or ""]
+         for n in shown.get("nodes") or []],
+    )
+    groups = render_table(
+        ["GROUP", "OWNERS", "LOAD", "RAFT_VOTERS", "STATE", "PENDING"],
+        [[g["id"], g["owners"], g["load"], g["raft_voters"], g["state"],
+          " ".join(g["pending"]) or ""]
+         for g in shown.get("groups") or []],
+    )
+    head = f"cluster {shown.get('cluster')} (configuration epoch {shown.get('epoch')})"
+    out = [head, "", nodes, "", groups]
+    for problem in shown.get("problems") or []:
+        out.append(f"warning: unreadable record {problem}")
+    return "\n".join(out)
+
+
+@cli.group(name="cluster", cls=_HakvGroup)
+def cluster_cmd() -> None:
+    """Cluster-level records: nodes (docs/membership.md)."""
+
+
+@cluster_cmd.command(name="show")
+@_json_option
+@_conn_options
+@click.pass_context
+def cluster_show(ctx: click.Context, as_json: bool, **conn: Any) -> None:
+    """Nodes and groups as the cluster ensemble records them (desired owners, current
+    Raft voters, pending steps)."""
+    from hakv import membership
+
+    with _client(ctx, **conn) as c:
+        shown = membership.show(c)
+    if as_json:
+        _echo_json(shown)
+    else:
+        click.echo(render_cluster_show(shown))
+
+
+@cluster_cmd.command(name="add-node")
+@click.argument("node_id", metavar="ID")
+@click.option("--host", required=True, help="Address the node listens on and peers dial.")
+@click.option("--raft-port", required=True, type=int, help="The node's Raft port.")
+@click.option("--api-port", required=True, type=int, help="The node's client API port.")
+@click.option("--capacity", type=int, default=None, help="Load units it can carry (default 10).")
+@_json_option
+@_conn_options
+@click.pass_context
+def cluster_add_node(ctx: click.Context, node_id: str, host: str, raft_port: int,
+                     api_port: int, capacity: int | None, as_json: bool, **conn: Any) -> None:
+    """Add node ID to the cluster records; then start it (`hakv node --node ID ...`)."""
+    from hakv import membership
+    from hakv.topology import DEFAULT_CAPACITY, NodeSpec
+
+    spec = NodeSpec(id=node_id, host=host, raft_port=raft_port, api_port=api_port,
+                    capacity=DEFAULT_CAPACITY if capacity is None else capacity)
+    with _client(ctx, **conn) as c:
+        res = membership.add_node(c, spec)
+    if as_json:
+        _echo_json(res)
+        return
+    click.echo(f"node {node_id} added (epoch {res['epoch']}). Start it with:\n"
+               f"  hakv node --topology FILE --node {node_id} --data-dir DIR\n"
+               f"(FILE: the cluster's topology file; the node reads its own address from "
+               f"the cluster records), or `hakv local start {node_id} --dir RUN_DIR`.")
+
+
+@cluster_cmd.command(name="remove-node")
+@click.argument("node_id", metavar="ID")
+@_json_option
+@_conn_options
+@click.pass_context
+def cluster_remove_node(ctx: click.Context, node_id: str, as_json: bool, **conn: Any) -> None:
+    """Remove node ID (refused while a group lists it); then stop its process."""
+    from hakv import membership
+
+    with _client(ctx, **conn) as c:
+        res = membership.remove_node(c, node_id)
+    if as_json:
+        _echo_json(res)
+    else:
+        click.echo(f"node {node_id} removed (epoch {res['epoch']}); its process can be "
+                   "stopped now")
+
+
+@cli.group(name="group", cls=_HakvGroup)
+def group_cmd() -> None:
+    """Resource groups: create, delete, change owners (docs/membership.md)."""
+
+
+@group_cmd.command(name="create")
+@click.argument("group_id", metavar="ID")
+@click.option("--owners", required=True, help="Owner node ids, comma-separated, in "
+              "precedence order (at least 2).")
+@click.option("--load", type=int, default=None, help="Load units of the group's app (default 1).")
+@_json_option
+@_conn_options
+@click.pass_context
+def group_create(ctx: click.Context, group_id: str, owners: str, load: int | None,
+                 as_json: bool, **conn: Any) -> None:
+    """Create group ID on OWNERS; each owner starts its member within a second."""
+    from hakv import membership
+    from hakv.topology import DEFAULT_LOAD
+
+    with _client(ctx, **conn) as c:
+        res = membership.create_group(c, group_id, _owner_list(owners),
+                                      DEFAULT_LOAD if load is None else load)
+    if as_json:
+        _echo_json(res)
+    else:
+        click.echo(f"group {group_id} created on {', '.join(res['group']['owners'])} "
+                   f"(epoch {res['epoch']})")
+
+
+@group_cmd.command(name="delete")
+@click.argument("group_id", metavar="ID")
+@_json_option
+@_conn_options
+@click.pass_context
+def group_delete(ctx: click.Context, group_id: str, as_json: bool, **conn: Any) -> None:
+    """Delete group ID: its owners stop its member and delete its data."""
+    from hakv import membership
+
+    with _client(ctx, **conn) as c:
+        res = membership.delete_group(c, group_id)
+    if as_json:
+        _echo_json(res)
+    else:
+        click.echo(f"group {group_id} deleted (epoch {res['epoch']}); "
+                   f"{', '.join(res['owners'])} drop its data")
+
+
+@group_cmd.command(name="set-owners")
+@click.argument("group_id", metavar="ID")
+@click.option("--owners", required=True, help="The new owners, comma-separated, in "
+              "precedence order (at least 2).")
+@_json_option
+@_conn_options
+@click.pass_context
+def group_set_owners(ctx: click.Context, group_id: str, owners: str, as_json: bool,
+                     **conn: Any) -> None:
+    """Change the owners of group ID; its leader changes the Raft voters one at a time."""
+    from hakv import membership
+
+    with _client(ctx, **conn) as c:
+        res = membership.set_owners(c, group_id, _owner_list(owners))
+    if as_json:
+        _echo_json(res)
+        return
+    plan = " ".join(res["plan"]) or "nothing to change"
+    click.echo(f"group {group_id}: owners {', '.join(res['previous_owners'])} -> "
+               f"{', '.join(res['owners'])} (epoch {res['epoch']}); Raft steps: {plan} "
+               "(follow with hakv cluster show)")
+
+
 # --------------------------------------------------------------------------- inspect
 
 
@@ -773,3 +948,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+import hakv.cli_ha  # noqa: E402,F401  (HA commands: events, group move|maintenance|..., explain placement)

@@ -9,9 +9,10 @@ write costs the same for 9 nodes or 1,000. It holds, as ordinary keys of its key
     groups/<id>           a group's definition (ordered owners, load) as JSON
 
 plus each node's status record (kept apart from the key space, as in every group store).
-The records are seeded from the topology file by the voters, idempotently: each chunk is a
-transaction guarded by its own marker key, so whichever voter's proposal applies first
-writes it and the others change nothing.
+The records are seeded from the topology file by the voters, once, when the cluster first
+starts: each chunk is a transaction guarded by its own marker key, so whichever voter's
+proposal applies first writes it and every later proposal (other voters, restarts, an
+edited file) changes nothing.
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ def seed_transactions(topology: Topology) -> list[dict[str, Any]]:
     items = sorted(seed_records(topology).items())
     bodies = []
     for start in range(0, len(items), SEED_CHUNK):
-        marker = f"seeded/{topology.fingerprint()[:16]}/{start // SEED_CHUNK}"
+        # Markers do not depend on the file's content: the records are seeded once, when
+        # the cluster is first started; later edits of the file never overwrite changes
+        # made at runtime through the cluster ensemble (docs/membership.md).
+        marker = f"seeded/{start // SEED_CHUNK}"
         puts = [{"op": "put", "key": k, "value": v} for k, v in items[start:start + SEED_CHUNK]]
         puts.append({"op": "put", "key": marker, "value": "1"})
         bodies.append({

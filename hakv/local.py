@@ -6,6 +6,8 @@ For the demo, the tests and anyone trying hakv on one machine::
     DIR/data/<node>/            each node's --data-dir
     DIR/logs/<node>.log         each node's stdout and stderr (appended across restarts)
     DIR/pids/<node>.pid         pid of each running node
+    DIR/added/<node>.json       nodes added at runtime (``hakv cluster add-node``), learnt
+                                from the cluster records by ``start``
 
 Python API (the integration tests use it)::
 
@@ -28,6 +30,7 @@ recycled pid (or a node of another run dir) is never signalled.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -42,11 +45,12 @@ from typing import Any
 import hakv
 from hakv.client import Client, probe
 from hakv.errors import ConfigError, HakvError, UnavailableError
-from hakv.topology import Topology, load_topology
+from hakv.topology import NodeSpec, Topology, load_topology
 
 __all__ = ["LocalCluster", "NodeState", "NodesNotReadyError"]
 
 TOPOLOGY_FILE = "topology.toml"
+ADDED_DIR = "added"
 STOP_TIMEOUT = 5.0
 DEFAULT_WAIT = 30.0
 _POLL = 0.05
@@ -178,7 +182,34 @@ class LocalCluster:
                     f"`hakv local up --topology FILE --dir {self.dir}`"
                 )
             self._topology = load_topology(self.topology_path)
+            added = sorted((self.dir / ADDED_DIR).glob("*.json"))
+            if added:  # nodes added at runtime (adopt_node)
+                from hakv.membership import with_nodes
+
+                specs = [NodeSpec(**json.loads(p.read_text())) for p in added]
+                self._topology = with_nodes(self._topology, specs)
         return self._topology
+
+    def adopt_node(self, node_id: str) -> NodeSpec:
+        """Learn a node added at runtime (``hakv cluster add-node``) from the cluster
+        records, and remember it in DIR/added/<id>.json so it can be started like the
+        others. ConfigError if the cluster does not know it."""
+        from hakv.errors import NotFoundError
+        from hakv.topology import CLUSTER_GROUP
+
+        try:
+            with self.client(timeout=10.0) as c:
+                raw = json.loads(c.get(CLUSTER_GROUP, f"nodes/{node_id}").value)
+        except NotFoundError:
+            raise ConfigError(
+                f"node {node_id} is neither in {self.topology_path} nor in the cluster "
+                f"records; add it first with `hakv cluster add-node {node_id} ...`") from None
+        spec = NodeSpec(**raw)
+        path = self.dir / ADDED_DIR / f"{node_id}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(spec.to_dict()))
+        self._topology = None
+        return spec
 
     def node_ids(self) -> list[str]:
         return list(self.topology.node_ids)
@@ -435,6 +466,8 @@ class LocalCluster:
         pid = self.pid(node_id)
         if pid is not None:
             raise ConfigError(f"node {node_id} of {self.dir} is already running (pid {pid})")
+        if not self.topology.has_node(node_id):
+            self.adopt_node(node_id)  # added at runtime: known from the cluster records
         proc = self._spawn(node_id)
         if wait > 0:
             self.wait_healthy([node_id], wait)

@@ -36,8 +36,11 @@ from hakv import codec, errors
 from hakv.bridge import Bridge
 from hakv.cluster import seed_transactions
 from hakv.group import StoreMachine
+from hakv.manager import HA_OPS, Manager
+from hakv.membership import Reconciler, startup_view
 from hakv.raft import GroupMember, NodeListener, RaftHost, RaftSettings
 from hakv.server import ApiServer, serve_forever_in_thread
+from hakv.supervisor import Supervisor
 from hakv.topology import CLUSTER_GROUP, Topology, load_topology
 
 log = logging.getLogger("hakv.node")
@@ -46,7 +49,27 @@ DATA_FORMAT = 1
 _BARRIER = codec.encode(codec.BARRIER)
 
 
-def settings_from(topology: Topology) -> RaftSettings:
+def read_secret(path: str | None) -> str | None:
+    """The cluster secret from ``path`` (or $HAKV_SECRET_FILE); None when neither is set."""
+    path = path or os.environ.get("HAKV_SECRET_FILE") or None
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            secret = f.read().strip()
+        mode = os.stat(path).st_mode
+    except (OSError, UnicodeDecodeError) as exc:
+        raise errors.ConfigError(f"cannot read the cluster secret file {path}: {exc}") from None
+    if len(secret) < 16:
+        raise errors.ConfigError(
+            f"the cluster secret in {path} is {len(secret)} characters; use at least 16 "
+            "random characters (e.g. `head -c 32 /dev/urandom | base64 > FILE`)")
+    if mode & 0o077:
+        log.warning("cluster secret file %s is readable by other users; chmod 600 it", path)
+    return secret
+
+
+def settings_from(topology: Topology, secret: str | None = None) -> RaftSettings:
     t = topology.raft
     return RaftSettings(
         election_timeout_min=t.election_timeout_min,
@@ -55,6 +78,7 @@ def settings_from(topology: Topology) -> RaftSettings:
         connection_retry=t.connection_retry,
         log_compaction_entries=int(os.environ.get("HAKV_LOG_COMPACTION_ENTRIES", "20000")),
         unsafe_stock_replication=os.environ.get("HAKV_UNSAFE_STOCK_REPLICATION") == "1",
+        secret=secret,
     )
 
 
@@ -112,8 +136,11 @@ class Node:
     """One hakv node: members for its groups, a raft thread, an API server."""
 
     def __init__(
-        self, topology: Topology, node_id: str, data_dir: str, request_timeout: float = 3.0
+        self, topology: Topology, node_id: str, data_dir: str, request_timeout: float = 3.0,
+        secret: str | None = None,
     ) -> None:
+        self.seed_topology = topology  # the file: seeds the cluster records, once
+        topology = startup_view(topology, node_id, data_dir)  # + runtime changes
         self.topology = topology
         self.spec = topology.node(node_id)
         self.node_id = node_id
@@ -127,8 +154,8 @@ class Node:
             log.warning("HAKV_UNSAFE_LOCAL_READS=1: reads are NOT linearizable")
         prepare_data_dir(data_dir, topology, node_id)
         self._address_to_node = {n.raft_address: n.id for n in topology.nodes}
-        self.settings = settings_from(topology)
-        self.host = RaftHost(self.spec.host, self.spec.raft_port, _BARRIER)
+        self.settings = settings_from(topology, secret)
+        self.host = RaftHost(self.spec.host, self.spec.raft_port, _BARRIER, secret)
         self.machines: dict[str, StoreMachine] = {}
         self.members: dict[str, GroupMember] = {}  # the resource groups this node owns
         for group in topology.groups_of(node_id):
@@ -144,6 +171,8 @@ class Node:
             self.spec.raft_address if self.cluster_voter else None,
             [topology.node(v).raft_address for v in voters if v != node_id])
         self.bridge = Bridge(self)
+        self.supervisor = Supervisor(self)  # runs the apps placed here (hakv.supervisor)
+        self.manager = Manager(self)  # places the apps of the groups led here (hakv.manager)
         self.api = ApiServer((self.spec.host, self.spec.api_port), self)
         self._api_thread: threading.Thread | None = None
 
@@ -159,7 +188,34 @@ class Node:
         self.machines[group] = machine
         return self.host.add_member(factory)
 
+    # Runtime membership (hakv.membership's reconciler calls these).
+
+    def host_group(self, group: str, peers: list[str], voter: bool) -> GroupMember:
+        """Start a member of ``group`` now: a voter, or a read-only one (a new owner
+        catching up: it receives the log but neither votes nor counts for quorum)."""
+        member = self._add_member(group, os.path.join(self.data_dir, "groups", group),
+                                  self.spec.raft_address if voter else None, peers)
+        self.members[group] = member
+        self.host.wake()
+        return member
+
+    def unhost_group(self, group: str) -> None:
+        """Stop ``group``'s member (destroyed in the raft thread) and close its store."""
+        self.members.pop(group, None)
+        self.host.remove_member(group)
+        machine = self.machines.pop(group, None)
+        if machine is not None:
+            machine.close()
+
+    def set_view(self, topology: Topology) -> None:
+        """Adopt the nodes and groups of the cluster records (runtime changes)."""
+        self._address_to_node = {n.raft_address: n.id for n in topology.nodes}
+        self.topology = topology
+
     def start(self) -> None:
+        if self.settings.secret is None:
+            log.warning("no cluster secret (--secret-file / HAKV_SECRET_FILE): raft traffic is "
+                        "neither authenticated nor encrypted; use only on a trusted network")
         self.host.start()
         self._api_thread = serve_forever_in_thread(self.api)
         self._publisher = threading.Thread(target=self._publish_status, name="status",
@@ -168,9 +224,14 @@ class Node:
         if self.cluster_voter:
             threading.Thread(target=self._seed_cluster_records, name="seed",
                              daemon=True).start()
-        if len(self.members) >= 2:
-            threading.Thread(target=self.bridge.run, args=(self._stopping,), name="bridge",
-                             daemon=True).start()
+        # Always running: a node may become shared at runtime (docs/membership.md); with
+        # fewer than two groups a round finds no link and costs nothing.
+        threading.Thread(target=self.bridge.run, args=(self._stopping,), name="bridge",
+                         daemon=True).start()
+        threading.Thread(target=Reconciler(self).run, args=(self._stopping,),
+                         name="membership", daemon=True).start()
+        self.supervisor.start()
+        self.manager.start()
         log.info(
             "node %s up: raft %s, api %s, groups %s",
             self.node_id,
@@ -185,9 +246,9 @@ class Node:
 
     def _seed_cluster_records(self) -> None:
         """Write the topology's cluster-level records into the cluster ensemble, once."""
-        for n, body in enumerate(seed_transactions(self.topology)):
+        for n, body in enumerate(seed_transactions(self.seed_topology)):
             payload = codec.encode(codec.write_command(
-                "txn", body, f"seed-{self.topology.fingerprint()[:16]}", n + 1))
+                "txn", body, f"seed-{self.seed_topology.fingerprint()[:16]}", n + 1))
             while not self._stopping.is_set():
                 try:
                     self.cluster_member.submit(payload).wait(self.request_timeout)
@@ -214,6 +275,8 @@ class Node:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.manager.stop()
+        self.supervisor.shutdown()  # stops the apps here, and says so (docs/ha.md)
         self.api.shutdown()
         self.api.server_close()
         self.host.stop()
@@ -235,6 +298,8 @@ class Node:
         return member
 
     def serve(self, op: str, group: str, body: dict[str, Any]) -> dict[str, Any]:
+        if op in HA_OPS:
+            return self.manager.serve(op, group, body)
         member = self.member_of(group)
         store = self.machines[group].store
         if op == "changes":
@@ -309,7 +374,8 @@ class Node:
                 "node_status": statuses}
 
 
-def run_node(topology_path: str, node_id: str, data_dir: str) -> int:
+def run_node(topology_path: str, node_id: str, data_dir: str,
+             secret_file: str | None = None) -> int:
     """Run a node until SIGTERM/SIGINT. Raises HakvError on a bad topology or data dir."""
     logging.basicConfig(
         level=os.environ.get("HAKV_LOG_LEVEL", "INFO"),
@@ -319,7 +385,7 @@ def run_node(topology_path: str, node_id: str, data_dir: str) -> int:
     # 5 ms GIL switch interval would add up to 5 ms to each hand-over.
     sys.setswitchinterval(0.0005)
     topology = load_topology(topology_path)
-    node = Node(topology, node_id, data_dir)
+    node = Node(topology, node_id, data_dir, secret=read_secret(secret_file))
     stopping = threading.Event()
 
     def _on_signal(signum: int, _frame: Any) -> None:

@@ -33,6 +33,7 @@ store batch holding their result has been committed.
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import os
@@ -40,11 +41,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import pysyncobj.syncobj as _syncobj_module
 from pysyncobj import SyncObj, SyncObjConf, replicated  # type: ignore[attr-defined]
 from pysyncobj.config import FAIL_REASON
+from pysyncobj.encryptor import getEncryptor
 from pysyncobj.node import TCPNode
 from pysyncobj.pipe_notifier import PipeNotifier
 from pysyncobj.poller import createPoller
@@ -74,6 +77,8 @@ class RaftSettings:
     log_compaction_entries: int = 20000
     log_compaction_seconds: float = 600.0
     unsafe_stock_replication: bool = False  # tests only: re-enables pysyncobj's data loss
+    # Cluster secret: authenticates and encrypts raft traffic (never printed).
+    secret: str | None = field(default=None, repr=False)
 
     def to_conf(self, journal: str, snapshot: str, serializer: Callable[..., Any],
                 deserializer: Callable[..., Any], bind_address: str) -> SyncObjConf:
@@ -96,6 +101,7 @@ class RaftSettings:
             logCompactionMinTime=self.log_compaction_seconds,
             bindAddress=bind_address or None,
             pollerType="poll",
+            password=self.secret,
         )
 
 
@@ -116,6 +122,10 @@ class Completion:
     def resolve(self, result: Any = None, error: errors.HakvError | None = None) -> None:
         self._result, self._error = result, error
         self._event.set()
+
+    def done(self) -> bool:
+        """Whether the outcome is known (``wait`` would not block)."""
+        return self._event.is_set()
 
     def wait(self, timeout: float) -> Any:
         if not self._event.wait(timeout):
@@ -141,10 +151,16 @@ def _error_for(reason: int, group: str) -> errors.HakvError:
 
 
 class NodeListener:
-    """The node's one raft port. A connection's first message names its group."""
+    """The node's one raft port. A connection's first message names its group.
 
-    def __init__(self, poller: Any, host: str, port: int) -> None:
+    With a cluster secret, every message on the port is a Fernet token (AES + HMAC with a
+    key derived from the secret): pysyncobj verifies it before unpickling anything, so a
+    peer without the secret can make the node unpickle nothing at all, not even a hello.
+    """
+
+    def __init__(self, poller: Any, host: str, port: int, secret: str | None = None) -> None:
         self._transports: dict[str, MuxTransport] = {}
+        self.encryptor = encryptor_for(secret) if secret else None
         self._server = TcpServer(poller, host, port, onNewConnection=self._on_connection,
                                  sendBufferSize=2 ** 16, recvBufferSize=2 ** 16,
                                  connectionTimeout=3.5)
@@ -168,10 +184,17 @@ class NodeListener:
         sock = getattr(conn, "_TcpConnection__socket", None)
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.encryptor = self.encryptor  # set before the first byte is parsed
         conn.setOnMessageReceivedCallback(functools.partial(self._on_hello, conn))
         conn.setOnDisconnectedCallback(lambda: None)
 
     def _on_hello(self, conn: Any, message: Any) -> None:
+        if self.encryptor is not None and not conn.sendRandKey:
+            # pysyncobj's handshake: exchange per-connection random keys (replay guard).
+            conn.sendRandKey = message
+            conn.recvRandKey = os.urandom(32)
+            conn.send(conn.recvRandKey)
+            return
         if not (isinstance(message, tuple) and len(message) == 3 and message[0] == _WIRE_HELLO):
             log.warning("dropping raft connection with a malformed hello")
             conn.disconnect()
@@ -187,6 +210,18 @@ class NodeListener:
 
     def close(self) -> None:
         self._server.unbind()
+
+
+@functools.lru_cache(maxsize=4)
+def encryptor_for(secret: str) -> Any:
+    """pysyncobj's Fernet encryptor for a secret, derived once per process (PBKDF2 with
+    100,000 rounds costs ~0.1 s: every group member of the node shares the result)."""
+    return getEncryptor(secret)
+
+
+# Members get the secret through SyncObjConf.password; route pysyncobj's own derivation
+# through the cache so that a node with many groups derives the key once.
+_syncobj_module.getEncryptor = encryptor_for
 
 
 class MuxTransport(TCPTransport):  # type: ignore[misc]
@@ -248,6 +283,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         self._activity = 0
         self._next_tick = 0.0
         self._last_leader_contact = time.monotonic()
+        self._handover: tuple[str, float, bool] | None = None  # hand_over_leadership
         conf = settings.to_conf(
             journal=os.path.join(directory, "raft.journal"),
             snapshot=os.path.join(directory, "snapshot"),
@@ -313,6 +349,8 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         Stock pysyncobj (non-batched mode) sends a message per proposal to each follower;
         under concurrent load that message count, not the disk, limited throughput.
         """
+        if self._handover is not None and self._holding_for_handover():
+            return  # proposals wait in the queue until the new leader takes them
         conf = self.conf
         before = self._SyncObj__getCurrentLogIndex()
         conf.appendEntriesUseBatch = True  # read only by this thread (see _applyCommand)
@@ -576,14 +614,109 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             nxt[node] = max(next_idx, match[node] + 1)
         self._SyncObj__lastResponseTime[node] = time.monotonic()
 
+    # ------------------------------------------------------------------ runtime membership
+    # Used by hakv.membership. All but ``change_membership`` read or change raft-thread
+    # state, so they run in the raft thread (``RaftHost.call_in_loop``).
+
+    def membership(self) -> dict[str, Any]:
+        """This member's view of the group's Raft configuration (addresses)."""
+        me = self.selfNode.address if self.selfNode is not None else None
+        others = [n.address for n in self._SyncObj__otherNodes]
+        leader = self._SyncObj__raftLeader  # type: ignore[has-type]
+        is_leader = self._SyncObj__raftState == _LEADER
+        noop = self._SyncObj__noopIDx
+        return {
+            "self": me,
+            "voters": sorted(others + ([me] if me else [])),
+            "leader": is_leader,
+            "leader_address": leader.address if leader is not None else None,
+            "term": self.raftCurrentTerm,
+            "applied": self.raftLastApplied,
+            "commit_index": self.raftCommitIndex,
+            # A leader whose first entry of its term has applied: every entry before it,
+            # membership changes included, is committed (pysyncobj refuses changes before).
+            "settled": is_leader and noop is not None and self.raftLastApplied >= noop,
+        }
+
+    def change_membership(self, action: str, address: str) -> Completion:
+        """Propose adding (``"add"``) or removing (``"remove"``) one voter; any thread.
+
+        Raft single-server change: the new configuration takes effect when the entry is
+        appended; the completion resolves once it has been committed and applied here.
+        Callers must wait for it before proposing the next change (pysyncobj does not
+        enforce that itself)."""
+        done = Completion()
+
+        def finished(_result: Any, reason: int) -> None:
+            if reason == FAIL_REASON.SUCCESS:
+                done.resolve(True)
+            else:
+                done.resolve(None, _error_for(reason, self.group))
+
+        if action == "add":
+            self.addNodeToCluster(address, callback=finished)
+        elif action == "remove":
+            self.removeNodeFromCluster(address, callback=finished)
+        else:
+            raise ValueError(f"unknown membership action {action!r}")
+        return done
+
+    def hand_over_leadership(self, address: str, within: float) -> None:
+        """Raft thread: hand leadership to ``address`` (a leader leaving its group).
+
+        Appending stops (new proposals wait in the queue), the target gets every entry,
+        then it is told to start an election at once (TimeoutNow). Without the pause the
+        target asks for votes with a log already behind the others' and loses, and the old
+        leader wins again. Gives up after ``within`` seconds."""
+        if self._SyncObj__raftState == _LEADER:
+            self._handover = (address, time.monotonic() + within, False)
+
+    def handing_over(self) -> bool:
+        return self._handover is not None
+
+    def _holding_for_handover(self) -> bool:
+        assert self._handover is not None
+        address, deadline, sent = self._handover
+        if self._SyncObj__raftState != _LEADER or time.monotonic() > deadline:
+            self._handover = None
+            return False
+        if not sent:
+            outcome: list[int] = []
+            self.transferLeadership(address, callback=lambda _r, why: outcome.append(why))
+            if outcome == [FAIL_REASON.SUCCESS]:  # denied while the target lags: retried
+                self._handover = (address, deadline, True)
+        return True
+
+    def hold_elections_until_leader(self) -> None:
+        """Raft thread: start no election before a leader has contacted this member.
+
+        For a new owner restarted as a voter before the leader adds it: peers drop its
+        connections until then, but each short-lived connection would let it time out,
+        raise its term and, once added, depose a healthy leader (pysyncobj has no
+        PreVote)."""
+        released = False
+
+        def hold() -> None:
+            nonlocal released
+            if released:
+                return
+            if self._SyncObj__raftLeader is not None:  # type: ignore[has-type]
+                released = True
+                return
+            self._SyncObj__raftElectionDeadline = (
+                time.monotonic() + self.settings.election_timeout_max)
+
+        self.addOnTickCallback(hold)
+        hold()
+
 
 class RaftHost:
     """All Raft members of one node: one listener port, one poller, one raft thread."""
 
-    def __init__(self, host: str, port: int, barrier_payload: bytes,
+    def __init__(self, host: str, port: int, barrier_payload: bytes, secret: str | None = None,
                  idle_wait: float = 0.05) -> None:
         self.poller = createPoller("poll")
-        self.listener = NodeListener(self.poller, host, port)
+        self.listener = NodeListener(self.poller, host, port, secret)
         self.members: dict[str, GroupMember] = {}
         self._barrier = barrier_payload
         self._idle_wait = idle_wait
@@ -591,12 +724,66 @@ class RaftHost:
         self._wake = PipeNotifier(self.poller)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # guards member creation vs. the loop
+        self._calls: collections.deque[tuple[Callable[[], Any], Completion]] = (
+            collections.deque())  # run by the raft thread between ticks (call_in_loop)
 
     def add_member(self, member_factory: Callable[[NodeListener, Any], GroupMember]) -> GroupMember:
-        with self._lock:
+        def add() -> GroupMember:
             member = member_factory(self.listener, self.poller)
             self.members[member.group] = member
             return member
+
+        member: GroupMember = self.call_in_loop(add)
+        return member
+
+    def remove_member(self, group: str, timeout: float = 10.0) -> GroupMember | None:
+        """Stop and destroy ``group``'s member (runtime membership). Done in the raft thread
+        between ticks, so the loop never ticks, and the poller never dispatches to, a
+        destroyed member. Its journal is flushed and closed; its data stay on disk."""
+        def drop() -> GroupMember | None:
+            member = self.members.pop(group, None)
+            if member is None:
+                return None
+            try:
+                member.flush_journal()
+                member.finish_batch()
+            finally:
+                member._doDestroy()
+                # The member's own wake-up pipe stays open (a thread still holding the
+                # member may notify it) but is no longer polled.
+                notifier = getattr(member, "_SyncObj__pipeNotifier", None)
+                fd = getattr(notifier, "_PipeNotifier__pipeR", None)
+                if fd is not None:
+                    self.poller.unsubscribe(fd)
+            return member
+
+        result: GroupMember | None = self.call_in_loop(drop, timeout)
+        return result
+
+    def call_in_loop(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Run ``fn`` in the raft thread between ticks and return its result (or raise its
+        HakvError). Before the thread runs (or after it stopped): here, under the lock."""
+        thread = self._thread
+        if thread is threading.current_thread():
+            return fn()
+        if thread is None or not thread.is_alive():
+            with self._lock:
+                return fn()
+        done = Completion()
+        self._calls.append((fn, done))
+        self.wake()
+        return done.wait(timeout)
+
+    def _run_calls(self) -> None:
+        while self._calls:
+            fn, done = self._calls.popleft()
+            try:
+                done.resolve(fn())
+            except errors.HakvError as exc:
+                done.resolve(None, exc)
+            except Exception as exc:  # never let a caller's bug kill the raft thread
+                log.exception("call in the raft thread failed")
+                done.resolve(None, errors.InternalError(f"{type(exc).__name__}: {exc}"))
 
     def wake(self) -> None:
         self._wake.notify()
@@ -608,6 +795,7 @@ class RaftHost:
     def run(self) -> None:
         while not self._stop.is_set():
             with self._lock:
+                self._run_calls()
                 members = list(self.members.values())
                 now = time.monotonic()
                 # Only members with work or a due periodic tick are touched: with many idle

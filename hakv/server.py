@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hakv.server")
 
 _OPS = {"get", "put", "delete", "range", "txn", "status", "health", "notify", "changes",
-        "allocate"}
+        "allocate", "placement", "events", "ha"}
 _MAX_LINE = 8192
 _MAX_HEADERS = 64
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 410: "Gone",

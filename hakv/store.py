@@ -32,7 +32,7 @@ from typing import Any
 
 import lmdb
 
-from hakv import codec
+from hakv import codec, ha
 from hakv.errors import (
     BadRequestError,
     ConflictError,
@@ -494,6 +494,8 @@ class GroupStore:
             return self._node_status(txn, index, raw)
         if raw.get("op") == codec.FORWARDED_OP:
             return self._forwarded(txn, index, raw)
+        if raw.get("op") == ha.PLACEMENT_OP:
+            return self._placement(txn, index, raw)
         try:
             client, seq = codec.client_and_seq(raw)
         except HakvError as exc:
@@ -550,9 +552,67 @@ class GroupStore:
         except HakvError as exc:
             return _err(BadRequestError(f"invalid command: {exc.message}"))
         record = {"status": cmd["status"], "time": cmd["time"], "index": index}
-        txn.put(_NODE_STATUS_PREFIX + cmd["node"].encode("utf-8"),
-                json.dumps(record, separators=(",", ":")).encode("utf-8"), db=self._meta)
+        key = _NODE_STATUS_PREFIX + cmd["node"].encode("utf-8")
+        old_raw = txn.get(key, db=self._meta)
+        old = (json.loads(bytes(old_raw)).get("status") or {}) if old_raw is not None else {}
+        new = cmd["status"]
+        if old.get("state") != new.get("state") or old.get("since") != new.get("since"):
+            self._event(txn, index, {  # node status changes are events (docs/ha.md)
+                "kind": "node_status", "time": cmd["time"], "index": index,
+                "node": cmd["node"], "state": new.get("state"),
+                "reason": new.get("reason") or ("started" if old.get("state") != "down"
+                                                else "back (reintegrated)"),
+                "by": new.get("by", cmd["node"])})
+        txn.put(key, json.dumps(record, separators=(",", ":")).encode("utf-8"), db=self._meta)
         return {"node": cmd["node"], "index": index}
+
+    # -- HA placement (hakv.ha) ------------------------------------------------------------
+
+    def _placement(self, txn: lmdb.Transaction, index: int, raw: dict[str, Any]) -> dict[str, Any]:
+        """Apply a placement command (hakv.ha.apply_command): the record, and an event."""
+        try:
+            cmd = ha.validate_command(raw)
+        except HakvError as exc:
+            return _err(BadRequestError(f"invalid command: {exc.message}"))
+        cur_raw = txn.get(_PLACEMENT_KEY, db=self._meta)
+        current = ha.Placement.from_dict(json.loads(bytes(cur_raw)) if cur_raw else None)
+        new, result, event = ha.apply_command(current, cmd, index)
+        if new is not None:
+            txn.put(_PLACEMENT_KEY, json.dumps(new.to_dict(), separators=(",", ":")).encode(),
+                    db=self._meta)
+        if event is not None:
+            self._event(txn, index, event)
+        return result
+
+    def _event(self, txn: lmdb.Transaction, index: int, event: dict[str, Any]) -> None:
+        """Keep ``event`` under its log index; only the newest MAX_EVENTS are kept."""
+        event = {**event, "group": self.group_id}
+        txn.put(_EVENT_PREFIX + _U64.pack(index),
+                json.dumps(event, separators=(",", ":")).encode("utf-8"), db=self._meta)
+        count = _meta_int(txn, self._meta, b"event_count") + 1
+        if count > MAX_EVENTS:
+            with txn.cursor(db=self._meta) as cur:
+                if cur.set_range(_EVENT_PREFIX) and bytes(cur.key()).startswith(_EVENT_PREFIX):
+                    cur.delete()
+                    count -= 1
+        _meta_set(txn, self._meta, b"event_count", count)
+
+    def placement(self) -> ha.Placement:
+        """The group's placement record (committed state; hakv.ha.Placement)."""
+        def read(txn: lmdb.Transaction) -> ha.Placement:
+            raw = txn.get(_PLACEMENT_KEY, db=self._meta)
+            return ha.Placement.from_dict(json.loads(bytes(raw)) if raw else None)
+        result: ha.Placement = self._reading(read)
+        return result
+
+    def events(self, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """Placement and node-status events with log index > ``after``, oldest first."""
+        def scan(txn: lmdb.Transaction) -> list[dict[str, Any]]:
+            return [json.loads(v) for _, v in _prefixed(txn, self._meta, _EVENT_PREFIX,
+                                                        _EVENT_PREFIX + _U64.pack(after + 1),
+                                                        limit)]
+        result: list[dict[str, Any]] = self._reading(scan)
+        return result
 
     # -- cross-group changes (bridges) -----------------------------------------------------
 
@@ -899,6 +959,9 @@ _OUTBOX_PREFIX = b"outbox/"
 _INBOX_PREFIX = b"inbox/"
 _HWM_PREFIX = b"hwm/"
 _ALLOC_PREFIX = b"alloc/"
+_PLACEMENT_KEY = b"placement"
+_EVENT_PREFIX = b"event/"
+MAX_EVENTS = 2000
 
 
 def _prefixed(txn: lmdb.Transaction, db: Any, prefix: bytes, start: bytes,

@@ -23,6 +23,13 @@ A topology is read from a TOML file (see ``examples/nine-node.toml``)::
     id = "220"
     owners = ["202", "208", "214"]           # ordered: precedence for failover
     load = 1                                 # optional
+    fallback = "stay"                        # optional: or "return" [+ fallback_window]
+    [groups.app]                             # optional: the group's app (docs/ha.md)
+    start = "exec my-app --serve"
+
+    [ha]                                     # optional; seconds (docs/ha.md)
+    failure_timeout = 1.0
+    lease = 1.0
 
 Everything here is pure: plain frozen data in, answers out. The only I/O is reading the
 file in :func:`load_topology`. Every problem with a topology is a
@@ -54,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from hakv.errors import TopologyError, UnknownGroupError
+from hakv.ha import AppSpec, HaTuning, ha_toml_lines, parse_app, parse_fallback, parse_ha
 
 __all__ = [
     "DEFAULT_CAPACITY",
@@ -79,7 +87,7 @@ CLUSTER_GROUP = "_cluster"
 
 _ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\Z")
 
-_TOP_KEYS = ("cluster", "raft", "nodes", "groups")
+_TOP_KEYS = ("cluster", "raft", "ha", "nodes", "groups")
 _CLUSTER_KEYS = ("name", "cluster_voters")
 _RAFT_KEYS = (
     "election_timeout_min",
@@ -88,7 +96,7 @@ _RAFT_KEYS = (
     "connection_retry",
 )
 _NODE_KEYS = ("id", "host", "raft_port", "api_port", "capacity")
-_GROUP_KEYS = ("id", "owners", "load")
+_GROUP_KEYS = ("id", "owners", "load", "fallback", "fallback_window", "app")
 
 
 def _fail(rule: str, message: str, **details: Any) -> TopologyError:
@@ -195,6 +203,10 @@ class GroupSpec:
     id: str
     owners: tuple[str, ...]
     load: int = DEFAULT_LOAD
+    # HA (docs/ha.md): the app the group runs, and where it goes when a better owner returns.
+    app: AppSpec | None = None
+    fallback: str = "stay"
+    fallback_window: str | None = None
 
     def __post_init__(self) -> None:
         # Accept any iterable (a list from JSON, say) but store a tuple: hashable, immutable.
@@ -207,7 +219,14 @@ class GroupSpec:
         return len(self.owners) // 2 + 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "owners": list(self.owners), "load": self.load}
+        out: dict[str, Any] = {"id": self.id, "owners": list(self.owners), "load": self.load}
+        if self.fallback != "stay":
+            out["fallback"] = self.fallback
+        if self.fallback_window is not None:
+            out["fallback_window"] = self.fallback_window
+        if self.app is not None:
+            out["app"] = self.app.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -261,6 +280,7 @@ class Topology:
     groups: tuple[GroupSpec, ...]
     raft: RaftTuning
     cluster_voters: tuple[str, ...]
+    ha: HaTuning = HaTuning()
 
     def __post_init__(self) -> None:
         for name in ("nodes", "groups", "cluster_voters"):
@@ -367,6 +387,7 @@ class Topology:
         self._validate_ports()
         self._validate_groups()
         self.raft.validate()
+        self.ha.validate()
         self._validate_voters()
 
     def _validate_nodes(self) -> None:
@@ -518,6 +539,7 @@ class Topology:
         return {
             "cluster": {"name": self.cluster, "cluster_voters": list(self.cluster_voters)},
             "raft": self.raft.to_dict(),
+            "ha": self.ha.to_dict(),
             "nodes": [node.to_dict() for node in self.nodes],
             "groups": [group.to_dict() for group in self.groups],
         }
@@ -560,6 +582,7 @@ class Topology:
             "[raft]",
         ]
         lines += [f"{key} = {_toml_float(getattr(self.raft, key))}" for key in _RAFT_KEYS]
+        lines += ["", *ha_toml_lines(self.ha)]
         for node in self.nodes:
             lines += [
                 "",
@@ -578,6 +601,12 @@ class Topology:
                 f"owners = {_toml_str_list(group.owners)}",
                 f"load = {group.load}",
             ]
+            if group.fallback != "stay":
+                lines.append(f"fallback = {_toml_str(group.fallback)}")
+            if group.fallback_window is not None:
+                lines.append(f"fallback_window = {_toml_str(group.fallback_window)}")
+            if group.app is not None:
+                lines += group.app.to_toml_lines("groups.app")
         return "\n".join(lines) + "\n"
 
 
@@ -741,7 +770,10 @@ def _group_from_raw(raw: Mapping[str, Any], index: int) -> GroupSpec:
     owners = _id_list(
         _required(raw, "owners", where, "expected an array of node ids"), where, "owners"
     )
-    return GroupSpec(id=group_id, owners=owners, load=_int_field(raw, "load", where, DEFAULT_LOAD))
+    fallback, window = parse_fallback(raw, where)
+    app = parse_app(raw["app"], where) if "app" in raw else None
+    return GroupSpec(id=group_id, owners=owners, load=_int_field(raw, "load", where, DEFAULT_LOAD),
+                     app=app, fallback=fallback, fallback_window=window)
 
 
 def _raft_from_raw(raw: Mapping[str, Any]) -> RaftTuning:
@@ -775,6 +807,7 @@ def _from_raw(data: Mapping[str, Any]) -> Topology:
             key="name",
         )
     raft = _raft_from_raw(_table(data, "raft", required=False))
+    ha = parse_ha(_table(data, "ha", required=False))
     nodes = tuple(_node_from_raw(raw, i) for i, raw in enumerate(_array_of_tables(data, "nodes")))
     groups = tuple(
         _group_from_raw(raw, i) for i, raw in enumerate(_array_of_tables(data, "groups"))
@@ -783,7 +816,8 @@ def _from_raw(data: Mapping[str, Any]) -> Topology:
         voters = _id_list(cluster["cluster_voters"], "[cluster]", "cluster_voters")
     else:
         voters = default_voters(node.id for node in nodes)
-    return Topology(cluster=name, nodes=nodes, groups=groups, raft=raft, cluster_voters=voters)
+    return Topology(cluster=name, nodes=nodes, groups=groups, raft=raft, cluster_voters=voters,
+                    ha=ha)
 
 
 def parse_topology(text: str, source: str = "<string>") -> Topology:
