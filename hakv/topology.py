@@ -82,6 +82,9 @@ MIN_OWNERS = 2
 MIN_PORT = 1
 MAX_PORT = 65535
 MAX_ID_LENGTH = 64
+HEARTBEAT_PERIOD = 0.1
+"""Seconds between a Raft leader's heartbeats (hakv.raft.RaftSettings.heartbeat_period)."""
+
 CLUSTER_GROUP = "_cluster"
 """Id of the cluster ensemble: cluster-level records, voters from ``cluster_voters``."""
 
@@ -260,6 +263,19 @@ class RaftTuning:
                 f"[raft] election_timeout_min ({self.election_timeout_min!r}) must be less "
                 f"than election_timeout_max ({self.election_timeout_max!r}); Raft picks a "
                 "random timeout in between",
+            )
+        if self.election_timeout_min <= 3 * HEARTBEAT_PERIOD:
+            raise _fail(
+                "raft_election_too_short",
+                f"[raft] election_timeout_min ({self.election_timeout_min!r}) must exceed 3 "
+                f"heartbeat periods ({3 * HEARTBEAT_PERIOD:.1f}s), or followers would start "
+                "elections between two heartbeats of a healthy leader",
+            )
+        if self.leader_fallback_timeout <= HEARTBEAT_PERIOD:
+            raise _fail(
+                "raft_fallback_too_short",
+                f"[raft] leader_fallback_timeout ({self.leader_fallback_timeout!r}) must "
+                f"exceed the heartbeat period ({HEARTBEAT_PERIOD}s)",
             )
 
     def to_dict(self) -> dict[str, float]:

@@ -386,7 +386,7 @@ def test_group_spec_stores_owners_as_a_tuple() -> None:
 
 NASTY = (
     '[cluster]\nname = "quote \\" back \\\\ nl \\n tab \\t del \\u007F é 🚀"\n'
-    '[raft]\nelection_timeout_min = 0.00001\nelection_timeout_max = 1e16\n'
+    '[raft]\nelection_timeout_min = 0.30001\nelection_timeout_max = 1e16\n'
     + node("a.1", 1, 65535, extra="capacity = 0\n")
     + node("b_2", 7002, 8002, host="::1")
     + group("g-3", owners='["b_2", "a.1"]', extra="load = 0\n")
@@ -530,3 +530,32 @@ def test_load_wrong_shape_names_the_file(tmp_path: Path) -> None:
 
 def test_load_accepts_str_paths() -> None:
     assert load_topology(str(NINE)) == load_topology(NINE)
+
+
+@pytest.mark.parametrize("raft, rule", [
+    ("election_timeout_min = 0.3\nelection_timeout_max = 0.6", "raft_election_too_short"),
+    ("leader_fallback_timeout = 0.05", "raft_fallback_too_short"),
+], ids=["election-below-3-heartbeats", "fallback-below-a-heartbeat"])
+def test_raft_timeouts_pysyncobj_would_reject_are_a_topology_error(raft: str, rule: str) -> None:
+    text = f"""
+[cluster]
+name = "t"
+[raft]
+{raft}
+[[nodes]]
+id = "a"
+host = "127.0.0.1"
+raft_port = 7001
+api_port = 8001
+[[nodes]]
+id = "b"
+host = "127.0.0.1"
+raft_port = 7002
+api_port = 8002
+[[groups]]
+id = "g"
+owners = ["a", "b"]
+"""
+    with pytest.raises(TopologyError) as err:
+        parse_topology(text)
+    assert err.value.details["rule"] == rule
