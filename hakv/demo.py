@@ -36,7 +36,7 @@ def _default_topology() -> Path:
 
 def _looks_like_run_dir(path: Path) -> bool:
     """Only what ``hakv local`` creates: safe to wipe."""
-    allowed = {"topology.toml", "topology.tmp", "data", "logs", "pids"}
+    allowed = {"topology.toml", "topology.tmp", "data", "logs", "pids", "secret", "added"}
     return path.is_dir() and {p.name for p in path.iterdir()} <= allowed
 
 

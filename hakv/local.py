@@ -30,6 +30,7 @@ recycled pid (or a node of another run dir) is never signalled.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -289,6 +290,15 @@ class LocalCluster:
             nodes += sorted(p.stem for p in pids.glob("*.pid") if p.stem not in nodes)
         return nodes
 
+    def _secret_file(self) -> Path:
+        """DIR/secret, created once (mode 600) with 32 random bytes, base64."""
+        path = self.dir / "secret"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+        return path
+
     def _spawn(self, node_id: str) -> subprocess.Popen[bytes]:
         self.topology.node(node_id)  # TopologyError for an unknown id
         for sub in ("data", "logs", "pids"):
@@ -300,6 +310,10 @@ class LocalCluster:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (package_root, env.get("PYTHONPATH", "")) if p
         )
+        if not env.get("HAKV_SECRET_FILE"):
+            # A local cluster gets its own cluster secret (authenticated raft traffic),
+            # unless the caller chose one.
+            env["HAKV_SECRET_FILE"] = str(self._secret_file())
         with open(self.log_path(node_id), "ab") as log:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             log.write(f"=== hakv local: starting node {node_id} at {stamp} ===\n".encode())
