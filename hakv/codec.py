@@ -345,8 +345,19 @@ def node_status_command(node: str, status: dict[str, Any], time: float) -> dict[
                                  "time": time})
 
 
+def node_status_forget_command(node: str) -> dict[str, Any]:
+    """Drop ``node``'s status record from a group it no longer owns (its leader sends it):
+    a node's status lives only in its sphere of influence (I1)."""
+    return {"op": NODE_STATUS_OP, "node": node, "status": {}, "time": 0.0, "forget": True}
+
+
 def validate_node_status(cmd: Any) -> dict[str, Any]:
     cmd = _dict(cmd, "command")
+    if cmd.get("forget") is True:
+        node = cmd.get("node")
+        if not isinstance(node, str) or not node or len(node) > 64:
+            raise BadRequestError("node_status.node: expected a node id string (1..64 chars)")
+        return node_status_forget_command(node)
     node, status, when = cmd.get("node"), cmd.get("status"), cmd.get("time")
     if not isinstance(node, str) or not node or len(node) > 64:
         raise BadRequestError("node_status.node: expected a node id string (1..64 chars)")

@@ -898,6 +898,7 @@ class Reconciler:
             return
         by_address = {n.raft_address: n.id for n in view.nodes}
         owners = view.group(gid).owners
+        self._forget_departed_status(gid, member, owners)
         actual = _in_order([by_address.get(a, a) for a in info["voters"]], owners)
         me = node.node_id
         stale_joins = [n for n in records.joins.get(gid, ()) if n in actual or n not in owners]
@@ -932,6 +933,18 @@ class Reconciler:
             fresh = self._read_local()
             self._record_voters(gid, actual, after["term"], fresh,
                                 [n for n in fresh.joins.get(gid, ()) if n in actual])
+
+    def _forget_departed_status(self, gid: str, member: GroupMember,
+                                owners: Sequence[str]) -> None:
+        """Drop status records of nodes that no longer own the group (I1: a node's status
+        lives only in its sphere of influence). Idempotent, retried every pass."""
+        store = self.node.machines[gid].store
+        for departed in sorted(set(store.node_statuses()) - set(owners)):
+            payload = codec.encode(codec.node_status_forget_command(departed))
+            try:
+                member.submit(payload).wait(STEP_WAIT)
+            except HakvError:
+                return  # next pass
 
     def _record_voters(self, gid: str, voters: list[str], term: int, records: Records,
                        joins_done: Iterable[str]) -> None:

@@ -551,8 +551,11 @@ class GroupStore:
             cmd = codec.validate_node_status(raw)
         except HakvError as exc:
             return _err(BadRequestError(f"invalid command: {exc.message}"))
-        record = {"status": cmd["status"], "time": cmd["time"], "index": index}
         key = _NODE_STATUS_PREFIX + cmd["node"].encode("utf-8")
+        if cmd.get("forget"):
+            txn.delete(key, db=self._meta)
+            return {"node": cmd["node"], "index": index, "forgotten": True}
+        record = {"status": cmd["status"], "time": cmd["time"], "index": index}
         old_raw = txn.get(key, db=self._meta)
         old = (json.loads(bytes(old_raw)).get("status") or {}) if old_raw is not None else {}
         new = cmd["status"]

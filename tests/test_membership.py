@@ -271,8 +271,9 @@ def _settled(cluster: LocalCluster, owners: dict[str, list[str]],
         if dump["groups"] != mine:
             return False
         for gid in mine:
+            # Exactly the owners' status records: departed owners' are forgotten (I1).
             held = set(dump["group_stores"][gid].get("node_status", {}))
-            if not set(owners[gid]) <= held:
+            if held != set(owners[gid]):
                 return False
     return True
 

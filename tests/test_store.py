@@ -870,3 +870,13 @@ def test_a_malformed_node_status_is_an_error_result_not_a_crash(
         result = store.apply(1, json.dumps(bad).encode())
         assert result is not None and result["error"]["code"] == "bad_request"
         assert store.applied_index() == 1 and store.node_statuses() == {}
+
+
+def test_a_forgotten_node_status_record_is_gone(tmp_path: Path) -> None:
+    with GroupStore(tmp_path / "g", GROUP) as store:
+        store.apply(1, codec.encode(codec.node_status_command("n2", {"state": "up"}, 5.0)))
+        store.apply(2, codec.encode(codec.node_status_command("n3", {"state": "up"}, 5.0)))
+        result = store.apply(3, codec.encode(codec.node_status_forget_command("n2")))
+        store.commit()
+        assert result is not None and result["forgotten"] is True
+        assert sorted(store.node_statuses()) == ["n3"]
