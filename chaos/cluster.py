@@ -245,6 +245,28 @@ class ChaosCluster:
                     f"{n}:\n{_tail(self.log_path(n))}" for n in pending))
             time.sleep(0.1)
 
+    def wait_converged(self, groups: list[str] | tuple[str, ...] | None = None,
+                       timeout: float = 20.0) -> bool:
+        """Wait until every live owner of each group has applied the same index (the
+        final reads then see the same state wherever they land, whatever read path the
+        build under test uses). False if that did not happen within ``timeout``."""
+        groups = list(groups if groups is not None else self.topology.group_ids)
+        deadline = time.monotonic() + timeout
+        while True:
+            converged = True
+            for g in groups:
+                owners = [n for n in self.topology.group(g).owners if self.pid(n) is not None]
+                applied = {((st or {}).get("groups") or {}).get(g, {}).get("applied_index")
+                           for st in self.statuses(owners, timeout=0.5).values()}
+                if len(applied) != 1 or None in applied:
+                    converged = False
+                    break
+            if converged:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+
     def leader(self, group: str, wait: float = 0.0) -> str | None:
         """The owner of ``group`` that says it leads with quorum (highest term wins)."""
         owners = list(self.topology.group(group).owners)

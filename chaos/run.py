@@ -202,6 +202,7 @@ def run_scenario(sc: Scenario, out: Path, seed: int | None = None, log: Log = _s
         result.errors.extend(workers.wait(grace))
         t_final = time.monotonic()
         cluster.wait_quorum(timeout=30)
+        cluster.wait_converged(groups, timeout=20)
         for g in groups:
             workers.spawn(_spec(sc, cluster, g, index[g], "final", t0,
                                 time.monotonic() + 20, seed), f"{g}-final")
