@@ -28,7 +28,6 @@ What lives here, in the order a failover uses it:
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import time as _time
@@ -37,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hakv.errors import BadRequestError, TopologyError
+from hakv.tomlcheck import check_keys, type_name
 
 __all__ = [
     "ACTIONS",
@@ -83,34 +83,11 @@ def _fail(rule: str, message: str, **details: Any) -> TopologyError:
     return TopologyError(message, rule=rule, **details)
 
 
-def _type_name(value: object) -> str:
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, int | float):
-        return f"number {value!r}"
-    if isinstance(value, str):
-        return f"string {value!r}"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, Mapping):
-        return "a table"
-    return type(value).__name__
-
-
-def _check_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
-    for key in raw:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise _fail("unknown_key", f"{where}: unknown key {key!r}{hint} (allowed keys: "
-                        f"{', '.join(allowed)})", key=key)
-
-
 def _seconds(raw: Mapping[str, Any], key: str, where: str, default: float) -> float:
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _fail("field_type", f"{where}: {key} must be a number of seconds, got "
-                    f"{_type_name(value)}", key=key)
+                    f"{type_name(value)}", key=key)
     if not math.isfinite(value) or value <= 0:
         raise _fail("ha_positive", f"{where}: {key} must be a finite number of seconds > 0, "
                     f"got {value!r}", key=key)
@@ -126,7 +103,7 @@ def _command(value: Any, where: str, key: str) -> Command:
             and all(isinstance(v, str) for v in value) and value[0]):
         return tuple(value)
     raise _fail("app_command", f"{where}: {key} must be a shell command string or a non-empty "
-                f"array of strings (argv), got {_type_name(value)}", key=key)
+                f"array of strings (argv), got {type_name(value)}", key=key)
 
 
 def argv(command: Command) -> list[str]:
@@ -219,9 +196,9 @@ def parse_app(raw: Any, where: str) -> AppSpec:
     """A ``[groups.app]`` table -> AppSpec; TopologyError naming the broken rule."""
     where = f"{where}: app"
     if not isinstance(raw, Mapping):
-        raise _fail("shape", f"{where} must be a table ([groups.app]), got {_type_name(raw)}",
+        raise _fail("shape", f"{where} must be a table ([groups.app]), got {type_name(raw)}",
                     key="app")
-    _check_keys(raw, _APP_KEYS, where)
+    check_keys(raw, _APP_KEYS, where)
     if "start" not in raw:
         raise _fail("missing_field", f"{where}: field 'start' is missing (the command that "
                     "runs the app in the foreground)", key="start")
@@ -231,12 +208,12 @@ def parse_app(raw: Any, where: str) -> AppSpec:
     limit = raw.get("restart_limit", 2)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise _fail("app_restart_limit", f"{where}: restart_limit must be an integer >= 0 "
-                    f"(restarts in place before failing over), got {_type_name(limit)}",
+                    f"(restarts in place before failing over), got {type_name(limit)}",
                     key="restart_limit")
     env_raw = raw.get("env", {})
     if not isinstance(env_raw, Mapping):
         raise _fail("app_env", f"{where}: env must be a table of NAME = \"value\", got "
-                    f"{_type_name(env_raw)}", key="env")
+                    f"{type_name(env_raw)}", key="env")
     env = []
     for name, value in env_raw.items():
         if not _ENV_RE.match(name):
@@ -248,7 +225,7 @@ def parse_app(raw: Any, where: str) -> AppSpec:
                         "HAKV_NODE, HAKV_FENCING_TOKEN and HAKV_DATA", key="env")
         if not isinstance(value, str):
             raise _fail("app_env", f"{where}: env {name} must be a string, got "
-                        f"{_type_name(value)}", key="env")
+                        f"{type_name(value)}", key="env")
         env.append((name, value))
     return AppSpec(
         start=start, stop=stop, check=check,
@@ -265,13 +242,13 @@ def parse_fallback(raw: Mapping[str, Any], where: str) -> tuple[str, str | None]
     if policy not in FALLBACK_POLICIES:
         raise _fail("group_fallback", f"{where}: fallback must be \"stay\" (keep running where "
                     "it runs) or \"return\" (move back to the highest-precedence owner when it "
-                    f"returns), got {_type_name(policy)}", key="fallback")
+                    f"returns), got {type_name(policy)}", key="fallback")
     window = raw.get("fallback_window")
     if window is None:
         return policy, None
     if not isinstance(window, str):
         raise _fail("group_fallback_window", f"{where}: fallback_window must be a string "
-                    f"\"HH:MM-HH:MM\", got {_type_name(window)}", key="fallback_window")
+                    f"\"HH:MM-HH:MM\", got {type_name(window)}", key="fallback_window")
     try:
         parse_window(window)
     except ValueError as exc:
@@ -337,7 +314,7 @@ class HaTuning:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise _fail("field_type", f"[ha] {key} must be a number, got "
-                            f"{_type_name(value)}", key=key)
+                            f"{type_name(value)}", key=key)
             if not math.isfinite(value) or value < 0 or (value == 0 and key != "clock_drift"):
                 raise _fail("ha_positive", f"[ha] {key} must be a finite number > 0, got "
                             f"{value!r}", key=key)
@@ -365,15 +342,15 @@ class HaTuning:
 def parse_ha(raw: Any) -> HaTuning:
     """The ``[ha]`` table -> HaTuning (validated)."""
     if not isinstance(raw, Mapping):
-        raise _fail("shape", f"ha must be a table ([ha]), got {_type_name(raw)}", key="ha")
-    _check_keys(raw, _HA_KEYS, "[ha]")
+        raise _fail("shape", f"ha must be a table ([ha]), got {type_name(raw)}", key="ha")
+    check_keys(raw, _HA_KEYS, "[ha]")
     values: dict[str, float] = {}
     for key in _HA_KEYS:
         if key in raw:
             value = raw[key]
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise _fail("field_type", f"[ha] {key} must be a number of seconds, got "
-                            f"{_type_name(value)}", key=key)
+                            f"{type_name(value)}", key=key)
             values[key] = float(value)
     tuning = HaTuning(**values)
     tuning.validate()

@@ -47,7 +47,6 @@ Two rules go beyond "the file is well formed", and are worth the why:
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
@@ -62,6 +61,7 @@ from typing import Any
 
 from hakv.errors import TopologyError, UnknownGroupError
 from hakv.ha import AppSpec, HaTuning, ha_toml_lines, parse_app, parse_fallback, parse_ha
+from hakv.tomlcheck import check_keys, type_name
 
 __all__ = [
     "DEFAULT_CAPACITY",
@@ -125,7 +125,7 @@ def _is_number(value: object) -> bool:
 def _id_problem(value: object) -> str | None:
     """Why ``value`` is not a usable id, or None if it is."""
     if not isinstance(value, str):
-        return f"must be a string, got {_type_name(value)}"
+        return f"must be a string, got {type_name(value)}"
     if not value:
         return "must not be empty"
     if len(value) > MAX_ID_LENGTH:
@@ -140,7 +140,7 @@ def _id_problem(value: object) -> str | None:
 
 def _host_problem(value: object) -> str | None:
     if not isinstance(value, str):
-        return f"must be a string, got {_type_name(value)}"
+        return f"must be a string, got {type_name(value)}"
     if not value:
         return "must not be empty"
     if any(ch.isspace() or not ch.isprintable() for ch in value):
@@ -248,7 +248,7 @@ class RaftTuning:
             if not _is_number(value):
                 raise _fail(
                     "raft_type",
-                    f"[raft] {key} must be a number of seconds, got {_type_name(value)}",
+                    f"[raft] {key} must be a number of seconds, got {type_name(value)}",
                     key=key,
                 )
             if not math.isfinite(value) or value <= 0:
@@ -427,7 +427,7 @@ class Topology:
                 if not _is_int(port):
                     raise _fail(
                         "node_field_type",
-                        f"node {node.id}: {key} must be an integer, got {_type_name(port)}",
+                        f"node {node.id}: {key} must be an integer, got {type_name(port)}",
                         node=node.id,
                         key=key,
                     )
@@ -663,34 +663,6 @@ def _toml_float(value: float) -> str:
 # --------------------------------------------------------------------------- TOML in
 
 
-def _type_name(value: object) -> str:
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, int):
-        return f"integer {value}"
-    if isinstance(value, float):
-        return f"float {value!r}"
-    if isinstance(value, str):
-        return f"string {value!r}"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    return type(value).__name__
-
-
-def _check_keys(table: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
-    for key in table:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise _fail(
-                "unknown_key",
-                f"{where}: unknown key {key!r}{hint} (allowed keys: {', '.join(allowed)})",
-                key=key,
-            )
-
-
 def _table(data: Mapping[str, Any], key: str, *, required: bool) -> Mapping[str, Any]:
     if key not in data:
         if required:
@@ -700,7 +672,7 @@ def _table(data: Mapping[str, Any], key: str, *, required: bool) -> Mapping[str,
     if not isinstance(value, Mapping):
         raise _fail(
             "shape",
-            f"{key} must be a table ([{key}]), got {_type_name(value)}",
+            f"{key} must be a table ([{key}]), got {type_name(value)}",
             key=key,
         )
     return value
@@ -711,7 +683,7 @@ def _array_of_tables(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any
     if not isinstance(value, list) or not all(isinstance(item, Mapping) for item in value):
         raise _fail(
             "shape",
-            f"{key} must be an array of tables ([[{key}]] sections), got {_type_name(value)}",
+            f"{key} must be an array of tables ([[{key}]] sections), got {type_name(value)}",
             key=key,
         )
     return value
@@ -725,7 +697,7 @@ def _id_value(value: object, where: str, key: str) -> str:
         return value
     raise _fail(
         "field_type",
-        f"{where}: {key} must be a string (or an integer), got {_type_name(value)}",
+        f"{where}: {key} must be a string (or an integer), got {type_name(value)}",
         key=key,
     )
 
@@ -734,7 +706,7 @@ def _id_list(value: object, where: str, key: str) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise _fail(
             "field_type",
-            f"{where}: {key} must be an array of node ids, got {_type_name(value)}",
+            f"{where}: {key} must be an array of node ids, got {type_name(value)}",
             key=key,
         )
     return tuple(_id_value(item, where, f"{key} entry") for item in value)
@@ -753,7 +725,7 @@ def _int_field(table: Mapping[str, Any], key: str, where: str, default: int | No
     if not _is_int(value):
         raise _fail(
             "field_type",
-            f"{where}: {key} must be an integer, got {_type_name(value)}",
+            f"{where}: {key} must be an integer, got {type_name(value)}",
             key=key,
         )
     return int(value)
@@ -763,11 +735,11 @@ def _node_from_raw(raw: Mapping[str, Any], index: int) -> NodeSpec:
     position = f"[[nodes]] #{index + 1}"
     node_id = _id_value(_required(raw, "id", position, "expected a string"), position, "id")
     where = f"node {node_id}"
-    _check_keys(raw, _NODE_KEYS, where)
+    check_keys(raw, _NODE_KEYS, where)
     host = _required(raw, "host", where, "expected a string")
     if not isinstance(host, str):
         raise _fail(
-            "field_type", f"{where}: host must be a string, got {_type_name(host)}", key="host"
+            "field_type", f"{where}: host must be a string, got {type_name(host)}", key="host"
         )
     return NodeSpec(
         id=node_id,
@@ -782,7 +754,7 @@ def _group_from_raw(raw: Mapping[str, Any], index: int) -> GroupSpec:
     position = f"[[groups]] #{index + 1}"
     group_id = _id_value(_required(raw, "id", position, "expected a string"), position, "id")
     where = f"group {group_id}"
-    _check_keys(raw, _GROUP_KEYS, where)
+    check_keys(raw, _GROUP_KEYS, where)
     owners = _id_list(
         _required(raw, "owners", where, "expected an array of node ids"), where, "owners"
     )
@@ -793,7 +765,7 @@ def _group_from_raw(raw: Mapping[str, Any], index: int) -> GroupSpec:
 
 
 def _raft_from_raw(raw: Mapping[str, Any]) -> RaftTuning:
-    _check_keys(raw, _RAFT_KEYS, "[raft]")
+    check_keys(raw, _RAFT_KEYS, "[raft]")
     values: dict[str, float] = {}
     for key in _RAFT_KEYS:
         if key in raw:
@@ -801,7 +773,7 @@ def _raft_from_raw(raw: Mapping[str, Any]) -> RaftTuning:
             if not _is_number(value):
                 raise _fail(
                     "field_type",
-                    f"[raft] {key} must be a number of seconds, got {_type_name(value)}",
+                    f"[raft] {key} must be a number of seconds, got {type_name(value)}",
                     key=key,
                 )
             values[key] = float(value)
@@ -811,15 +783,15 @@ def _raft_from_raw(raw: Mapping[str, Any]) -> RaftTuning:
 def _from_raw(data: Mapping[str, Any]) -> Topology:
     """The file's shape -> Topology, checking keys and types (not the cross-field rules)."""
     if not isinstance(data, Mapping):
-        raise _fail("shape", f"a topology must be a table, got {_type_name(data)}")
-    _check_keys(data, _TOP_KEYS, "top level")
+        raise _fail("shape", f"a topology must be a table, got {type_name(data)}")
+    check_keys(data, _TOP_KEYS, "top level")
     cluster = _table(data, "cluster", required=True)
-    _check_keys(cluster, _CLUSTER_KEYS, "[cluster]")
+    check_keys(cluster, _CLUSTER_KEYS, "[cluster]")
     name = cluster.get("name", "")
     if not isinstance(name, str):
         raise _fail(
             "field_type",
-            f"[cluster] name must be a string, got {_type_name(name)}",
+            f"[cluster] name must be a string, got {type_name(name)}",
             key="name",
         )
     raft = _raft_from_raw(_table(data, "raft", required=False))
