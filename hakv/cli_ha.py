@@ -218,6 +218,42 @@ def explain_placement_cmd(ctx: click.Context, group_id: str, **conn: Any) -> Non
     click.echo(text)
 
 
+@click.command(name="set-app")
+@click.argument("group_id")
+@click.option("--file", "path", required=True, type=click.Path(dir_okay=False),
+              help="The app spec: a TOML file with the keys of a [groups.app] table "
+              "(start, stop, check, check_interval, ...), or a JSON object; - for stdin.")
+@click.option("--fallback", type=click.Choice(["stay", "return"]), default=None,
+              help="Fallback policy (default: unchanged).")
+@click.option("--fallback-window", default=None, help="HH:MM-HH:MM, with --fallback return.")
+@_json_option
+@_cli._conn_options
+@click.pass_context
+def set_app_cmd(ctx: click.Context, group_id: str, path: str, fallback: str | None,
+                fallback_window: str | None, as_json: bool, **conn: Any) -> None:
+    """Set GROUP's app at runtime; its owners pick it up within a second (docs/ha.md)."""
+    import json
+    import sys
+    import tomllib
+
+    from hakv import membership
+    from hakv.errors import BadRequestError
+
+    text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+    try:
+        spec = json.loads(text) if text.lstrip().startswith("{") else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise BadRequestError(f"{path}: not a TOML table or a JSON object: {exc}") from None
+    spec = spec.get("app", spec) if isinstance(spec, dict) else spec
+    with _client(ctx, conn) as c:
+        result = membership.set_app(c, group_id, spec, fallback, fallback_window)
+    if as_json:
+        _cli._echo_json(result)
+    else:
+        click.echo(f"group {group_id}: app set (start: {result['app'].get('start')}); "
+                   f"fallback {result['fallback']}")
+
+
 def attach(root: click.Group) -> None:
     """Add the HA commands to the ``hakv`` group (and its ``group`` and ``explain``)."""
     root.add_command(events_cmd)
@@ -225,7 +261,7 @@ def attach(root: click.Group) -> None:
     if not isinstance(group, click.Group):
         group = click.Group(name="group", help="Resource groups.")
         root.add_command(group)
-    for command in (placement_cmd, move_cmd, maintenance_cmd, cleanup_cmd):
+    for command in (placement_cmd, move_cmd, maintenance_cmd, cleanup_cmd, set_app_cmd):
         group.add_command(command)
     explain = root.commands.get("explain")
     if isinstance(explain, click.Group):

@@ -39,13 +39,13 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from hakv import codec, errors
-from hakv.errors import ConfigError, ConflictError, HakvError, TopologyError
+from hakv.errors import ConfigError, ConflictError, HakvError, TopologyError, UnknownGroupError
 from hakv.topology import (
     CLUSTER_GROUP,
     DEFAULT_CAPACITY,
@@ -547,6 +547,35 @@ def set_owners(client: Client, group_id: str, owners: Sequence[str]) -> dict[str
         return compares, ops, {"group": group_id, "owners": owners,
                                "previous_owners": list(spec.owners),
                                "plan": [str(s) for s in steps]}
+
+    return _change(client, build)
+
+
+def set_app(client: Client, group_id: str, app: Mapping[str, Any],
+            fallback: str | None = None, fallback_window: str | None = None) -> dict[str, Any]:
+    """Set (or replace) a group's app spec at runtime: the ``[groups.app]`` table of the
+    topology file, as a mapping, checked by the same rules. The group's owners pick it up
+    from the cluster records within a second (docs/ha.md)."""
+    from hakv import ha
+    from hakv.client import Compare, Op
+
+    def build(records: Records) -> tuple[list[Compare], list[Op], dict[str, Any]]:
+        if group_id not in records.groups:
+            raise UnknownGroupError(f"group {group_id} is not in the cluster records "
+                                    "(hakv cluster show lists the groups)", group=group_id)
+        where = f"group {group_id}"
+        ha.parse_app(dict(app), where)  # TopologyError naming the broken rule
+        record = {**records.group_records[group_id], "app": dict(app)}
+        if fallback is not None:
+            record["fallback"] = fallback
+        if fallback_window is not None:
+            record["fallback_window"] = fallback_window
+        ha.parse_fallback(record, where)
+        compares = [Compare.mod_revision(GROUPS + group_id, "==",
+                                         records.revision(GROUPS + group_id))]
+        return compares, [Op.put(GROUPS + group_id, _json(record))], {
+            "group": group_id, "app": record["app"], "fallback": record.get("fallback", "stay"),
+            "fallback_window": record.get("fallback_window")}
 
     return _change(client, build)
 

@@ -1,0 +1,48 @@
+"""`hakv group set-app`: a group created without an app gets one at runtime (real
+processes): its owners pick the spec up from the cluster records and run it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hakv.cli import cli
+from hakv.local import LocalCluster
+from tests.support import leader_of, wait_for, write_topology
+
+pytestmark = pytest.mark.slow
+
+HEARTBEAT = Path(__file__).parent / "apps" / "heartbeat.py"
+NODES = ["n1", "n2", "n3"]
+
+
+def test_an_app_set_at_runtime_starts_on_the_first_owner(tmp_path: Path) -> None:
+    beats = tmp_path / "beats"
+    topo = write_topology(tmp_path, NODES, {"g1": NODES})
+    cluster = LocalCluster(tmp_path / "run")
+    cluster.up(str(topo), wait=30)
+    try:
+        wait_for(lambda: leader_of(cluster.endpoints(), "g1"), 20, what="a leader")
+        spec = tmp_path / "app.toml"
+        spec.write_text(
+            f"start = {json.dumps([sys.executable, str(HEARTBEAT), 'run'])}\n"
+            f"check = {json.dumps([sys.executable, str(HEARTBEAT), 'check'])}\n"
+            "check_interval = 0.3\n"
+            f'env = {{ HEARTBEAT_FILE = "{beats}" }}\n')
+        runner = CliRunner()
+        result = runner.invoke(cli, ["--dir", str(cluster.dir), "group", "set-app", "g1",
+                                     "--file", str(spec)])
+        assert result.exit_code == 0, result.output
+        wait_for(lambda: beats.exists() and "n1 g1" in beats.read_text(), 30,
+                 what="the app's heartbeats from n1, the first owner")
+        bad = tmp_path / "bad.toml"
+        bad.write_text('stop = "true"\n')  # no start command
+        result = runner.invoke(cli, ["--dir", str(cluster.dir), "group", "set-app", "g1",
+                                     "--file", str(bad)])
+        assert result.exit_code == 7 and "start" in result.output + (result.stderr or "")
+    finally:
+        cluster.down()
