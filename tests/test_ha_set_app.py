@@ -11,7 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from hakv.cli import cli
+from hakv.client import Client
 from hakv.local import LocalCluster
+from hakv.topology import CLUSTER_GROUP
 from tests.support import leader_of, wait_for, write_topology
 
 pytestmark = pytest.mark.slow
@@ -27,6 +29,10 @@ def test_an_app_set_at_runtime_starts_on_the_first_owner(tmp_path: Path) -> None
     cluster.up(str(topo), wait=30)
     try:
         wait_for(lambda: leader_of(cluster.endpoints(), "g1"), 20, what="a leader")
+        # The cluster records are seeded from the topology just after start-up.
+        with Client(cluster.endpoints(), timeout=10) as client:
+            wait_for(lambda: client.get(CLUSTER_GROUP, "groups/g1"), 20,
+                     what="the cluster records to be seeded")
         spec = tmp_path / "app.toml"
         spec.write_text(
             f"start = {json.dumps([sys.executable, str(HEARTBEAT), 'run'])}\n"
