@@ -342,8 +342,6 @@ def test_broken_build_stale_reads_are_rejected(tmp_path: Path) -> None:
     lin = next(c for c in r.checks if c.name == "linearizable-register")
     assert not lin.ok and not lin.inconclusive, lin.details
     assert lin.counterexample
-    sets = next(c for c in r.checks if c.name == "lost-writes-set")
-    assert sets.ok, sets.details
     assert r.ok  # the self-test scenario passes exactly when the violation is found
 
 
