@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from hakv.errors import ConfigError, HakvError
+from hakv.tomlcheck import type_name
 from hakv.topology import RaftTuning, Topology, load_topology
 
 __all__ = [
@@ -197,7 +198,7 @@ class _Ctx:
     def table(self, data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
         value = data.get(key, {})
         if not isinstance(value, Mapping):
-            raise self.fail(f"[{key}] must be a table, got {_kind(value)}")
+            raise self.fail(f"[{key}] must be a table, got {type_name(value)}")
         return value
 
     def number(self, table: Mapping[str, Any], key: str, where: str, default: float, *,
@@ -207,7 +208,7 @@ class _Ctx:
         value = table[key]
         if isinstance(value, bool) or not isinstance(value, int | float) \
                 or not math.isfinite(value):
-            raise self.fail(f"{where} {key} must be a number, got {_kind(value)}")
+            raise self.fail(f"{where} {key} must be a number, got {type_name(value)}")
         if positive and (value < 0 or (value == 0 and not zero_ok)):
             raise self.fail(f"{where} {key} must be {'>= 0' if zero_ok else '> 0'}, "
                             f"got {value!r}")
@@ -219,7 +220,7 @@ class _Ctx:
             return default
         value = table[key]
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(f"{where} {key} must be an integer, got {_kind(value)}")
+            raise self.fail(f"{where} {key} must be an integer, got {type_name(value)}")
         if value < minimum:
             raise self.fail(f"{where} {key} must be >= {minimum}, got {value}")
         return value
@@ -229,7 +230,7 @@ class _Ctx:
             return default
         value = table[key]
         if not isinstance(value, bool):
-            raise self.fail(f"{where} {key} must be true or false, got {_kind(value)}")
+            raise self.fail(f"{where} {key} must be true or false, got {type_name(value)}")
         return value
 
     def strings(self, table: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
@@ -238,7 +239,7 @@ class _Ctx:
         value = table[key]
         if not isinstance(value, list) or not all(isinstance(v, str | int) and
                                                   not isinstance(v, bool) for v in value):
-            raise self.fail(f"{where} {key} must be an array of strings, got {_kind(value)}")
+            raise self.fail(f"{where} {key} must be an array of strings, got {type_name(value)}")
         return tuple(str(v) for v in value)
 
     def span(self, table: Mapping[str, Any], key: str, where: str,
@@ -252,26 +253,12 @@ class _Ctx:
                 or not all(isinstance(v, int | float) and not isinstance(v, bool)
                            for v in value)):
             raise self.fail(f"{where} {key} must be a number or [low, high], "
-                            f"got {_kind(value)}")
+                            f"got {type_name(value)}")
         lo, hi = float(value[0]), float(value[1])
         if not (0 < lo <= hi) or (upper is not None and hi > upper):
             bound = f" and at most {upper}" if upper is not None else ""
             raise self.fail(f"{where} {key} must satisfy 0 < low <= high{bound}, got {value!r}")
         return (lo, hi)
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, int | float):
-        return f"number {value!r}"
-    if isinstance(value, str):
-        return f"string {value!r}"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, Mapping):
-        return "a table"
-    return type(value).__name__
 
 
 def resolve_topology(ref: str, base: Path | None) -> Path:
@@ -340,7 +327,7 @@ def parse_scenario(text: str, source: str = "<string>", base: Path | None = None
     seed = ctx.integer(head, "seed", "[scenario]", 1, 0)
     description = head.get("description", "")
     if not isinstance(description, str):
-        raise ctx.fail(f"[scenario] description must be a string, got {_kind(description)}")
+        raise ctx.fail(f"[scenario] description must be a string, got {type_name(description)}")
     smoke = ctx.boolean(head, "smoke", "[scenario]", False)
 
     raft_t = ctx.table(data, "raft")
@@ -385,7 +372,7 @@ def parse_scenario(text: str, source: str = "<string>", base: Path | None = None
     reads = wl_t.get("reads", "failover")
     if reads not in READ_MODES:
         raise ctx.fail(f"[workload] reads must be one of {', '.join(READ_MODES)}, "
-                       f"got {_kind(reads)}")
+                       f"got {type_name(reads)}")
     workload = WorkloadConfig(
         clients=ctx.integer(wl_t, "clients", "[workload]", 3, 1),
         groups=groups,
@@ -440,14 +427,14 @@ def parse_scenario(text: str, source: str = "<string>", base: Path | None = None
         fnodes = ctx.strings(f, "nodes", where)
         if "node" in f:
             if not isinstance(f["node"], str | int) or isinstance(f["node"], bool):
-                raise ctx.fail(f"{where}: node must be a string, got {_kind(f['node'])}")
+                raise ctx.fail(f"{where}: node must be a string, got {type_name(f['node'])}")
             fnodes = (str(f["node"]), *fnodes)
         for t in fnodes:
             _check_token(ctx, t, topo, where)
         fgroup = f.get("group")
         if fgroup is not None:
             if not isinstance(fgroup, str):
-                raise ctx.fail(f"{where}: group must be a string, got {_kind(fgroup)}")
+                raise ctx.fail(f"{where}: group must be a string, got {type_name(fgroup)}")
             _check_group(ctx, fgroup, topo, where)
         prob = None
         if "probability" in f:

@@ -314,20 +314,13 @@ def _recover_swap(path: Path) -> None:
             shutil.rmtree(incoming)  # crashed before the swap: the old state stays
         else:
             os.rename(incoming, path)  # crashed between the two renames: finish
-            _fsync_dir(path.parent)
+            _fsync(path.parent)
     if outgoing.exists() and path.exists():
         shutil.rmtree(outgoing)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """fsync a file, or a directory (so that renames in it are durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -911,7 +904,7 @@ class GroupStore:
                     out.flush()
                     os.fsync(out.fileno())
                 os.replace(tmp, target)
-                _fsync_dir(target.parent)
+                _fsync(target.parent)
             except (lmdb.Error, OSError) as exc:
                 tmp.unlink(missing_ok=True)
                 raise StorageFailure(f"snapshot of {self.path} to {target} failed: {exc}") from exc
@@ -939,14 +932,14 @@ class GroupStore:
                 shutil.rmtree(incoming, ignore_errors=True)
                 incoming.mkdir()
                 shutil.copyfile(data, incoming / "data.mdb")
-                _fsync_file(incoming / "data.mdb")
-                _fsync_dir(incoming)
+                _fsync(incoming / "data.mdb")
+                _fsync(incoming)
                 self._env.close()
                 self._env = None  # type: ignore[assignment]
                 shutil.rmtree(outgoing, ignore_errors=True)
                 os.rename(self.path, outgoing)
                 os.rename(incoming, self.path)
-                _fsync_dir(self.path.parent)
+                _fsync(self.path.parent)
                 shutil.rmtree(outgoing, ignore_errors=True)
             except OSError as exc:
                 raise StorageFailure(f"restoring {self.path} from {source} failed: {exc}") from exc
