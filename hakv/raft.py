@@ -38,6 +38,7 @@ import functools
 import hashlib
 import hmac
 import logging
+import math
 import os
 import socket
 import struct
@@ -67,6 +68,15 @@ _LEADER = 2
 _FOLLOWER = 0
 _WIRE_HELLO = "hakv1"
 _YIELD = 0.0
+_NODE_HEARTBEAT = "hakv_node_heartbeat"
+# Quiescence, in heartbeat periods: a leader stops heartbeating a group that has been idle,
+# with every follower caught up, for QUIESCE_AFTER periods; a follower calls its leader
+# quiet after FOLLOWER_QUIET periods without AppendEntries; a peer heard from (group or
+# node heartbeat) within CONTACT_FRESH periods counts as in contact.
+QUIESCE_AFTER = 3.0
+FOLLOWER_QUIET = 2.5
+CONTACT_FRESH = 3.0
+QUIET_TICK = 0.25  # seconds between housekeeping ticks of a quiet member
 
 
 @dataclass(frozen=True)
@@ -302,6 +312,27 @@ class StateMachine(Protocol):
     def read_snapshot(self, path: str) -> Any: ...
 
 
+def _quiet_tick_after(now: float) -> float:
+    """The next housekeeping instant: on a grid shared by all members of the node, so quiet
+    groups are ticked together in one wake-up rather than each in its own."""
+    return (math.floor(now / QUIET_TICK) + 1) * QUIET_TICK
+
+
+class _SharedPoller:
+    """The raft thread's poller as one member sees it: sockets (un)subscribe on the shared
+    poller, but the poll at the end of every pysyncobj tick does nothing. The raft thread
+    polls once per pass for all members; a poll per member tick cost a system call per
+    group per pass, which dominated the cost of idle groups."""
+
+    def __init__(self, poller: Any) -> None:
+        self._poller = poller
+        self.subscribe = poller.subscribe
+        self.unsubscribe = poller.unsubscribe
+
+    def poll(self, timeout: float) -> None:
+        pass
+
+
 class GroupMember(SyncObj):  # type: ignore[misc]
     """One group's Raft member, driven by the node's raft thread (``autoTick=False``).
 
@@ -316,7 +347,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         self.group = group
         self.machine = machine
         self.settings = settings
-        self._shared_poller = poller
+        self._tick_poller = _SharedPoller(poller)
         self._pending_acks: list[tuple[Any, dict[str, Any]]] = []
         self._completions: list[tuple[Completion, Any, errors.HakvError | None]] = []
         self._read_lock = threading.Lock()
@@ -324,6 +355,10 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         self._activity = 0
         self._next_tick = 0.0
         self._last_leader_contact = time.monotonic()
+        self._last_append = 0.0  # when the last AppendEntries from a leader arrived
+        self._quiet_since: float | None = None
+        self.quiesced = False  # leader only: the group is idle and heartbeats are off
+        self.on_node_heartbeat: Callable[[Any, dict[str, Any]], None] | None = None
         self._handover: tuple[str, float, bool] | None = None  # hand_over_leadership
         conf = settings.to_conf(
             journal=os.path.join(directory, "raft.journal"),
@@ -351,7 +386,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
     # shares the raft thread's poller instead, so this property ignores the assignment.
     @property
     def _poller(self) -> Any:
-        return self._shared_poller
+        return self._tick_poller
 
     @_poller.setter
     def _poller(self, _value: Any) -> None:
@@ -481,16 +516,83 @@ class GroupMember(SyncObj):  # type: ignore[misc]
     def needs_tick(self, now: float, period: float) -> bool:
         """Whether to tick this member now: it has work, or its periodic tick is due.
 
-        Messages and proposals can be consumed by the non-blocking poll inside another
-        tick after this member's own commit and proposal steps ran: such a member is
-        ticked again at once. An idle member is ticked every ``period`` (elections,
-        heartbeats, reconnects), so idle groups cost little.
+        A member that got messages or proposals is ticked at once. Otherwise a leader that
+        heartbeats is ticked every ``period``; a follower at its election deadline, else
+        every ``QUIET_TICK`` (reconnects, silent-leader check); a quiesced leader every
+        ``QUIET_TICK``: so idle groups cost little.
         """
-        if self.has_work() or now >= self._next_tick:
-            self._activity = 0
+        if not self.has_work() and now < self._next_tick:
+            return False
+        self._activity = 0
+        self._update_quiescence(now)
+        state = self._SyncObj__raftState
+        if state == _LEADER and not self.quiesced:
             self._next_tick = now + period
-            return True
-        return False
+        elif state == _LEADER or self.selfNode is None:
+            self._next_tick = _quiet_tick_after(now)
+        elif state == _FOLLOWER:
+            deadline = self._SyncObj__raftElectionDeadline
+            self._next_tick = max(now + 0.001, min(_quiet_tick_after(now), deadline))
+        else:  # candidate
+            self._next_tick = now + period
+        return True
+
+    # ------------------------------------------------------------------ quiescence
+
+    def _update_quiescence(self, now: float) -> None:
+        """Quiesce a leader whose group is idle: it stops the periodic AppendEntries, and
+        the node heartbeat (``RaftHost``) tells followers it is alive instead — one message
+        per pair of nodes, however many groups they share. Elections and step-downs only
+        serve liveness, so a wrong guess here can delay a failover but never lose data."""
+        if self._quiet_now(now):
+            if self._quiet_since is None:
+                self._quiet_since = now
+            quiet = now - self._quiet_since >= QUIESCE_AFTER * self.settings.heartbeat_period
+        else:
+            quiet = False
+            self._quiet_since = None
+        if quiet:
+            self._SyncObj__newAppendEntriesTime = now + QUIET_TICK + 1.0
+        elif self.quiesced:
+            self._SyncObj__newAppendEntriesTime = 0.0  # heartbeat again at once
+        self.quiesced = quiet
+
+    def _quiet_now(self, now: float) -> bool:
+        if (self._SyncObj__raftState != _LEADER or self._handover is not None
+                or self._SyncObj__readonlyNodes or self.settings.unsafe_stock_replication
+                or self._read_batch or self._completions
+                or self._SyncObj__commandsQueue._FastQueue__queue):
+            return False
+        last = self._SyncObj__getCurrentLogIndex()
+        if self.raftCommitIndex != last or self.raftLastApplied != last:
+            return False
+        match = self._SyncObj__raftMatchIndex
+        heard = self._SyncObj__lastResponseTime
+        fresh = now - CONTACT_FRESH * self.settings.heartbeat_period
+        return all(match.get(node, 0) >= last and heard.get(node, 0.0) > fresh
+                   for node in self._SyncObj__otherNodes)
+
+    def hears_quiet_leader(self, now: float) -> Any:
+        """The leader node of this follower, if the group looks quiesced (else None)."""
+        if self.selfNode is None or self._SyncObj__raftState != _FOLLOWER:
+            return None
+        if now - self._last_append <= FOLLOWER_QUIET * self.settings.heartbeat_period:
+            return None
+        return self._SyncObj__raftLeader
+
+    def leader_alive(self, node: Any, term: int, now: float) -> None:
+        """A node heartbeat says ``node`` still leads this group in ``term``."""
+        if (self._SyncObj__raftState == _FOLLOWER and term == self.raftCurrentTerm
+                and self._SyncObj__raftLeader == node
+                and not self._SyncObj__transferInProgress):
+            self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
+            self._last_leader_contact = now
+
+    def follower_alive(self, node: Any, term: int, now: float) -> None:
+        """A node heartbeat says ``node`` still follows this leader in ``term``."""
+        if (self._SyncObj__raftState == _LEADER and term == self.raftCurrentTerm
+                and node in self._SyncObj__otherNodes):
+            self._SyncObj__lastResponseTime[node] = now
 
     def has_work(self) -> bool:
         return bool(self._activity or self._read_batch or self._completions
@@ -520,6 +622,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             "raft_applied": self.raftLastApplied,
             "quorum": bool(self.hasQuorum) and leader is not None,
             "log_entries": self._getRaftLogSize(),
+            "quiesced": self.quiesced,
         }
 
     # ------------------------------------------------------------------ snapshots
@@ -558,11 +661,15 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             self._SyncObj__transport.send(node, message)
 
     def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == _NODE_HEARTBEAT:
+            if self.on_node_heartbeat is not None:
+                self.on_node_heartbeat(node, message)
+            return
         self._activity += 1
         stock = self.settings.unsafe_stock_replication
-        kind = message.get("type")
         if kind == "append_entries" and message.get("term", -1) >= self.raftCurrentTerm:
-            self._last_leader_contact = time.monotonic()
+            self._last_leader_contact = self._last_append = time.monotonic()
         if (kind == "append_entries" and "prevLogIdx" in message
                 and "transmission" not in message and not stock
                 and message["term"] >= self.raftCurrentTerm):
@@ -767,10 +874,12 @@ class RaftHost:
         self._lock = threading.Lock()  # guards member creation vs. the loop
         self._calls: collections.deque[tuple[Callable[[], Any], Completion]] = (
             collections.deque())  # run by the raft thread between ticks (call_in_loop)
+        self._next_node_heartbeat = 0.0
 
     def add_member(self, member_factory: Callable[[NodeListener, Any], GroupMember]) -> GroupMember:
         def add() -> GroupMember:
             member = member_factory(self.listener, self.poller)
+            member.on_node_heartbeat = self._on_node_heartbeat
             self.members[member.group] = member
             return member
 
@@ -855,15 +964,62 @@ class RaftHost:
                 resolved = [member.finish_batch() for member in ticked]
                 for member in ticked:
                     member.start_read_barriers(self._barrier)
+                if members and now >= self._next_node_heartbeat:
+                    period = min(m.settings.heartbeat_period for m in members)
+                    self._next_node_heartbeat = now + period
+                    self._send_node_heartbeats(members, now)
                 busy = any([member.has_work() for member in members])
                 wait = 0.0
                 if not busy and members:
-                    wait = max(0.0, min(m._next_tick for m in members) - time.monotonic())
+                    wait = max(0.0, min(min(m._next_tick for m in members),
+                                        self._next_node_heartbeat) - time.monotonic())
             if any(resolved):
                 # Let the API threads just woken take the GIL now, rather than after the
                 # switch interval: otherwise every request waits for this busy thread.
                 time.sleep(_YIELD)
             self.poller.poll(wait if members else self._idle_wait)
+
+    # ------------------------------------------------------------------ node heartbeats
+
+    def _send_node_heartbeats(self, members: list[GroupMember], now: float) -> None:
+        """One message per peer node for all quiet groups shared with it: which groups this
+        node leads (so their followers hold off elections) and which it follows (so their
+        leaders keep counting it as in contact). Nothing is sent while no group is quiet."""
+        led: dict[str, dict[str, int]] = {}
+        followed: dict[str, dict[str, int]] = {}
+        routes: dict[str, list[tuple[GroupMember, Any]]] = {}
+        for member in members:
+            if member.selfNode is None:
+                continue
+            others = member._SyncObj__otherNodes
+            if member.quiesced:
+                for node in others:
+                    led.setdefault(node.address, {})[member.group] = member.raftCurrentTerm
+            else:
+                leader = member.hears_quiet_leader(now)
+                if leader is not None:
+                    followed.setdefault(leader.address, {})[member.group] = (
+                        member.raftCurrentTerm)
+            for node in others:
+                routes.setdefault(node.address, []).append((member, node))
+        for address in led.keys() | followed.keys():
+            message = {"type": _NODE_HEARTBEAT, "led": led.get(address, {}),
+                       "followed": followed.get(address, {})}
+            for member, node in routes.get(address, ()):
+                if member._SyncObj__transport.send(node, message):
+                    break
+
+    def _on_node_heartbeat(self, node: Any, message: dict[str, Any]) -> None:
+        now = time.monotonic()
+        for key, alive in (("led", GroupMember.leader_alive),
+                           ("followed", GroupMember.follower_alive)):
+            entries = message.get(key)
+            if not isinstance(entries, dict):
+                continue
+            for group, term in entries.items():
+                member = self.members.get(group) if isinstance(group, str) else None
+                if member is not None and isinstance(term, int):
+                    alive(member, node, term, now)
 
     def stop(self) -> None:
         self._stop.set()
