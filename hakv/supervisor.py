@@ -64,6 +64,9 @@ REPORT_TIMEOUT = 1.0  # seconds to wait for a report to commit before trying aga
 NO_CHECK_GRACE = 0.1  # without a check command: alive this long after start = running
 FIRST_CHECK = 0.05  # the first check runs this long after the start, then...
 STARTING_CHECK = 0.1  # ...every this long until it passes (or start_timeout)
+# Chaos-harness self-test only (chaos/scenarios/ha-runner-selftest.toml): a broken build
+# whose fence keepers ignore lease expiry, so a paused or cut-off runner keeps its app.
+UNSAFE_NO_FENCE = os.environ.get("HAKV_UNSAFE_NO_FENCE") == "1"
 
 
 # =========================================================================== the supervisor
@@ -223,7 +226,10 @@ class AppRunner:
     def start_app(self, spec: ha.AppSpec, token: int) -> None:
         env = self._env(spec, token)
         deadline = self.deadline
-        cmd = [sys.executable, "-I", "-S", fence.__file__, f"{deadline:.6f}", "--",
+        keeper_deadline = deadline
+        if UNSAFE_NO_FENCE:  # chaos self-test only: the keeper never fences the app
+            keeper_deadline = deadline + 1e6
+        cmd = [sys.executable, "-I", "-S", fence.__file__, f"{keeper_deadline:.6f}", "--",
                *ha.argv(spec.start)]
         self._note(f"starting the app of group {self.group} with fencing token {token}")
         logf = self._logfile()
@@ -454,6 +460,8 @@ class Supervisor:
         self.node = node
         self.stopping = threading.Event()
         self.runners: dict[str, AppRunner] = {}
+        if UNSAFE_NO_FENCE:
+            log.warning("HAKV_UNSAFE_NO_FENCE=1: apps are NOT fenced when their lease expires")
         self._threads: list[threading.Thread] = []
         self._thread: threading.Thread | None = None
 
