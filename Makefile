@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	@# optional: the chaos delay fault (needs libnetfilter-queue-dev and a C compiler)
+	$(BIN)/pip install -q -e '.[dev,chaos]' >$(VENV)/chaos-extra.log 2>&1 || \
+	  echo "note: NetfilterQueue did not build (see $(VENV)/chaos-extra.log); chaos delay faults will be skipped. Fix: apt-get install -y libnetfilter-queue-dev build-essential python3-dev"
 	touch $(STAMP)
 
 install: $(STAMP)

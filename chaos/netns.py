@@ -19,8 +19,12 @@ chain (``hakv-f<N>``) in every receiving namespace, jumped to from INPUT, so ove
 faults heal independently. Only node-to-node traffic is matched (by node address): the
 client namespace always reaches every node, as Jepsen's clients do.
 
-``tc netem`` is not available in this kernel, so there is no delay injection (see
-docs/chaos.md).
+Delays (``Delay``) are the other kind of rule: ``tc netem`` is not available in this kernel,
+so packets the delayed node sends to the named nodes are queued by an ``NFQUEUE`` rule in the
+OUTPUT hook of *its* namespace (``--queue-bypass``: they pass if nobody listens) and released
+late by a delayer process (``chaos/delay.py``) running inside that namespace. The delayer is
+started and answers "ready" before the rule goes in; healing removes the rule first, then
+stops the delayer by its exact pid (it releases what it still holds).
 
 Cleanup: everything a run creates is written to ``STATE_DIR/RUN.json`` *before* it is
 created, together with the owner's pid and start time. ``cleanup_stale()`` (``python -m
@@ -40,9 +44,11 @@ import json
 import os
 import re
 import secrets
+import select
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -53,6 +59,7 @@ from typing import Any
 __all__ = [
     "CLIENT",
     "HUB",
+    "Delay",
     "Link",
     "Network",
     "RunRecord",
@@ -63,6 +70,7 @@ __all__ = [
     "preflight",
 ]
 
+REPO = Path(__file__).resolve().parent.parent
 PREFIX = "hakv-"
 HUB = "hub"
 CLIENT = "client"
@@ -364,6 +372,31 @@ def cut_both(a: str, b: str) -> list[Link]:
     return [Link(a, b), Link(b, a)]
 
 
+@dataclass(frozen=True)
+class Delay:
+    """Packets node ``node`` sends to any of ``to`` are held ``seconds`` (± ``jitter``,
+    uniform per packet, order kept) before they leave: every round trip between ``node``
+    and one of ``to`` takes that much longer, in whichever direction it starts."""
+
+    node: str
+    to: tuple[str, ...]
+    seconds: float
+    jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.node in self.to:
+            raise ValueError(f"a delay from {self.node} to itself makes no sense")
+        if not self.to:
+            raise ValueError("a delay needs at least one destination node")
+        if not (0.0 < self.seconds <= 10.0) or not (0.0 <= self.jitter <= self.seconds):
+            raise ValueError(f"delay must be in (0, 10] s and jitter in [0, delay], got "
+                             f"{self.seconds!r} ± {self.jitter!r}")
+
+
+class DelayUnavailable(NetnsError):
+    """The delayer cannot run here (``chaos.delay.available()`` says why)."""
+
+
 # --------------------------------------------------------------------------- the network
 
 
@@ -415,7 +448,9 @@ class Network:
         }
         self.client = Endpoint(self.ns_name(CLIENT), f"{SUBNET}.{self.k}.{CLIENT_HOST}", "vc")
         self.record: RunRecord | None = None
-        self._chains: dict[str, list[str]] = {}  # fault id -> namespaces holding its chain
+        # fault id -> (namespace, hook) of each chain it installed
+        self._chains: dict[str, list[tuple[str, str]]] = {}
+        self._delayers: dict[str, subprocess.Popen[bytes]] = {}  # fault id -> delayer
         self._lock = threading.Lock()
         self._destroyed = False
 
@@ -498,9 +533,7 @@ class Network:
     def apply(self, fault_id: str, links: Iterable[Link]) -> None:
         """Install the links of one fault, one chain ``hakv-<fault_id>`` per receiving
         namespace (one ``iptables-restore`` call each)."""
-        chain = f"hakv-{fault_id}"
-        if len(chain) > 28:
-            raise ValueError(f"fault id {fault_id!r} too long for an iptables chain name")
+        chain = self._chain(fault_id)
         per_dst: dict[str, list[Link]] = {}
         for link in links:
             if link.src not in self.nodes or link.dst not in self.nodes:
@@ -523,34 +556,127 @@ class Network:
                 done.append(ns)
         finally:
             with self._lock:
-                self._chains.setdefault(fault_id, []).extend(done)
+                self._chains.setdefault(fault_id, []).extend((ns, "INPUT") for ns in done)
+
+    @staticmethod
+    def _chain(fault_id: str) -> str:
+        chain = f"hakv-{fault_id}"
+        if len(chain) > 28:
+            raise ValueError(f"fault id {fault_id!r} too long for an iptables chain name")
+        return chain
+
+    def apply_delay(self, fault_id: str, delay: Delay, queue: int, *, seed: int = 0,
+                    log: Path | None = None, ready_timeout: float = 10.0) -> int:
+        """Start a delayer for ``delay`` in the delayed node's namespace (NFQUEUE queue
+        ``queue``), wait until it is bound, then queue the node's packets to ``delay.to``
+        there (chain ``hakv-<fault_id>`` in OUTPUT, ``--queue-bypass``). Returns the
+        delayer's pid. Raises DelayUnavailable when the delayer cannot run here."""
+        from chaos import delay as delay_mod
+
+        chain = self._chain(fault_id)
+        if not 0 <= queue <= 65535:
+            raise ValueError(f"NFQUEUE queue number must be in 0..65535, got {queue}")
+        for n in (delay.node, *delay.to):
+            if n not in self.nodes:
+                raise ValueError(f"delay {delay} names a node outside this network")
+        why = delay_mod.available()
+        if why is not None:
+            raise DelayUnavailable(why)
+        ns = self.ns_of(delay.node)
+        argv = [sys.executable, "-m", "chaos.delay", "--queue", str(queue),
+                "--delay", f"{delay.seconds:.6f}", "--jitter", f"{delay.jitter:.6f}",
+                "--seed", str(seed)]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+        errf = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            proc = self.popen(ns, argv, what=f"delayer {fault_id} ({delay.node})",
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errf,
+                              env=env, start_new_session=True, close_fds=True)
+        finally:
+            if log is not None:
+                errf.close()  # type: ignore[union-attr]
+        with self._lock:
+            self._delayers[fault_id] = proc  # before anything can fail: heal stops it
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], ready_timeout)
+        line = proc.stdout.readline().decode(errors="replace").strip() if ready else ""
+        if not line.startswith("ready"):
+            self._stop_delayer(fault_id)
+            where = f" (see {log})" if log is not None else ""
+            raise NetnsError(f"delayer for {fault_id} did not start within "
+                             f"{ready_timeout:g}s: exit {proc.returncode}{where}")
+        lines = ["*filter", f":{chain} - [0:0]"]
+        lines += [f"-A {chain} -d {self.address(dst)}/32 -j NFQUEUE --queue-num {queue} "
+                  "--queue-bypass" for dst in delay.to]
+        lines += [f"-I OUTPUT 1 -j {chain}", "COMMIT", ""]
+        try:
+            _run(netns_exec(ns, ["iptables-restore", "-w", "--noflush"]),
+                 stdin="\n".join(lines))
+        except BaseException:
+            self._stop_delayer(fault_id)
+            raise
+        with self._lock:
+            self._chains.setdefault(fault_id, []).append((ns, "OUTPUT"))
+        return proc.pid
+
+    def _stop_delayer(self, fault_id: str, timeout: float = 3.0) -> None:
+        """SIGTERM the fault's delayer (it releases what it holds), SIGKILL if it lingers;
+        by the exact pid it was started with."""
+        with self._lock:
+            proc = self._delayers.pop(fault_id, None)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+    def delayer_pids(self) -> dict[str, int]:
+        """Running delayers by fault id (for tests and reports)."""
+        with self._lock:
+            return {f: p.pid for f, p in self._delayers.items() if p.poll() is None}
 
     def heal(self, fault_id: str) -> None:
-        """Remove one fault's chains (the others stay)."""
-        chain = f"hakv-{fault_id}"
+        """Remove one fault's chains (the others stay) and stop its delayer, if any."""
+        chain = self._chain(fault_id)
         with self._lock:
-            namespaces = self._chains.pop(fault_id, [])
+            chains = self._chains.pop(fault_id, [])
         errors = []
-        for ns in namespaces:
-            text = "\n".join(["*filter", f"-D INPUT -j {chain}", f"-F {chain}", f"-X {chain}",
+        for ns, hook in chains:
+            text = "\n".join(["*filter", f"-D {hook} -j {chain}", f"-F {chain}", f"-X {chain}",
                               "COMMIT", ""])
             proc = _run(netns_exec(ns, ["iptables-restore", "-w", "--noflush"]), stdin=text,
                         check=False)
             if proc.returncode != 0:
                 errors.append(f"{ns}: {proc.stderr.strip()}")
+        self._stop_delayer(fault_id)
         if errors:
             self.heal_all()
             raise NetnsError(f"healing {fault_id} failed, flushed everything: "
                              + "; ".join(errors))
 
     def heal_all(self) -> None:
-        """Flush and delete every rule and chain in every node namespace."""
+        """Flush and delete every rule and chain in every node namespace; stop every
+        delayer."""
         with self._lock:
             self._chains.clear()
+            delayers = list(self._delayers)
         for ep in self.nodes.values():
             _run(netns_exec(ep.ns, ["iptables-restore", "-w"]),
                  stdin="*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n"
                        ":OUTPUT ACCEPT [0:0]\nCOMMIT\n")
+        for fault_id in delayers:
+            self._stop_delayer(fault_id)
 
     def rules(self, node: str) -> str:
         """``iptables -S`` of a node namespace (for reports and tests)."""
