@@ -14,17 +14,24 @@ From the beats of one group:
 A heartbeat app only proves it ran at the instants it beat; a runner that stops beating and
 keeps running unseen is outside what this checker can see. Beat often (well under the
 lease) so a real overlap leaves beats on both sides.
+
+``check_final_placement`` (checker ``ha-placement``) looks at the end of a run, after
+every fault was healed: each group's placement record says ``running`` on one node with
+token T, that node's supervisor is the only one with an app process, and the beats of a
+final window come from that node and token only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from chaos.history import CheckResult
 
 NAME = "single-runner"
+PLACEMENT_NAME = "ha-placement"
 _MAX_LISTED = 20
 
 
@@ -136,3 +143,78 @@ def check_heartbeats(records: Iterable[Heartbeat]) -> CheckResult:
     if problems:
         return CheckResult(NAME, False, "\n".join(problems), None)
     return CheckResult(NAME, True, "; ".join(summary), None)
+
+
+def placements(records: Iterable[Heartbeat]) -> dict[str, list[tuple[str, int, float, float, int]]]:
+    """Per group, each placement seen in the beats: (node, token, first beat, last beat,
+    beats), by first beat."""
+    per_group: dict[str, list[Heartbeat]] = {}
+    for b in records:
+        per_group.setdefault(b.group, []).append(b)
+    return {g: [(r.node, r.token, r.first, r.last, r.beats) for r in _runs(beats)]
+            for g, beats in sorted(per_group.items())}
+
+
+@dataclass
+class FinalPlacement:
+    """What the harness saw of one group at the end of a run (after healing).
+
+    ``record``: the placement record (linearizable read) at the end of the window, None if
+    unreadable; ``local``: each running owner's supervisor view (``state``, ``token``,
+    ``pid`` of the app's keeper; None: the owner did not answer); ``window``: wall-clock
+    [start, end] during which only the runner may beat."""
+
+    group: str
+    record: Mapping[str, Any] | None
+    local: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
+    window: tuple[float, float] = (0.0, 0.0)
+    note: str = ""
+
+
+def check_final_placement(finals: Iterable[FinalPlacement],
+                          records: Iterable[Heartbeat]) -> CheckResult:
+    """After the run, each group's app runs on exactly one node: the one its placement
+    record names (state running), under the record's token; no other owner's supervisor
+    holds an app process; every beat of the final window is that node's and token's."""
+    beats = list(records)
+    problems: list[str] = []
+    summary: list[str] = []
+    finals = list(finals)
+    if not finals:
+        return CheckResult(PLACEMENT_NAME, False, "vacuous: no group with an app", None)
+    for f in finals:
+        g = f.group
+        if f.record is None:
+            problems.append(f"group {g}: placement record not readable at the end "
+                            f"(no quorum?){' — ' + f.note if f.note else ''}")
+            continue
+        node, state, token = f.record.get("node"), f.record.get("state"), f.record.get("token")
+        if state != "running" or not node:
+            problems.append(f"group {g}: placement record says {state!r} on {node!r} "
+                            f"(token {token}), not running{' — ' + f.note if f.note else ''}")
+            continue
+        holders = sorted(n for n, v in f.local.items() if v and v.get("pid") is not None)
+        silent = sorted(n for n, v in f.local.items() if v is None)
+        if holders != [node]:
+            problems.append(f"group {g}: the record names {node} (token {token}), but the "
+                            f"owners running an app process are {holders or 'none'}")
+        elif (f.local.get(node) or {}).get("token") != token:
+            problems.append(f"group {g}: {node} runs token "
+                            f"{(f.local.get(node) or {}).get('token')}, the record says {token}")
+        if silent:
+            problems.append(f"group {g}: owner(s) {', '.join(silent)} did not answer: cannot "
+                            "tell whether they run the app")
+        lo, hi = f.window
+        seen = {(b.node, b.token) for b in beats if b.group == g and lo <= b.time <= hi}
+        if not seen:
+            problems.append(f"group {g}: no heartbeat in the final window "
+                            f"({hi - lo:.2f}s): the app does not run")
+        elif seen != {(node, token)}:
+            problems.append(f"group {g}: beats in the final window came from "
+                            f"{sorted(seen)}, not only from ({node!r}, {token})")
+        else:
+            summary.append(f"{g}: running on {node} (token {token}), the only owner with an "
+                           f"app, and the only one beating over the final {hi - lo:.1f}s")
+    if problems:
+        return CheckResult(PLACEMENT_NAME, False, "\n".join(problems), None)
+    return CheckResult(PLACEMENT_NAME, True, "; ".join(summary), None)
