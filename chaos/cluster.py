@@ -9,6 +9,7 @@ namespace.
     cluster.leader("g1")            # from /v1/status, asked inside the client namespace
     cluster.kill("n1"); cluster.restart("n1")
     cluster.pause("n2"); cluster.resume("n2")
+    cluster.runner("g1")            # the node its placement record says runs g1's app
     cluster.stop_all(); net.destroy()
 
 The topology the nodes run is the scenario's, re-addressed: every node listens on its
@@ -24,6 +25,8 @@ node, so that pid *is* the node), never by name.
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import os
 import signal
 import subprocess
@@ -37,6 +40,7 @@ from typing import Any
 from chaos.netns import API_PORT, RAFT_PORT, Network, enter_netns
 from hakv.client import probe
 from hakv.errors import HakvError
+from hakv.ha import LIVE_STATES
 from hakv.topology import Topology
 
 __all__ = ["ChaosCluster", "ClusterError", "readdress", "repo_env"]
@@ -216,6 +220,62 @@ class ChaosCluster:
             return probe(self.endpoint(node), path, timeout)
         except HakvError:
             return None
+
+    def _post(self, node: str, op: str, body: dict[str, Any], timeout: float
+              ) -> tuple[int, dict[str, Any]] | None:
+        """POST /v1/<op> to a node (in a pool thread: the client namespace); (status,
+        answer) or None when it did not answer."""
+        host, _, port = self.endpoint(node).rpartition(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        try:
+            conn.request("POST", f"/v1/{op}", json.dumps(body).encode(),
+                         {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            answer = json.loads(resp.read())
+            return resp.status, answer if isinstance(answer, dict) else {}
+        except (OSError, http.client.HTTPException, ValueError):
+            return None
+        finally:
+            conn.close()
+
+    def placement(self, group: str, timeout: float = 1.0) -> dict[str, Any] | None:
+        """The group's placement view (linearizable read, /v1/placement) from the first
+        running, unpaused owner that answers 200; None if none does."""
+        for node in self.topology.group(group).owners:
+            if self.pid(node) is None or node in self.paused:
+                continue
+            got = self.pool.submit(self._post, node, "placement", {"group": group},
+                                   timeout).result()
+            if got is not None and got[0] == 200:
+                return got[1]
+        return None
+
+    def local_apps(self, group: str, timeout: float = 1.0
+                   ) -> dict[str, dict[str, Any] | None]:
+        """What each running owner's supervisor does for ``group`` right now (its own
+        view, ``serializable``: answers without quorum too); None for owners that did not
+        answer."""
+        owners = [n for n in self.topology.group(group).owners if self.pid(n) is not None]
+        futs = {n: self.pool.submit(self._post, n, "placement",
+                                    {"group": group, "serializable": True}, timeout)
+                for n in owners}
+        out: dict[str, dict[str, Any] | None] = {}
+        for n, f in futs.items():
+            got = f.result()
+            out[n] = (got[1].get("local") or {}) if got is not None and got[0] == 200 else None
+        return out
+
+    def runner(self, group: str, wait: float = 0.0) -> str | None:
+        """The node the group's placement record names, while the app is live there."""
+        deadline = time.monotonic() + wait
+        while True:
+            view = self.placement(group)
+            rec = (view or {}).get("placement") or {}
+            if rec.get("node") and rec.get("state") in LIVE_STATES:
+                return str(rec["node"])
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.1)
 
     def query(self, node: str, path: str = "/v1/status", timeout: float = 1.0
               ) -> dict[str, Any] | None:

@@ -20,12 +20,19 @@ kill        kill -9 ``nodes[0]``; restart it on its data dir when the fault ends
 pause       SIGSTOP ``nodes[0]``; SIGCONT when the fault ends
 loss        every packet between ``nodes[0]`` and any other node is dropped with
             ``probability`` (iptables ``statistic --mode random``)
+delay       every packet ``nodes[0]`` sends to another node leaves ``delay`` seconds late
+            (± ``jitter``): an NFQUEUE rule in its namespace and a delayer process
+            (chaos/delay.py), since ``tc netem`` is not available in this kernel
 =========== ==================================================================================
 
 ``nodes`` may hold tokens resolved when the fault starts: ``leader:G`` (the current leader
-of group G, asked from the nodes) and ``follower:G`` (an owner of G that is not its leader,
-drawn from a generator seeded with the run seed and the fault index). What they resolved to
-is recorded in the fault's window for the report.
+of group G, asked from the nodes), ``follower:G`` (an owner of G that is not its leader,
+drawn from a generator seeded with the run seed and the fault index) and ``runner:G`` (the
+node its placement record says runs G's app). What they resolved to is recorded in the
+fault's window for the report.
+
+A fault whose kind cannot run here (``delay`` without NetfilterQueue) is *skipped* with
+the reason in its window's notes, the log and the report; it is never silently a no-op.
 
 ``schedule(scenario, seed)`` is pure: the same scenario and seed give the same faults.
 """
@@ -39,7 +46,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from chaos.netns import Link, cut_both
+from chaos.netns import Delay, Link, cut_both
 from chaos.scenario import FAULT_KINDS, Scenario
 from hakv.topology import Topology
 
@@ -49,6 +56,12 @@ if TYPE_CHECKING:
 __all__ = ["FAULT_KINDS", "Fault", "FaultWindow", "Nemesis", "links_for", "schedule"]
 
 PROCESS_KINDS = ("kill", "pause")
+DELAY_QUEUE_BASE = 1000  # NFQUEUE queue number of fault i: DELAY_QUEUE_BASE + i
+
+
+def hash_seed(seed: int, index: int) -> int:
+    """A per-fault seed for the delayer's jitter draws (stable across runs)."""
+    return (seed * 1_000_003 + index) % (2**31)
 
 
 @dataclass(frozen=True)
@@ -60,10 +73,14 @@ class Fault:
     nodes: tuple[str, ...]
     group: str | None = None
     probability: float | None = None
+    delay: float | None = None
+    jitter: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}")
+        if (self.kind == "delay") != (self.delay is not None):
+            raise ValueError("delay (seconds) goes with, and only with, a delay fault")
 
     @property
     def end(self) -> float:
@@ -75,6 +92,9 @@ class Fault:
             what = f"{self.kind} {ns[0]}"
         elif self.kind == "loss":
             what = f"loss {self.probability:.0%} on {ns[0]}"
+        elif self.kind == "delay":
+            jitter = f" ±{self.jitter * 1000:.0f}" if self.jitter else ""
+            what = f"delay {(self.delay or 0) * 1000:.0f}{jitter} ms on {ns[0]}"
         elif self.kind == "one-way":
             what = f"one-way cut {ns[0]} -> {ns[1]}"
         elif self.kind == "partition":
@@ -88,7 +108,7 @@ class Fault:
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "kind": self.kind, "start": self.start,
                 "duration": self.duration, "nodes": list(self.nodes), "group": self.group,
-                "probability": self.probability}
+                "probability": self.probability, "delay": self.delay, "jitter": self.jitter}
 
 
 # --------------------------------------------------------------------------- schedule
@@ -104,8 +124,8 @@ def schedule(scenario: Scenario, seed: int | None = None) -> list[Fault]:
     seed = scenario.seed if seed is None else seed
     if scenario.faults:
         specs = sorted(scenario.faults, key=lambda f: f.at)
-        return [Fault(i, f.kind, f.at, f.duration, f.nodes, f.group, f.probability)
-                for i, f in enumerate(specs)]
+        return [Fault(i, f.kind, f.at, f.duration, f.nodes, f.group, f.probability,
+                      f.delay, f.jitter) for i, f in enumerate(specs)]
     cfg = scenario.nemesis
     if not cfg.kinds:
         return []
@@ -118,7 +138,11 @@ def schedule(scenario: Scenario, seed: int | None = None) -> list[Fault]:
         duration = round(min(rng.uniform(*cfg.duration), end - t), 3)
         kind = rng.choice(cfg.kinds)
         nodes, group, prob = _draw(kind, rng, topo, cfg.targets, cfg.groups, cfg.loss)
-        faults.append(Fault(len(faults), kind, round(t, 3), duration, nodes, group, prob))
+        delay, jitter = None, 0.0
+        if kind == "delay":  # drawn after the rest: schedules without delays are unchanged
+            delay, jitter = round(rng.uniform(*cfg.delay), 3), cfg.jitter
+        faults.append(Fault(len(faults), kind, round(t, 3), duration, nodes, group, prob,
+                            delay, jitter))
         t += duration + rng.uniform(*cfg.gap)
     return faults
 
@@ -132,7 +156,7 @@ def _draw(kind: str, rng: random.Random, topo: Topology, targets: Sequence[str],
           ) -> tuple[tuple[str, ...], str | None, float | None]:
     pool = list(targets) or list(topo.node_ids)
     group_pool = list(groups) or list(topo.group_ids)
-    if kind in ("isolate", "kill", "pause"):
+    if kind in ("isolate", "kill", "pause", "delay"):
         return (rng.choice(pool),), None, None
     if kind == "loss":
         return (rng.choice(pool),), None, round(rng.uniform(*loss), 3)
@@ -189,7 +213,7 @@ def links_for(fault: Fault, nodes: Sequence[str], topo: Topology) -> list[Link]:
         if len(nodes) <= 3:
             return cut_both(nodes[0], nodes[1])
         return [lk for a, b in ring_cuts(list(nodes)) for lk in cut_both(a, b)]
-    return []  # kill, pause: process faults
+    return []  # kill, pause: process faults; delay: not a drop rule (Network.apply_delay)
 
 
 def ring_cuts(order: list[str]) -> list[tuple[str, str]]:
@@ -227,6 +251,7 @@ class FaultWindow:
     start: float | None = None
     end: float | None = None
     notes: list[str] = field(default_factory=list)
+    skipped: str | None = None  # why the fault was not injected (its kind cannot run here)
 
     @property
     def description(self) -> str:
@@ -235,7 +260,8 @@ class FaultWindow:
     def to_dict(self) -> dict[str, Any]:
         return {"fault": self.fault.to_dict(), "nodes": list(self.nodes),
                 "affected_groups": list(self.affected_groups), "start": self.start,
-                "end": self.end, "notes": self.notes, "description": self.description}
+                "end": self.end, "notes": self.notes, "skipped": self.skipped,
+                "description": self.description}
 
 
 class Nemesis:
@@ -243,8 +269,10 @@ class Nemesis:
     ends every active fault (network rules, paused and killed nodes)."""
 
     def __init__(self, cluster: ChaosCluster, faults: Sequence[Fault], seed: int,
-                 t0: float, log: Callable[[str], None] = print) -> None:
+                 t0: float, log: Callable[[str], None] = print,
+                 unavailable: dict[str, str] | None = None) -> None:
         self.cluster = cluster
+        self.unavailable = dict(unavailable or {})  # fault kind -> why it cannot run here
         self.faults = list(faults)
         self.seed = seed
         self.t0 = t0
@@ -292,6 +320,14 @@ class Nemesis:
             if not group:
                 out.append(token)
                 continue
+            if what == "runner":
+                runner = self.cluster.runner(group, wait=3.0)
+                if runner is None:
+                    runner = topo.group(group).owners[0]
+                    self.windows[fault.index].notes.append(
+                        f"no runner of {group} found; used its first owner {runner}")
+                out.append(runner)
+                continue
             if group not in leaders:
                 leader = self.cluster.leader(group, wait=3.0)
                 if leader is None:
@@ -309,6 +345,13 @@ class Nemesis:
 
     def _apply(self, window: FaultWindow) -> None:
         fault = window.fault
+        why = self.unavailable.get(fault.kind)
+        if why is not None:
+            window.skipped = why
+            window.notes.append(f"SKIPPED: {why}")
+            self.log(f"[{time.monotonic() - self.t0:7.2f}s] fault {fault.index} "
+                     f"({window.description}) SKIPPED: {why}")
+            return
         nodes = self._resolve(fault)
         window.nodes = nodes
         topo = self.cluster.topology
@@ -322,6 +365,14 @@ class Nemesis:
             self.cluster.kill(nodes[0])
         elif fault.kind == "pause":
             self.cluster.pause(nodes[0])
+        elif fault.kind == "delay":
+            assert fault.delay is not None
+            others = tuple(n for n in topo.node_ids if n != nodes[0])
+            pid = self.cluster.net.apply_delay(
+                f"f{fault.index}", Delay(nodes[0], others, fault.delay, fault.jitter),
+                queue=DELAY_QUEUE_BASE + fault.index, seed=hash_seed(self.seed, fault.index),
+                log=self.cluster.log_path(f"delay-f{fault.index}"))
+            window.notes.append(f"delayer pid {pid}")
         else:
             self.cluster.net.apply(f"f{fault.index}", links)
         self.log(f"[{window.start - self.t0:7.2f}s] fault {fault.index}: {window.description}")

@@ -12,7 +12,9 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from chaos.checkers.single_runner import FinalPlacement, Heartbeat, placements
 from chaos.history import CheckResult, History, Operation
 from chaos.nemesis import FaultWindow
 
@@ -21,6 +23,11 @@ __all__ = ["ScenarioResult", "op_counts", "plot_timeline", "write_report"]
 _MAX_CEX = 20
 KIND_COLORS = {"read": "tab:blue", "write": "tab:green", "cas": "tab:purple",
                "add": "tab:olive", "read_set": "tab:gray"}
+# Fault bands of the timeline, by kind: cuts red, degraded links orange/yellow, process
+# faults grey/blue.
+FAULT_COLORS = {"isolate": "tab:red", "bridge": "tab:red", "partition": "tab:red",
+                "one-way": "salmon", "ring": "tab:pink", "loss": "tab:orange",
+                "delay": "gold", "kill": "dimgray", "pause": "tab:cyan"}
 
 
 @dataclass
@@ -44,6 +51,14 @@ class ScenarioResult:
     plot_note: str = ""
     command: str = ""
     skip_reason: str | None = None
+    t0_wall: float = 0.0  # time.time() at t0 (heartbeats are stamped with wall time)
+    beats_path: str | None = None
+    heartbeats: list[Heartbeat] = field(default_factory=list)
+    finals: list[FinalPlacement] = field(default_factory=list)
+
+    @property
+    def skipped_faults(self) -> list[FaultWindow]:
+        return [w for w in self.windows if w.skipped is not None]
 
     def verdict(self, check: CheckResult) -> str:
         expected = check.name in self.expect_violation
@@ -113,6 +128,8 @@ def _section(r: ScenarioResult, out: Path) -> list[str]:
     if r.expect_violation:
         lines.append(f"- **self-test**: this scenario runs a deliberately broken build; "
                      f"{', '.join(r.expect_violation)} must reject its history")
+    for w in r.skipped_faults:
+        lines.append(f"- **fault {w.fault.index} skipped** ({w.fault.kind}): {w.skipped}")
     lines.append("")
     if r.errors:
         lines += ["### Harness errors", ""] + [f"- {e}" for e in r.errors] + [""]
@@ -138,6 +155,8 @@ def _section(r: ScenarioResult, out: Path) -> list[str]:
         lines.append(f"| {kind} | {row['ok']} | {row['fail']} | {row['unknown']} |")
     lines += [f"| **all** | {total['ok']} | {total['fail']} | {total['unknown']} |", ""]
 
+    lines += _ha_section(r)
+
     lines += ["### Checks", "", "| checker | verdict |", "|---|---|"]
     for c in r.checks:
         lines.append(f"| {c.name} | {r.verdict(c)} |")
@@ -162,6 +181,32 @@ def _section(r: ScenarioResult, out: Path) -> list[str]:
     else:
         lines += [f"No plot: {r.plot_note}", ""]
     return lines
+
+
+def _ha_section(r: ScenarioResult) -> list[str]:
+    """Where each app ran (from its heartbeats) and where it runs at the end."""
+    if r.beats_path is None:
+        return []
+    lines = ["### HA apps", "",
+             f"Heartbeats: `{r.beats_path}`. Each placement is one (node, fencing token) "
+             "seen in the beats, from its first to its last beat (s since start).", "",
+             "| group | node | token | first beat | last beat | beats |",
+             "|---|---|---|---|---|---|"]
+    for group, runs in placements(r.heartbeats).items():
+        for node, token, first, last, beats in runs:
+            lines.append(f"| {group} | {node} | {token} | {first - r.t0_wall:.2f} | "
+                         f"{last - r.t0_wall:.2f} | {beats} |")
+    if not r.heartbeats:
+        lines.append("| — | — | — | — | — | 0 |")
+    lines.append("")
+    for f in r.finals:
+        rec = f.record or {}
+        holders = sorted(n for n, v in f.local.items() if v and v.get("pid") is not None)
+        lines.append(f"- after the run, group {f.group}: record {rec.get('state', '?')} on "
+                     f"{rec.get('node', '?')} (token {rec.get('token', '?')}); owners with an "
+                     f"app process: {', '.join(holders) or 'none'}"
+                     + (f"; {f.note}" if f.note else ""))
+    return lines + [""]
 
 
 def write_report(results: Sequence[ScenarioResult], out: Path, argv: Sequence[str]) -> Path:
@@ -191,16 +236,34 @@ def plot_timeline(r: ScenarioResult, path: Path) -> tuple[str | None, str]:
     except ImportError:
         return None, ("matplotlib is not installed (pip install matplotlib; the lead "
                       "decides whether it becomes a dev dependency)")
+    from matplotlib.patches import Patch
+
     ops = [op for op in r.history if op.kind != "read_set"]
-    fig, ax = plt.subplots(figsize=(13, 5.5))
+    runs = placements(r.heartbeats)
+    if runs:
+        n_rows = len(_runner_rows(runs))
+        fig, (ax, rax) = plt.subplots(
+            2, 1, figsize=(13, 6.0 + 0.3 * n_rows), sharex=True,
+            gridspec_kw={"height_ratios": [5.5, 0.5 + 0.3 * n_rows]})
+    else:
+        fig, ax = plt.subplots(figsize=(13, 5.5))
+        rax = None
+    fault_handles: dict[str, Patch] = {}
     for w in r.windows:
         if w.start is None:
             continue
         end = w.end if w.end is not None else r.t0 + r.duration
-        ax.axvspan(w.start - r.t0, end - r.t0, color="tab:red", alpha=0.12, lw=0)
+        color = FAULT_COLORS.get(w.fault.kind, "tab:red")
+        for a in (ax, rax):
+            if a is not None:
+                a.axvspan(w.start - r.t0, end - r.t0, color=color, alpha=0.15, lw=0)
+        fault_handles.setdefault(w.fault.kind, Patch(color=color, alpha=0.3,
+                                                     label=f"fault: {w.fault.kind}"))
         ax.text(w.start - r.t0, 1.0, f" {w.fault.index}: {w.description}", rotation=90,
                 va="top", ha="left", fontsize=7, transform=ax.get_xaxis_transform(),
                 color="darkred")
+    if rax is not None:
+        _plot_runners(rax, runs, r.t0_wall)
     for kind in sorted({op.kind for op in ops}):
         color = KIND_COLORS.get(kind, "black")
         for status, marker, size in (("ok", ".", 9), ("fail", "x", 22), ("unknown", "^", 22)):
@@ -212,14 +275,47 @@ def plot_timeline(r: ScenarioResult, path: Path) -> tuple[str | None, str]:
             ax.scatter(xs, ys, s=size, marker=marker, color=color, alpha=0.7, lw=0.8,
                        label=f"{kind} {status}")
     ax.set_yscale("log")
-    ax.set_xlabel("seconds since workload start")
+    (rax if rax is not None else ax).set_xlabel("seconds since workload start")
     ax.set_ylabel("latency (ms)")
     ax.set_title(f"{r.name} (seed {r.seed}): operation latency and fault windows")
     ax.grid(True, which="both", alpha=0.2)
     ax.set_xlim(left=0)
-    if ops:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    if ops or fault_handles:
+        handles, _ = ax.get_legend_handles_labels()
+        ax.legend(handles=[*handles, *fault_handles.values()], loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return str(path), ""
+
+
+def _runner_rows(runs: dict[str, list[tuple[str, int, float, float, int]]]
+                 ) -> list[tuple[str, str]]:
+    return sorted({(g, node) for g, rs in runs.items() for node, *_ in rs})
+
+
+def _plot_runners(ax: Any, runs: dict[str, list[tuple[str, int, float, float, int]]],
+                  t0_wall: float) -> None:
+    """One row per (HA group, node): a bar per placement (labelled with its fencing token)
+    from its first to its last heartbeat. Two bars of one group at the same time are what
+    single-runner rejects."""
+    import matplotlib.pyplot as plt
+
+    rows = _runner_rows(runs)
+    cmap = plt.get_cmap("tab10")
+    groups = sorted(runs)
+    for row, (group, node) in enumerate(rows):
+        color = cmap(groups.index(group) % 10)
+        for n, token, first, last, _beats in runs[group]:
+            if n != node:
+                continue
+            x0, x1 = first - t0_wall, max(last - t0_wall, first - t0_wall + 0.05)
+            ax.broken_barh([(x0, x1 - x0)], (row - 0.35, 0.7), facecolors=color, alpha=0.8)
+            ax.text(max(x0, 0.0), row, f" token {token}", va="center", ha="left",
+                    fontsize=7, color="black", clip_on=True)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([f"{g} on {n}" for g, n in rows], fontsize=8)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.set_title("where each app ran (from its heartbeats; bars of one group must not "
+                 "overlap in time)", fontsize=8)

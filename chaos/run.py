@@ -11,15 +11,18 @@
 One scenario, step by step:
 
 1. build the namespaces (``chaos.netns``) and start every node in its own
-   (``chaos.cluster``); wait until every group has a leader with quorum;
+   (``chaos.cluster``); wait until every group has a leader with quorum, and until the
+   groups listed in ``[ha] apps`` run their heartbeat app (``chaos.apps``);
 2. start one workload process per group in the client namespace (``chaos.workload``) and
    play the fault schedule drawn from the seed (``chaos.nemesis``) for ``duration`` s;
-3. heal everything (rules flushed, paused nodes resumed, killed nodes restarted), wait for
-   every group's quorum, let the workers finish, then read every set once more;
+3. heal everything (rules flushed, delayers stopped, paused nodes resumed, killed nodes
+   restarted), wait for every group's quorum, let the workers finish, then read every set
+   once more, and record where each app runs once it settled;
 4. tear down (nodes stopped, namespaces deleted — also on error and on SIGINT/SIGTERM);
 5. run every checker on the merged history: linearizability per register, no lost
-   acknowledged add, group isolation (when asked); single-runner is skipped until the HA
-   apps exist.
+   acknowledged add, group isolation (when asked); with ``[ha] apps``, single-runner on the
+   heartbeat file (no two placements at once, tokens never go backwards) and ha-placement
+   (after the run each app runs on exactly one node, the one its record names).
 
 Writes ``DIR/report.md``, ``DIR/<scenario>.png`` and ``DIR/<scenario>/`` (history.jsonl,
 faults.json, node logs). Exit status: 0 all passed (or skipped: not root), 1 a checker or
@@ -40,7 +43,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from chaos.checkers import check_history, check_sets, check_untouched
+from chaos import delay
+from chaos.apps import final_placements, heartbeat_spec, wait_apps_running, with_apps
+from chaos.checkers import (
+    check_final_placement,
+    check_heartbeats,
+    check_history,
+    check_sets,
+    check_untouched,
+    parse_heartbeat_file,
+)
 from chaos.cluster import ChaosCluster, repo_env
 from chaos.history import CheckResult, History
 from chaos.nemesis import Nemesis, schedule
@@ -173,6 +185,19 @@ def run_scenario(sc: Scenario, out: Path, seed: int | None = None, log: Log = _s
     _prepare_dir(workdir)
     log(f"== {sc.name} (seed {seed}): {len(faults)} faults over {sc.duration:g}s, "
         f"dir {workdir}")
+    unavailable: dict[str, str] = {}
+    if any(f.kind == "delay" for f in faults):
+        why = delay.available()
+        if why is not None:
+            unavailable["delay"] = why
+            log(f"   delay faults will be SKIPPED: {why}")
+    topology = sc.topology
+    ha_groups = list(sc.ha.apps)
+    if ha_groups:
+        result.beats_path = str(workdir / "heartbeats.log")
+        Path(result.beats_path).touch()
+        spec = heartbeat_spec(Path(result.beats_path), sc.ha.interval, sc.ha.check_interval)
+        topology = with_apps(topology, ha_groups, spec)
     t_setup = time.monotonic()
     net = Network(list(sc.topology.node_ids))
     cluster: ChaosCluster | None = None
@@ -182,16 +207,20 @@ def run_scenario(sc: Scenario, out: Path, seed: int | None = None, log: Log = _s
     index = {g: i for i, g in enumerate(sc.topology.group_ids)}
     try:
         net.create()
-        cluster = ChaosCluster(net, sc.topology, workdir, env=dict(sc.node_env))
+        cluster = ChaosCluster(net, topology, workdir, env=dict(sc.node_env))
         cluster.start_all()
         cluster.wait_quorum(timeout=30)
+        if ha_groups:
+            runners = wait_apps_running(cluster, ha_groups, timeout=30)
+            log("   apps running: " + ", ".join(f"{g} on {n}" for g, n in runners.items()))
         t0 = time.monotonic() + 0.5
         result.t0 = t0
+        result.t0_wall = time.time() + (t0 - time.monotonic())
         result.timings["setup"] = t0 - t_setup
         until = t0 + sc.duration
         for g in groups:
             workers.spawn(_spec(sc, cluster, g, index[g], "run", t0, until, seed), g)
-        nemesis = Nemesis(cluster, faults, seed, t0, log=log)
+        nemesis = Nemesis(cluster, faults, seed, t0, log=log, unavailable=unavailable)
         result.windows = nemesis.windows
         nemesis.start()
         while time.monotonic() < until:
@@ -207,6 +236,8 @@ def run_scenario(sc: Scenario, out: Path, seed: int | None = None, log: Log = _s
             workers.spawn(_spec(sc, cluster, g, index[g], "final", t0,
                                 time.monotonic() + 20, seed), f"{g}-final")
         result.errors.extend(workers.wait(time.monotonic() + 40))
+        if ha_groups:
+            result.finals = final_placements(cluster, ha_groups)
         result.timings["run"] = t_final - t0
         result.timings["heal+final"] = time.monotonic() - t_final
     except Exception as err:
@@ -254,8 +285,18 @@ def run_checks(sc: Scenario, r: ScenarioResult) -> tuple[list[CheckResult],
                    if w.start is not None]
         run_ops = [op for op in ops if op.kind != "read_set"]
         checks.append(check_untouched(run_ops, affected, windows, sc.checks.max_latency))
-    skipped.append(("single-runner", "no HA apps write heartbeats in this build yet "
-                                     "(HA resource manager, issue 4)"))
+    if sc.ha.apps:
+        try:
+            beats = parse_heartbeat_file(r.beats_path) if r.beats_path else []
+        except (OSError, ValueError) as err:
+            checks.append(CheckResult("single-runner", False, f"heartbeat file: {err}"))
+        else:
+            r.heartbeats = beats
+            checks.append(check_heartbeats(beats))
+            checks.append(check_final_placement(r.finals, beats))
+    else:
+        why = "no [ha] apps in this scenario (no app writes heartbeats)"
+        skipped += [("single-runner", why), ("ha-placement", why)]
     return checks, skipped
 
 

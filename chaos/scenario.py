@@ -28,21 +28,31 @@ explicit list) and the checks. Every key is optional except ``[scenario] name`` 
     think = 0.02                     # mean pause between a client's operations
     reads = "failover"               # or "node-local": each client reads only its home node
 
+    [ha]                             # optional: these groups run the heartbeat app
+    apps = ["g1"]                    # (tests/apps/heartbeat.py); single-runner is checked
+    interval = 0.05                  # seconds between two heartbeats of the app
+    check_interval = 0.5             # the app's health check (hakv's [groups.app])
+    lease = 1.0                      # any key of hakv's [ha] table overrides the topology's
+                                     # (failure_timeout, lease, renew_interval, ...)
+
     [nemesis]                        # a random mix, drawn from the seed
     kinds = ["isolate", "kill"]      # see chaos.nemesis.FAULT_KINDS
-    targets = ["leader:g1"]          # node ids and/or "leader:G" (default: every node)
+    targets = ["leader:g1"]          # node ids and/or "leader:G", "runner:G" (default: every
+                                     # node)
     groups = ["g1"]                  # groups for partition / ring / one-way (default: all)
     start = 3.0                      # first fault at
     duration = [3.0, 6.0]            # fault length range
     gap = [2.0, 4.0]                 # quiet time between faults
     loss = [0.2, 0.5]                # packet-loss probability range
+    delay = [0.05, 0.3]              # delay range (seconds), drawn per delay fault
+    jitter = 0.0                     # ± seconds per packet on top (at most the low delay)
     end_margin = 3.0                 # no fault in the last seconds
 
     [[faults]]                       # or explicit faults (then [nemesis] kinds are unused)
     at = 4.0
     duration = 5.0
     kind = "isolate"
-    nodes = ["leader:g1"]
+    nodes = ["leader:g1"]            # a delay fault: delay = 0.1 (seconds), jitter = 0.02
 
     [checks]
     isolation = false                # groups sharing no node with a fault must not notice
@@ -64,6 +74,7 @@ from pathlib import Path
 from typing import Any
 
 from hakv.errors import ConfigError, HakvError
+from hakv.ha import HaTuning
 from hakv.tomlcheck import type_name
 from hakv.topology import RaftTuning, Topology, load_topology
 
@@ -73,6 +84,7 @@ __all__ = [
     "FAULT_KINDS",
     "ChecksConfig",
     "FaultSpec",
+    "HaConfig",
     "NemesisConfig",
     "Scenario",
     "ScenarioError",
@@ -85,10 +97,13 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
-FAULT_KINDS = ("isolate", "partition", "bridge", "one-way", "ring", "kill", "pause", "loss")
+FAULT_KINDS = ("isolate", "partition", "bridge", "one-way", "ring", "kill", "pause", "loss",
+               "delay")
 OP_KINDS = ("read", "write", "cas", "add")
 READ_MODES = ("failover", "node-local")
-CHECKERS = ("linearizable-register", "lost-writes-set", "group-isolation")
+CHECKERS = ("linearizable-register", "lost-writes-set", "group-isolation", "single-runner",
+            "ha-placement")
+TOKENS = ("leader", "follower", "runner")
 
 
 class ScenarioError(ConfigError):
@@ -119,7 +134,18 @@ class NemesisConfig:
     duration: tuple[float, float] = (3.0, 6.0)
     gap: tuple[float, float] = (2.0, 4.0)
     loss: tuple[float, float] = (0.2, 0.5)
+    delay: tuple[float, float] = (0.05, 0.3)
+    jitter: float = 0.0
     end_margin: float = 3.0
+
+
+@dataclass(frozen=True)
+class HaConfig:
+    """Groups that run the heartbeat app (tests/apps/heartbeat.py) during the scenario."""
+
+    apps: tuple[str, ...] = ()
+    interval: float = 0.05
+    check_interval: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -133,6 +159,8 @@ class FaultSpec:
     nodes: tuple[str, ...] = ()
     group: str | None = None
     probability: float | None = None
+    delay: float | None = None
+    jitter: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -156,6 +184,7 @@ class Scenario:
     node_env: tuple[tuple[str, str], ...] = ()
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     nemesis: NemesisConfig = field(default_factory=NemesisConfig)
+    ha: HaConfig = field(default_factory=HaConfig)
     faults: tuple[FaultSpec, ...] = ()
     checks: ChecksConfig = field(default_factory=ChecksConfig)
     source: str = "<string>"
@@ -170,12 +199,17 @@ class Scenario:
 
 # --------------------------------------------------------------------------- parsing
 
-_SECTIONS = ("scenario", "raft", "nodes", "workload", "nemesis", "faults", "checks")
+_SECTIONS = ("scenario", "raft", "ha", "nodes", "workload", "nemesis", "faults", "checks")
 _SCENARIO_KEYS = ("name", "description", "topology", "duration", "seed", "smoke")
 _NODES_KEYS = ("env",)
 _WORKLOAD_KEYS = ("clients", "groups", "mix", "keys", "key_rotate", "timeout", "think", "reads")
-_NEMESIS_KEYS = ("kinds", "targets", "groups", "start", "duration", "gap", "loss", "end_margin")
-_FAULT_KEYS = ("at", "duration", "kind", "nodes", "node", "group", "probability")
+_NEMESIS_KEYS = ("kinds", "targets", "groups", "start", "duration", "gap", "loss", "delay",
+                 "jitter", "end_margin")
+_FAULT_KEYS = ("at", "duration", "kind", "nodes", "node", "group", "probability", "delay",
+               "jitter")
+_HA_TUNING_KEYS = tuple(HaTuning().to_dict())
+_HA_KEYS = ("apps", "interval", "check_interval", *_HA_TUNING_KEYS)
+MAX_DELAY = 10.0
 _CHECKS_KEYS = ("linearizable", "lost_writes", "isolation", "max_latency", "expect_violation")
 _RAFT_KEYS = tuple(RaftTuning().to_dict())
 
@@ -272,15 +306,19 @@ def resolve_topology(ref: str, base: Path | None) -> Path:
     return path
 
 
-def _check_token(ctx: _Ctx, token: str, topo: Topology, where: str) -> None:
+def _check_token(ctx: _Ctx, token: str, topo: Topology, where: str,
+                 apps: Sequence[str] = ()) -> None:
     if ":" in token:
         what, _, group = token.partition(":")
-        if what not in ("leader", "follower"):
-            raise ctx.fail(f"{where}: {token!r}: only 'leader:GROUP' and 'follower:GROUP' "
-                           "tokens are understood")
+        if what not in TOKENS:
+            raise ctx.fail(f"{where}: {token!r}: only 'leader:GROUP', 'follower:GROUP' and "
+                           "'runner:GROUP' tokens are understood")
         if not topo.has_group(group):
             raise ctx.fail(f"{where}: {token!r} names group {group!r}, which is not in the "
                            f"topology (groups: {', '.join(topo.group_ids)})")
+        if what == "runner" and group not in apps:
+            raise ctx.fail(f"{where}: {token!r}: group {group!r} runs no app; list it in "
+                           "[ha] apps")
     elif not topo.has_node(token):
         raise ctx.fail(f"{where}: node {token!r} is not in the topology "
                        f"(nodes: {', '.join(topo.node_ids)})")
@@ -343,6 +381,37 @@ def parse_scenario(text: str, source: str = "<string>", base: Path | None = None
             raise ctx.fail(err.message) from None
         topo = replace(topo, raft=raft)
 
+    ha_t = ctx.table(data, "ha")
+    ctx.keys(ha_t, _HA_KEYS, "[ha]")
+    apps = ctx.strings(ha_t, "apps", "[ha]")
+    for g in apps:
+        _check_group(ctx, g, topo, "[ha] apps")
+        if topo.group(g).app is not None:
+            raise ctx.fail(f"[ha] apps: group {g!r} already has an app in the topology; "
+                           "the harness runs its heartbeat app only in groups without one")
+    if len(set(apps)) != len(apps):
+        raise ctx.fail(f"[ha] apps lists a group twice: {list(apps)}")
+    ha_cfg = HaConfig(
+        apps=apps,
+        interval=ctx.number(ha_t, "interval", "[ha]", 0.05),
+        check_interval=ctx.number(ha_t, "check_interval", "[ha]", 0.5),
+    )
+    tuning_keys = [k for k in _HA_TUNING_KEYS if k in ha_t]
+    if tuning_keys:
+        values = topo.ha.to_dict()
+        for key in tuning_keys:
+            values[key] = ctx.number(ha_t, key, "[ha]", values[key], zero_ok=True)
+        ha_tuning = HaTuning(**values)
+        try:
+            ha_tuning.validate()
+        except HakvError as err:
+            raise ctx.fail(err.message) from None
+        topo = replace(topo, ha=ha_tuning)
+    if (apps or tuning_keys) and ha_cfg.interval * 4 > topo.ha.lease:
+        raise ctx.fail(f"[ha] interval ({ha_cfg.interval:g}s) must be at most a quarter of "
+                       f"the lease ({topo.ha.lease:g}s): the single-runner check needs "
+                       "several beats per lease to see an overlap")
+
     nodes_t = ctx.table(data, "nodes")
     ctx.keys(nodes_t, _NODES_KEYS, "[nodes]")
     env_raw = nodes_t.get("env", {})
@@ -391,7 +460,7 @@ def parse_scenario(text: str, source: str = "<string>", base: Path | None = None
         _check_kind(ctx, k, "[nemesis] kinds")
     targets = ctx.strings(nm_t, "targets", "[nemesis]")
     for t in targets:
-        _check_token(ctx, t, topo, "[nemesis] targets")
+        _check_token(ctx, t, topo, "[nemesis] targets", apps)
     nm_groups = ctx.strings(nm_t, "groups", "[nemesis]")
     for g in nm_groups:
         _check_group(ctx, g, topo, "[nemesis] groups")
@@ -403,8 +472,14 @@ def parse_scenario(text: str, source: str = "<string>", base: Path | None = None
         duration=ctx.span(nm_t, "duration", "[nemesis]", (3.0, 6.0)),
         gap=ctx.span(nm_t, "gap", "[nemesis]", (2.0, 4.0)),
         loss=ctx.span(nm_t, "loss", "[nemesis]", (0.2, 0.5), upper=1.0),
+        delay=ctx.span(nm_t, "delay", "[nemesis]", (0.05, 0.3), upper=MAX_DELAY),
+        jitter=ctx.number(nm_t, "jitter", "[nemesis]", 0.0, zero_ok=True),
         end_margin=ctx.number(nm_t, "end_margin", "[nemesis]", 3.0, zero_ok=True),
     )
+
+    if nemesis.jitter > nemesis.delay[0]:
+        raise ctx.fail(f"[nemesis] jitter ({nemesis.jitter:g}s) must not exceed the low end of "
+                       f"delay ({nemesis.delay[0]:g}s)")
 
     faults_raw = data.get("faults", [])
     if not isinstance(faults_raw, list) or not all(isinstance(f, Mapping) for f in faults_raw):
@@ -430,7 +505,7 @@ def parse_scenario(text: str, source: str = "<string>", base: Path | None = None
                 raise ctx.fail(f"{where}: node must be a string, got {type_name(f['node'])}")
             fnodes = (str(f["node"]), *fnodes)
         for t in fnodes:
-            _check_token(ctx, t, topo, where)
+            _check_token(ctx, t, topo, where, apps)
         fgroup = f.get("group")
         if fgroup is not None:
             if not isinstance(fgroup, str):
@@ -441,9 +516,16 @@ def parse_scenario(text: str, source: str = "<string>", base: Path | None = None
             prob = ctx.number(f, "probability", where, 0.0)
             if prob > 1.0:
                 raise ctx.fail(f"{where}: probability must be in (0, 1], got {prob!r}")
-        _check_fault_shape(ctx, where, kind, fnodes, fgroup, prob)
+        fdelay = None
+        if "delay" in f:
+            fdelay = ctx.number(f, "delay", where, 0.0)
+            if fdelay > MAX_DELAY:
+                raise ctx.fail(f"{where}: delay must be at most {MAX_DELAY:g} s, got {fdelay!r}")
+        jitter = ctx.number(f, "jitter", where, 0.0, zero_ok=True)
+        _check_fault_shape(ctx, where, kind, fnodes, fgroup, prob, fdelay, jitter,
+                           "jitter" in f)
         faults.append(FaultSpec(at=at, duration=fdur, kind=kind, nodes=fnodes, group=fgroup,
-                                probability=prob))
+                                probability=prob, delay=fdelay, jitter=jitter))
 
     ch_t = ctx.table(data, "checks")
     ctx.keys(ch_t, _CHECKS_KEYS, "[checks]")
@@ -462,15 +544,19 @@ def parse_scenario(text: str, source: str = "<string>", base: Path | None = None
     if checks.isolation and faults == [] and not kinds:
         raise ctx.fail("[checks] isolation = true needs faults ([nemesis] kinds or "
                        "[[faults]])")
+    for e in expect:
+        if e in ("single-runner", "ha-placement") and not apps:
+            raise ctx.fail(f"[checks] expect_violation: {e} runs only with [ha] apps")
     return Scenario(name=name, topology_ref=ref, topology=topo, duration=duration, seed=seed,
                     description=description, smoke=smoke, node_env=node_env,
-                    workload=workload, nemesis=nemesis, faults=tuple(faults), checks=checks,
-                    source=source)
+                    workload=workload, nemesis=nemesis, ha=ha_cfg, faults=tuple(faults),
+                    checks=checks, source=source)
 
 
 def _check_fault_shape(ctx: _Ctx, where: str, kind: str, nodes: tuple[str, ...],
-                       group: str | None, prob: float | None) -> None:
-    one_node = ("isolate", "bridge", "kill", "pause", "loss")
+                       group: str | None, prob: float | None, delay: float | None = None,
+                       jitter: float = 0.0, has_jitter: bool = False) -> None:
+    one_node = ("isolate", "bridge", "kill", "pause", "loss", "delay")
     if kind in one_node and len(nodes) != 1:
         raise ctx.fail(f"{where}: a {kind} fault needs exactly one node "
                        f"(node = \"ID\" or \"leader:GROUP\"), got {list(nodes)}")
@@ -486,6 +572,12 @@ def _check_fault_shape(ctx: _Ctx, where: str, kind: str, nodes: tuple[str, ...],
         raise ctx.fail(f"{where}: a loss fault needs probability = p (0 < p <= 1)")
     if kind != "loss" and prob is not None:
         raise ctx.fail(f"{where}: probability only applies to loss faults")
+    if kind == "delay" and delay is None:
+        raise ctx.fail(f"{where}: a delay fault needs delay = SECONDS (e.g. 0.1)")
+    if kind != "delay" and (delay is not None or has_jitter):
+        raise ctx.fail(f"{where}: delay and jitter only apply to delay faults")
+    if delay is not None and jitter > delay:
+        raise ctx.fail(f"{where}: jitter ({jitter:g}s) must not exceed delay ({delay:g}s)")
 
 
 def load_scenario(path: str | os.PathLike[str]) -> Scenario:

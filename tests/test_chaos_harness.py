@@ -53,7 +53,7 @@ duration = 60
 seed = 5
 
 [nemesis]
-kinds = ["isolate", "bridge", "partition", "one-way", "ring", "loss", "kill", "pause"]
+kinds = ["isolate", "bridge", "partition", "one-way", "ring", "loss", "kill", "pause", "delay"]
 targets = ["202", "208", "214", "leader:220"]
 groups = ["220"]
 """
@@ -69,7 +69,10 @@ def test_every_shipped_scenario_parses_and_has_a_schedule() -> None:
         for f in faults:
             assert 0 <= f.start and f.end <= sc.duration + 1e-9, (path, f)
     assert {"smoke", "partition-leader", "kill-restart", "pause", "nine-node-mixed",
-            "stale-reads-selftest"} <= names
+            "stale-reads-selftest", "ha-runner", "ha-runner-selftest"} <= names
+    mixed = load_scenario(find_scenario("network-mixed"))
+    assert "delay" in mixed.nemesis.kinds
+    assert "delay" in {f.kind for f in schedule(mixed)}
     smoke = load_scenario(find_scenario("smoke"))
     assert smoke.smoke and smoke.duration <= 20
 
