@@ -31,7 +31,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hakv.bridge")
 
-FORWARD_INTERVAL = 0.2  # seconds between forwarding rounds when idle
+FORWARD_INTERVAL = 0.2  # seconds to the next round after a round that failed
+IDLE_INTERVAL = 2.0
+"""Seconds between rounds while every outbox is forwarded: a new outbox entry pokes the
+bridge at once (GroupStore.on_outbox), so this only backs that up."""
 
 
 class Bridge:
@@ -68,13 +71,15 @@ class Bridge:
 
     def run(self, stopping: threading.Event) -> None:
         while not stopping.is_set():
+            wait = FORWARD_INTERVAL
             try:
                 self.forward_once()
+                wait = IDLE_INTERVAL
             except errors.HakvError as exc:  # no quorum somewhere: try again next round
                 log.debug("bridge on %s: %s", self.node.node_id, exc.message)
             except Exception:
                 log.exception("bridge on %s failed a round", self.node.node_id)
-            self._wake.wait(FORWARD_INTERVAL)
+            self._wake.wait(wait)
             self._wake.clear()
 
     def poke(self) -> None:

@@ -10,8 +10,12 @@ the node owns:
    becomes leader therefore knows how long the runner has been silent; a node that just
    started assumes "just now" (hakv.ha.observe).
 2. Only if this node is the group's Raft leader with quorum:
-   a. **Failure detection.** Probe every other owner's client API (``/v1/health``) every
-      ``probe_interval``; an owner that has not answered for ``failure_timeout`` is down.
+   a. **Failure detection.** An owner whose raft messages reach this node is alive; one
+      that has sent none for ``probe_interval`` is probed on its client API
+      (``/v1/health``) every ``probe_interval``; an owner that has shown no sign of life
+      (neither) for ``failure_timeout`` is down. Raft traffic flows at least every
+      heartbeat between owners of a group with a leader (AppendEntries and acks, or node
+      heartbeats for quiet groups), so on a healthy cluster no HTTP probe is sent.
       The Raft leader of every group that lists it sees it, so the whole sphere of
       influence learns it: each such leader records it down in its group (a node-status
       record, which is an event), and in the cluster ensemble; reachable again, it is
@@ -40,6 +44,7 @@ import http.client
 import itertools
 import json
 import logging
+import math
 import threading
 import time
 import uuid
@@ -120,6 +125,12 @@ class Prober:
                     conn = http.client.HTTPConnection(host.strip("[]"), int(port),
                                                       timeout=timeout)
                     address = wanted
+                heard = self._raft_contact(peer.node)
+                if heard is not None and started - heard < tuning.probe_interval:
+                    # Its raft messages arrive: alive, and no HTTP probe is needed.
+                    self._record_ok(peer, heard, tuning.failure_timeout)
+                    self.stopping.wait(tuning.probe_interval)
+                    continue
                 ok = False
                 try:
                     conn.request("GET", "/v1/health")
@@ -129,11 +140,8 @@ class Prober:
                 except (OSError, http.client.HTTPException, ValueError):
                     conn.close()
                     conn = None
-                done = time.monotonic()
                 if ok:
-                    if peer.last_ok is None or done - peer.last_ok > tuning.failure_timeout:
-                        peer.up_since = done
-                    peer.last_ok = done
+                    self._record_ok(peer, time.monotonic(), tuning.failure_timeout)
                 self.stopping.wait(max(0.0, started + tuning.probe_interval - time.monotonic()))
         finally:
             if conn is not None:
@@ -141,6 +149,19 @@ class Prober:
             with self._lock:
                 if self._peers.get(peer.node) is peer:
                     del self._peers[peer.node]
+
+    @staticmethod
+    def _record_ok(peer: _Peer, at: float, failure_timeout: float) -> None:
+        if peer.last_ok is None or at - peer.last_ok > failure_timeout:
+            peer.up_since = at
+        peer.last_ok = at if peer.last_ok is None else max(peer.last_ok, at)
+
+    def _raft_contact(self, peer: str) -> float | None:
+        """When a raft message from ``peer`` last reached this node (None: never)."""
+        topology = self.node.topology
+        if not topology.has_node(peer):
+            return None
+        return self.node.host.last_heard.get(topology.node(peer).raft_address)
 
     def classify(self, owners: tuple[str, ...], me: str, now: float,
                  failure_timeout: float) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
@@ -212,7 +233,8 @@ class Manager:
                 now = time.monotonic()
                 if due.get(gid, 0.0) > now:
                     continue
-                due[gid] = now + SLOW_ROUND
+                # Slow rounds fall on a shared grid, so idle groups wake the thread together.
+                due[gid] = (math.floor(now / SLOW_ROUND) + 1) * SLOW_ROUND
                 try:
                     if self.tick(gid):
                         due[gid] = now + ROUND
@@ -220,7 +242,8 @@ class Manager:
                     log.debug("group %s: manager round: %s", gid, exc.message)
                 except Exception:
                     log.exception("group %s: manager round failed", gid)
-            self.stopping.wait(ROUND)
+            soonest = min(due.values(), default=time.monotonic() + ROUND)
+            self.stopping.wait(min(SLOW_ROUND, max(0.005, soonest - time.monotonic())))
 
     # ------------------------------------------------------------------ one group
 
@@ -234,6 +257,9 @@ class Manager:
         gspec = group_spec(self.node, gid)
         if member is None or machine is None or gspec is None:
             return False
+        if gspec.app is None and not member.leads():
+            self.leading.pop(gid, None)
+            return False  # no app to watch, and node marks are the leader's
         store = machine.store
         rec = store.placement()
         now = time.monotonic()

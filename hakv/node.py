@@ -185,8 +185,14 @@ class Node:
             return GroupMember(group, self_address, peers, machine, directory, listener,
                                poller, self.settings)
 
+        machine.store.on_outbox = self._outbox_grew
         self.machines[group] = machine
         return self.host.add_member(factory)
+
+    def _outbox_grew(self) -> None:
+        bridge: Bridge | None = getattr(self, "bridge", None)  # members come before it
+        if bridge is not None:
+            bridge.poke()
 
     # Runtime membership (hakv.membership's reconciler calls these).
 

@@ -76,7 +76,8 @@ _NODE_HEARTBEAT = "hakv_node_heartbeat"
 QUIESCE_AFTER = 3.0
 FOLLOWER_QUIET = 2.5
 CONTACT_FRESH = 3.0
-QUIET_TICK = 0.25  # seconds between housekeeping ticks of a quiet member
+QUIET_TICK = 0.25  # seconds between housekeeping ticks of a quiet leader...
+FOLLOWER_TICK = 0.5  # ...and of a follower (ticked at once on messages and its deadline)
 
 
 @dataclass(frozen=True)
@@ -312,10 +313,10 @@ class StateMachine(Protocol):
     def read_snapshot(self, path: str) -> Any: ...
 
 
-def _quiet_tick_after(now: float) -> float:
+def _tick_after(now: float, period: float) -> float:
     """The next housekeeping instant: on a grid shared by all members of the node, so quiet
     groups are ticked together in one wake-up rather than each in its own."""
-    return (math.floor(now / QUIET_TICK) + 1) * QUIET_TICK
+    return (math.floor(now / period) + 1) * period
 
 
 class _SharedPoller:
@@ -359,6 +360,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         self._quiet_since: float | None = None
         self.quiesced = False  # leader only: the group is idle and heartbeats are off
         self.on_node_heartbeat: Callable[[Any, dict[str, Any]], None] | None = None
+        self.heard: dict[str, float] = {}  # raft address -> last message from it (host's)
         self._handover: tuple[str, float, bool] | None = None  # hand_over_leadership
         conf = settings.to_conf(
             journal=os.path.join(directory, "raft.journal"),
@@ -528,11 +530,13 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         state = self._SyncObj__raftState
         if state == _LEADER and not self.quiesced:
             self._next_tick = now + period
-        elif state == _LEADER or self.selfNode is None:
-            self._next_tick = _quiet_tick_after(now)
+        elif state == _LEADER:
+            self._next_tick = _tick_after(now, QUIET_TICK)
+        elif self.selfNode is None:
+            self._next_tick = _tick_after(now, FOLLOWER_TICK)
         elif state == _FOLLOWER:
             deadline = self._SyncObj__raftElectionDeadline
-            self._next_tick = max(now + 0.001, min(_quiet_tick_after(now), deadline))
+            self._next_tick = max(now + 0.001, min(_tick_after(now, FOLLOWER_TICK), deadline))
         else:  # candidate
             self._next_tick = now + period
         return True
@@ -571,6 +575,10 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         fresh = now - CONTACT_FRESH * self.settings.heartbeat_period
         return all(match.get(node, 0) >= last and heard.get(node, 0.0) > fresh
                    for node in self._SyncObj__otherNodes)
+
+    def leads(self) -> bool:
+        """Whether this member is its group's Raft leader (cheaper than ``status``)."""
+        return bool(self._SyncObj__raftState == _LEADER)
 
     def hears_quiet_leader(self, now: float) -> Any:
         """The leader node of this follower, if the group looks quiesced (else None)."""
@@ -661,6 +669,9 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             self._SyncObj__transport.send(node, message)
 
     def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:
+        address = getattr(node, "address", None)
+        if address is not None:
+            self.heard[address] = time.monotonic()
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == _NODE_HEARTBEAT:
             if self.on_node_heartbeat is not None:
@@ -875,11 +886,15 @@ class RaftHost:
         self._calls: collections.deque[tuple[Callable[[], Any], Completion]] = (
             collections.deque())  # run by the raft thread between ticks (call_in_loop)
         self._next_node_heartbeat = 0.0
+        self.last_heard: dict[str, float] = {}
+        """Raft address of a peer node -> when any raft message from it last arrived (the
+        clock is ``time.monotonic``): liveness evidence for free, used by the HA prober."""
 
     def add_member(self, member_factory: Callable[[NodeListener, Any], GroupMember]) -> GroupMember:
         def add() -> GroupMember:
             member = member_factory(self.listener, self.poller)
             member.on_node_heartbeat = self._on_node_heartbeat
+            member.heard = self.last_heard
             self.members[member.group] = member
             return member
 

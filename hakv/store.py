@@ -24,7 +24,7 @@ import os
 import shutil
 import struct
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from contextlib import closing
 from pathlib import Path
 from types import TracebackType
@@ -361,6 +361,9 @@ class GroupStore:
         self._txn: lmdb.Transaction | None = None
         self._txn_thread = 0
         self._applying = 0  # log index of the command being applied
+        self._outbox_grew = False
+        self.on_outbox: Callable[[], None] | None = None
+        """Called after a commit that added outbox entries (the node pokes its bridge)."""
         try:
             _recover_swap(self.path)
             if not self.path.exists():
@@ -417,6 +420,9 @@ class GroupStore:
                 txn.commit()
             except lmdb.Error as exc:
                 raise StorageFailure(f"commit to {self.path} failed: {exc}") from exc
+            grew, self._outbox_grew = self._outbox_grew, False
+        if grew and self.on_outbox is not None:
+            self.on_outbox()
 
     def sync(self) -> None:
         """Force everything committed so far to disk."""
@@ -430,6 +436,7 @@ class GroupStore:
         """Discard the open batch; no-op without one."""
         with self._lock:
             txn, self._txn = self._txn, None
+            self._outbox_grew = False
             if txn is not None:
                 txn.abort()
 
@@ -621,6 +628,7 @@ class GroupStore:
         txn.put(_OUTBOX_PREFIX + _U64.pack(index),
                 json.dumps(change, separators=(",", ":")).encode("utf-8"), db=self._meta)
         _meta_set(txn, self._meta, b"outbox_head", index)
+        self._outbox_grew = True
         return {"index": index}
 
     def _forwarded(self, txn: lmdb.Transaction, index: int, raw: dict[str, Any]) -> dict[str, Any]:
