@@ -215,8 +215,11 @@ def write_report(results: Sequence[ScenarioResult], out: Path, argv: Sequence[st
              f"Command: `{' '.join(shlex.quote(a) for a in argv)}`", "",
              "| scenario | seed | ops | faults | result |", "|---|---|---|---|---|"]
     for r in results:
+        verdict = 'skipped' if r.skip_reason else ('PASS' if r.ok else 'FAIL')
+        if r.skipped_faults:
+            verdict += f" ({len(r.skipped_faults)} fault(s) skipped: see below)"
         lines.append(f"| {r.name} | {r.seed} | {len(r.history)} | {len(r.windows)} | "
-                     f"{'skipped' if r.skip_reason else ('PASS' if r.ok else 'FAIL')} |")
+                     f"{verdict} |")
     lines += ["", "How to read this: docs/chaos.md. Every scenario can be re-run from its "
               "seed with the command shown in its section.", ""]
     for r in results:

@@ -114,6 +114,22 @@ def test_an_unavailable_delay_is_skipped_with_its_reason_not_silently() -> None:
     assert any("SKIPPED: no NetfilterQueue here" in line for line in logged)
 
 
+def test_report_lists_skipped_faults_and_colours_delays(tmp_path: Path) -> None:
+    from chaos.nemesis import FaultWindow
+    from chaos.report import FAULT_COLORS, ScenarioResult, write_report
+
+    r = ScenarioResult(name="d", source="d.toml", seed=1, command="python -m chaos.run d")
+    w = FaultWindow(Fault(0, "delay", 1.0, 2.0, ("n1",), delay=0.1), skipped="no NFQ here")
+    w.notes.append("SKIPPED: no NFQ here")
+    r.windows = [w]
+    r.plot_note = "not drawn"
+    text = write_report([r], tmp_path, ["python", "-m", "chaos.run"]).read_text()
+    assert "**fault 0 skipped** (delay): no NFQ here" in text
+    assert "PASS (1 fault(s) skipped: see below)" in text
+    assert "| 0 | — | — | delay 100 ms on n1 |" in text and "SKIPPED: no NFQ here" in text
+    assert "delay" in FAULT_COLORS
+
+
 def test_availability_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
