@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hakv.manager")
 
 ROUND = 0.05  # seconds between two manager rounds of a group with an app...
-SLOW_ROUND = 0.25  # ...and of one without (node marks only): idle groups cost little
+SLOW_ROUND = 0.5  # ...and of one without (node marks only): idle groups cost little
 HANDOVER_COOLDOWN = 10.0  # seconds between two leadership hand-overs of a group
 HANDOVER_WITHIN = 2.0
 ALLOCATE_PATIENCE = 3.0  # seconds to wait for a candidate's bridge before the next one

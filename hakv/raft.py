@@ -71,13 +71,17 @@ _YIELD = 0.0
 _NODE_HEARTBEAT = "hakv_node_heartbeat"
 # Quiescence, in heartbeat periods: a leader stops heartbeating a group that has been idle,
 # with every follower caught up, for QUIESCE_AFTER periods; a follower calls its leader
-# quiet after FOLLOWER_QUIET periods without AppendEntries; a peer heard from (group or
-# node heartbeat) within CONTACT_FRESH periods counts as in contact.
+# quiet after FOLLOWER_QUIET periods without AppendEntries. Node heartbeats go every
+# NODE_HEARTBEAT periods; a peer heard from within CONTACT_FRESH node heartbeats counts as
+# in contact; a node heartbeat moves a quiet follower's election deadline a fresh Raft
+# timeout plus QUIET_SLACK node heartbeats ahead (so one late node heartbeat is no
+# election: a quiet group's leader failure is detected up to that much later).
 QUIESCE_AFTER = 3.0
 FOLLOWER_QUIET = 2.5
+NODE_HEARTBEAT = 2.0
 CONTACT_FRESH = 3.0
-QUIET_TICK = 0.25  # seconds between housekeeping ticks of a quiet leader...
-FOLLOWER_TICK = 0.5  # ...and of a follower (ticked at once on messages and its deadline)
+QUIET_SLACK = 2.0
+QUIET_TICK = 0.5  # seconds between housekeeping ticks of a quiet member (on a shared grid)
 
 
 @dataclass(frozen=True)
@@ -519,9 +523,9 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         """Whether to tick this member now: it has work, or its periodic tick is due.
 
         A member that got messages or proposals is ticked at once. Otherwise a leader that
-        heartbeats is ticked every ``period``; a follower at its election deadline, else
-        every ``QUIET_TICK`` (reconnects, silent-leader check); a quiesced leader every
-        ``QUIET_TICK``: so idle groups cost little.
+        heartbeats is ticked every ``period``; a follower at its election deadline, a
+        quiesced leader when it would step down, and both at least every ``QUIET_TICK``
+        (reconnects, silent-leader check): so idle groups cost little.
         """
         if not self.has_work() and now < self._next_tick:
             return False
@@ -531,12 +535,19 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         if state == _LEADER and not self.quiesced:
             self._next_tick = now + period
         elif state == _LEADER:
-            self._next_tick = _tick_after(now, QUIET_TICK)
+            heard = self._SyncObj__lastResponseTime
+            oldest = min((heard.get(n, 0.0) for n in self._SyncObj__otherNodes), default=now)
+            fallback = max(now + 0.001, oldest + self.settings.leader_fallback_timeout)
+            self._next_tick = min(_tick_after(now, QUIET_TICK), fallback)
         elif self.selfNode is None:
-            self._next_tick = _tick_after(now, FOLLOWER_TICK)
+            self._next_tick = _tick_after(now, QUIET_TICK)
         elif state == _FOLLOWER:
+            # At its election deadline, unless that has passed without an election (no
+            # peer connected): then on the leader's cadence, not in a busy loop.
             deadline = self._SyncObj__raftElectionDeadline
-            self._next_tick = max(now + 0.001, min(_tick_after(now, FOLLOWER_TICK), deadline))
+            if deadline <= now:
+                deadline = now + period
+            self._next_tick = min(_tick_after(now, QUIET_TICK), deadline)
         else:  # candidate
             self._next_tick = now + period
         return True
@@ -572,9 +583,23 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             return False
         match = self._SyncObj__raftMatchIndex
         heard = self._SyncObj__lastResponseTime
-        fresh = now - CONTACT_FRESH * self.settings.heartbeat_period
+        fresh = now - CONTACT_FRESH * NODE_HEARTBEAT * self.settings.heartbeat_period
         return all(match.get(node, 0) >= last and heard.get(node, 0.0) > fresh
                    for node in self._SyncObj__otherNodes)
+
+    def _SyncObj__onNodeConnected(self, node: Any) -> None:
+        SyncObj._SyncObj__onNodeConnected(self, node)
+        self._end_quiet()
+
+    def _SyncObj__onNodeDisconnected(self, node: Any) -> None:
+        SyncObj._SyncObj__onNodeDisconnected(self, node)
+        self._end_quiet()
+
+    def _end_quiet(self) -> None:
+        """A peer (re)connected or went away: heartbeat at once (a restarted follower learns
+        its leader from AppendEntries, not from node heartbeats)."""
+        self._quiet_since = None
+        self._activity += 1
 
     def leads(self) -> bool:
         """Whether this member is its group's Raft leader (cheaper than ``status``)."""
@@ -593,7 +618,9 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         if (self._SyncObj__raftState == _FOLLOWER and term == self.raftCurrentTerm
                 and self._SyncObj__raftLeader == node
                 and not self._SyncObj__transferInProgress):
-            self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
+            self._SyncObj__raftElectionDeadline = (
+                now + self._SyncObj__generateRaftTimeout()
+                + QUIET_SLACK * NODE_HEARTBEAT * self.settings.heartbeat_period)
             self._last_leader_contact = now
 
     def follower_alive(self, node: Any, term: int, now: float) -> None:
@@ -980,10 +1007,12 @@ class RaftHost:
                 for member in ticked:
                     member.start_read_barriers(self._barrier)
                 if members and now >= self._next_node_heartbeat:
-                    period = min(m.settings.heartbeat_period for m in members)
+                    period = NODE_HEARTBEAT * min(m.settings.heartbeat_period for m in members)
                     self._next_node_heartbeat = now + period
                     self._send_node_heartbeats(members, now)
-                busy = any([member.has_work() for member in members])
+                # Only a ticked member can have work now: messages arrive in the poll below,
+                # and other threads' proposals and reads wake it through the pipe.
+                busy = any([member.has_work() for member in ticked])
                 wait = 0.0
                 if not busy and members:
                     wait = max(0.0, min(min(m._next_tick for m in members),
