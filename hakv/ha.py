@@ -692,16 +692,20 @@ def _waiting_for_unknown(view: GroupView, chosen: str) -> list[str]:
 
 
 def _place_or_unplace(view: GroupView, reason: str, now: float,
-                      avoid: str | None = None, urgent: bool = False) -> Decision:
+                      avoid: str | None = None, urgent: bool = False,
+                      last: str | None = None) -> Decision:
     """Place by precedence. Owners the leader has not heard from yet are waited for (for
     at most a failure timeout after it took over) so that an app starts on the owner it
-    prefers; not when ``urgent`` (a failover: the app is down now)."""
+    prefers; not when ``urgent`` (a failover: the app is down now). ``avoid`` is left out
+    unless it is the only candidate; ``last`` is tried after every other candidate."""
     if urgent:
         view = replace(view, unknown=frozenset())
     order = candidates(view)
     p = view.placement
     if avoid is not None and avoid in order and len(order) > 1 and p.target != avoid:
         order = tuple(o for o in order if o != avoid)  # it just gave the app up
+    if last is not None and last in order:
+        order = tuple(o for o in order if o != last) + (last,)
     if not order:
         if view.unknown:
             return Decision("wait", f"{reason}; waiting to hear from "
@@ -752,8 +756,11 @@ def decide(view: GroupView, now: float, tuning: HaTuning) -> Decision:
     if now >= expiry:
         silent = now - view.lease_seen_at
         cause = "unreachable" if runner not in view.live else "not renewing"
+        # A runner that still looks live but let its lease lapse goes last: most often it
+        # just died and its failure is not detected yet (the lease can run out first).
         return _place_or_unplace(view, f"lease of {runner} expired: no renewal for "
-                                 f"{silent:.1f}s ({runner} {cause})", now, urgent=True)
+                                 f"{silent:.1f}s ({runner} {cause})", now, urgent=True,
+                                 last=runner)
     if p.state == "stopping":
         return Decision("wait", f"waiting for {runner} to stop the app", until=expiry)
     order = candidates(view)

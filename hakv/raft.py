@@ -853,7 +853,9 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         Appending stops (new proposals wait in the queue), the target gets every entry,
         then it is told to start an election at once (TimeoutNow). Without the pause the
         target asks for votes with a log already behind the others' and loses, and the old
-        leader wins again. Gives up after ``within`` seconds."""
+        leader wins again. Gives up after ``within`` seconds, at once when the target is not
+        connected, and one election timeout after TimeoutNow went out (a target that died
+        meanwhile must not stall the group for long)."""
         if self._SyncObj__raftState == _LEADER:
             self._handover = (address, time.monotonic() + within, False)
 
@@ -863,13 +865,16 @@ class GroupMember(SyncObj):  # type: ignore[misc]
     def _holding_for_handover(self) -> bool:
         assert self._handover is not None
         address, deadline, sent = self._handover
-        if self._SyncObj__raftState != _LEADER or time.monotonic() > deadline:
+        now = time.monotonic()
+        if (self._SyncObj__raftState != _LEADER or now > deadline
+                or TCPNode(address) not in self._SyncObj__connectedNodes):
             self._handover = None
             return False
         if not sent:
             outcome: list[int] = []
             self.transferLeadership(address, callback=lambda _r, why: outcome.append(why))
             if outcome == [FAIL_REASON.SUCCESS]:  # denied while the target lags: retried
+                deadline = min(deadline, now + self.settings.election_timeout_min)
                 self._handover = (address, deadline, True)
         return True
 

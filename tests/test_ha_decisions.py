@@ -322,6 +322,8 @@ DECISIONS: list[tuple[str, GroupView, float, str, tuple[str, ...], str]] = [
      ("c",), "expired"),
     ("lease expired and nobody left", view(RUNNING_A, live=frozenset("a"), seen=0.0), 5.0,
      "place", ("a",), "not renewing"),
+    ("lease expired, runner not yet detected down: every other owner before it",
+     view(RUNNING_A, seen=10.0), 11.11, "place", ("b", "c", "a"), "a not renewing"),
     ("app failed beyond its restarts: skip that owner",
      view(replace(RUNNING_A, state="failed", failed_on=("a",))), 0.0, "place", ("b", "c"),
      "failed on a"),
