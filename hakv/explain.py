@@ -221,7 +221,7 @@ def explain_group(topology: Topology, group_id: str) -> str:
         f"Quorum: {group.quorum_size} of {m} owners must be up and connected for it to serve; "
         f"it survives {tolerated} owner failure{'s' if tolerated != 1 else ''}, whatever "
         "happens in the rest of the cluster.",
-        f"A write costs {messages_per_write(m)} messages (4 x ({m}-1)), against "
+        f"A write costs {messages_per_write(m)} messages (2 x ({m}-1)), against "
         f"{messages_per_write_full(n)} for one ensemble over all {n} nodes.",
         "",
     ]

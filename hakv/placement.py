@@ -214,15 +214,14 @@ class WriteMessages:
        each follower (``GroupMember._checkCommandsToApply``): ``entry = M-1``;
     2. each follower journals it, fsyncs, and acks (``next_node_idx``, success):
        ``entry_acks = M-1``; with a majority the leader commits and applies;
-    3. the commit index rides on the next AppendEntries, and in hakv that is not a later
-       heartbeat: the leader's apply step (pysyncobj ``__applyLogEntries``, with
-       ``appendEntriesUseBatch`` off outside proposal batching) sends it in the same tick,
-       an AppendEntries with no entries: ``commit_notice = M-1``;
-    4. followers ack every AppendEntries, that one too: ``commit_notice_acks = M-1``.
+    3. the commit index rides on the next AppendEntries or heartbeat, which goes out anyway
+       (``GroupMember.tick``): ``commit_notice = 0`` and ``commit_notice_acks = 0``. Only a
+       write forwarded by a follower (its caller waits until that follower applied it) gets
+       an AppendEntries with the commit index at once (``GroupMember.notify_commit``), and
+       its ack: M-1 each more.
 
-    ``total`` = 4(M-1); ``commit_path`` = 2(M-1) is what the writer waits for (steps 3 and
-    4 happen after the reply). Measured: a lone write in a 3-member group sends 2+2+2+2 = 8
-    messages, in a 5-member group 16 (tests/test_placement.py,
+    ``total`` = ``commit_path`` = 2(M-1), what the writer waits for. Measured: a lone write
+    in a 3-member group sends 2+2 = 4 messages, in a 5-member group 8 (tests/test_placement.py,
     ``test_messages_per_write_is_what_hakv_raft_sends``, counts them on real members).
 
     Under concurrent load the leader batches every queued proposal into one AppendEntries
@@ -258,25 +257,25 @@ def _positive(value: int, what: str) -> int:
 def write_messages(members: int) -> WriteMessages:
     """The breakdown of one write in an ensemble of ``members`` (see :class:`WriteMessages`)."""
     followers = _positive(members, "members") - 1
-    return WriteMessages(members, followers, followers, followers, followers)
+    return WriteMessages(members, followers, followers, 0, 0)
 
 
 def messages_per_write(m_owners: int) -> int:
-    """Messages one write to a group of ``m_owners`` costs: 4(M-1).
+    """Messages one write to a group of ``m_owners`` costs: 2(M-1).
 
-    (M-1) AppendEntries carrying the entry + (M-1) acks + (M-1) AppendEntries carrying the
-    new commit index, sent as soon as the leader applies + (M-1) acks of those. The cluster
-    size N does not appear: only the group's owners take part. M=3: 8; M=5: 16.
+    (M-1) AppendEntries carrying the entry + (M-1) acks; the new commit index rides on the
+    next AppendEntries or heartbeat. The cluster size N does not appear: only the group's
+    owners take part. M=3: 4; M=5: 8.
     """
     return write_messages(m_owners).total
 
 
 def messages_per_write_full(n_nodes: int) -> int:
-    """The same write with one ensemble over all N nodes (full replication): 4(N-1).
+    """The same write with one ensemble over all N nodes (full replication): 2(N-1).
 
     This is the Raft counterpart of the patent's "2N messages per write" for a fully
     replicated database under two-phase commit; counted the same way as
-    :func:`messages_per_write`, so the two are directly comparable. N=9: 32; N=1000: 3996.
+    :func:`messages_per_write`, so the two are directly comparable. N=9: 16; N=1000: 1998.
 
     hakv's own cluster ensemble pays this for each cluster-level record: its voters and
     its read-only followers all receive and ack every entry (the commit waits only for a
@@ -290,11 +289,11 @@ class StartupMessages:
     """Messages to bring a whole topology up, one status write per node per ensemble.
 
     ``group_messages``: each node's "up" status written into each group that lists it (as
-    hakv.node does): sum over groups g of M_g writes x 4(M_g-1). Grows with N only through
+    hakv.node does): sum over groups g of M_g writes x 2(M_g-1). Grows with N only through
     the number of groups, i.e. linearly for a fixed M.
 
     ``cluster_messages``: each node's "up" event written as its own cluster-level record:
-    N x 4(N-1), as large as full replication. That is the patent's N^2 again, so the cluster
+    N x 2(N-1), as large as full replication. That is the patent's N^2 again, so the cluster
     ensemble must not record startups one by one: batch them (one entry for every node
     that came up in a round) or record only failures and reintegrations.
     """
@@ -315,7 +314,7 @@ def startup_messages(topology: Topology) -> StartupMessages:
 
 
 def cluster_startup_messages(n_nodes: int, m_owners: int) -> int:
-    """Bringing up N nodes, each on one group of M owners: N x 4(M-1) messages.
+    """Bringing up N nodes, each on one group of M owners: N x 2(M-1) messages.
 
     Each node's coming up is one write in its group (the group part of
     :class:`StartupMessages` for a cluster cut into N/M disjoint groups). Linear in N.
@@ -324,7 +323,7 @@ def cluster_startup_messages(n_nodes: int, m_owners: int) -> int:
 
 
 def cluster_startup_messages_full(n_nodes: int) -> int:
-    """Bringing up N nodes with every node's status fully replicated: N x 4(N-1).
+    """Bringing up N nodes with every node's status fully replicated: N x 2(N-1).
 
     N status events, each replicated to all N nodes: the patent's "on the order of N^2"
     (Raft-counted; under the patent's 2PC count it is N x 2N).

@@ -186,22 +186,22 @@ def test_unknown_ids_are_refused(
 
 
 @pytest.mark.parametrize(
-    ("m", "expected"), [(1, 0), (2, 4), (3, 8), (5, 16)], ids=["M=1", "M=2", "M=3", "M=5"]
+    ("m", "expected"), [(1, 0), (2, 2), (3, 4), (5, 8)], ids=["M=1", "M=2", "M=3", "M=5"]
 )
-def test_messages_per_write_of_a_group_is_4_times_followers(m: int, expected: int) -> None:
+def test_messages_per_write_of_a_group_is_2_times_followers(m: int, expected: int) -> None:
     assert messages_per_write(m) == expected
 
 
 @pytest.mark.parametrize(
-    ("n", "expected"), [(9, 32), (100, 396), (1000, 3996)], ids=["N=9", "N=100", "N=1000"]
+    ("n", "expected"), [(9, 16), (100, 198), (1000, 1998)], ids=["N=9", "N=100", "N=1000"]
 )
 def test_messages_per_write_of_one_ensemble_over_all_nodes(n: int, expected: int) -> None:
     assert messages_per_write_full(n) == expected
 
 
-def test_a_write_is_entry_ack_commit_notice_ack_to_each_follower() -> None:
-    assert write_messages(3) == WriteMessages(3, 2, 2, 2, 2)
-    assert (write_messages(3).commit_path, write_messages(3).total) == (4, 8)
+def test_a_write_is_entry_and_ack_to_each_follower_and_the_commit_rides_on_the_next() -> None:
+    assert write_messages(3) == WriteMessages(3, 2, 2, 0, 0)
+    assert (write_messages(3).commit_path, write_messages(3).total) == (4, 4)
 
 
 def test_a_group_of_3_in_a_1000_node_cluster_writes_500_times_cheaper() -> None:
@@ -210,7 +210,7 @@ def test_a_group_of_3_in_a_1000_node_cluster_writes_500_times_cheaper() -> None:
 
 @pytest.mark.parametrize(
     ("n", "m", "partial", "full"),
-    [(9, 3, 72, 288), (1000, 3, 8_000, 3_996_000), (1000, 5, 16_000, 3_996_000)],
+    [(9, 3, 36, 144), (1000, 3, 4_000, 1_998_000), (1000, 5, 8_000, 1_998_000)],
     ids=["N=9,M=3", "N=1000,M=3", "N=1000,M=5"],
 )
 def test_startup_is_linear_with_groups_and_quadratic_with_full_replication(
@@ -220,8 +220,8 @@ def test_startup_is_linear_with_groups_and_quadratic_with_full_replication(
 
 
 def test_nine_node_startup_counts_a_status_write_per_node_per_group(nine: Topology) -> None:
-    # 4 groups x 3 owners x 8 messages; 208, 210, 212 write into two groups each.
-    assert startup_messages(nine) == StartupMessages(group_messages=96, cluster_messages=288)
+    # 4 groups x 3 owners x 4 messages; 208, 210, 212 write into two groups each.
+    assert startup_messages(nine) == StartupMessages(group_messages=48, cluster_messages=144)
 
 
 @pytest.mark.parametrize("bad", [0, -1, True], ids=["zero", "negative", "bool"])
@@ -236,7 +236,7 @@ def test_comparison_table_has_a_row_per_m_and_n() -> None:
     assert [row.split("|")[1:3] for row in rows] == [
         [f" {m} ", f" {n} "] for m in (3, 5) for n in ("9", "100", "1,000")
     ]
-    assert "| 3 | 1,000 | 8 | 3,996 | 499.5× | 8,000 | 3,996,000 |" in rows
+    assert "| 3 | 1,000 | 4 | 1,998 | 499.5× | 4,000 | 1,998,000 |" in rows
 
 
 def test_python_m_hakv_placement_prints_the_nine_node_placement(
@@ -293,7 +293,7 @@ def test_explain_node_208(nine: Topology, needle: str) -> None:
         "owners in precedence order 208 > 210 > 212",
         "exactly its 3 owners, 208 210 212, and on no other node",
         "Quorum: 2 of 3 owners",
-        "8 messages (4 x (3-1)), against 32 for one ensemble over all 9 nodes",
+        "4 messages (2 x (3-1)), against 16 for one ensemble over all 9 nodes",
         "208 also owns 220; 210 also owns 222; 212 also owns 224",
         "- 208 fails: 2 of 3 owners left, quorum is 2: keeps serving; its app, which ran on "
         "208, restarts on 210",
