@@ -217,11 +217,12 @@ class NodeListener:
             conn.recvRandKey = os.urandom(32)
             conn.send(conn.recvRandKey)
             return
-        if not (isinstance(message, tuple) and len(message) == 3 and message[0] == _WIRE_HELLO):
+        if not (isinstance(message, tuple) and len(message) in (3, 4)
+                and message[0] == _WIRE_HELLO):
             log.warning("dropping raft connection with a malformed hello")
             conn.disconnect()
             return
-        _, group, address = message
+        group, address = message[1], message[2]
         transport = self._transports.get(group)
         if transport is None:
             log.warning("dropping raft connection for group %r, not hosted here", group)
@@ -229,6 +230,12 @@ class NodeListener:
             return
         transport._onNewIncomingConnection(conn)
         transport._onIncomingMessageReceived(conn, address)
+        if address == "readonly" and len(message) == 4 and isinstance(message[3], str):
+            # pysyncobj names a read-only peer by a counter; remember the node it runs on,
+            # so node heartbeats reach it while its group is quiet.
+            for node, known in list(transport._connections.items()):
+                if known is conn:
+                    node.address = message[3]
 
     def close(self) -> None:
         self._server.unbind()
@@ -340,8 +347,10 @@ class MuxTransport(TCPTransport):  # type: ignore[misc]
             self._bindOverEvent.set()
 
     def _sendSelfAddress(self, conn: Any) -> None:
-        me = "readonly" if self._selfIsReadonlyNode else self._selfNode.address
-        conn.send((_WIRE_HELLO, self._group, me))
+        if self._selfIsReadonlyNode:
+            conn.send((_WIRE_HELLO, self._group, "readonly", self._listener.address))
+        else:
+            conn.send((_WIRE_HELLO, self._group, self._selfNode.address))
 
     def destroy(self) -> None:
         self._listener.unregister(self._group)
@@ -618,7 +627,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
 
     def _quiet_now(self, now: float) -> bool:
         if (self._SyncObj__raftState != _LEADER or self._handover is not None
-                or self._SyncObj__readonlyNodes or self.settings.unsafe_stock_replication
+                or self.settings.unsafe_stock_replication
                 or self._read_batch or self._completions
                 or self._SyncObj__commandsQueue._FastQueue__queue):
             return False
@@ -628,8 +637,12 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         match = self._SyncObj__raftMatchIndex
         heard = self._SyncObj__lastResponseTime
         fresh = now - CONTACT_FRESH * NODE_HEARTBEAT * self.settings.heartbeat_period
-        return all(match.get(node, 0) >= last and heard.get(node, 0.0) > fresh
-                   for node in self._SyncObj__otherNodes)
+        # Read-only followers must be caught up and reachable by node heartbeats (their
+        # node's address known); they neither vote nor answer node heartbeats.
+        return (all(match.get(node, 0) >= last and heard.get(node, 0.0) > fresh
+                    for node in self._SyncObj__otherNodes)
+                and all(match.get(node, 0) >= last and getattr(node, "address", None)
+                        for node in self._SyncObj__readonlyNodes))
 
     def _SyncObj__onNodeConnected(self, node: Any) -> None:
         SyncObj._SyncObj__onNodeConnected(self, node)
@@ -637,6 +650,14 @@ class GroupMember(SyncObj):  # type: ignore[misc]
 
     def _SyncObj__onNodeDisconnected(self, node: Any) -> None:
         SyncObj._SyncObj__onNodeDisconnected(self, node)
+        self._end_quiet()
+
+    def _SyncObj__onReadonlyNodeConnected(self, node: Any) -> None:
+        SyncObj._SyncObj__onReadonlyNodeConnected(self, node)
+        self._end_quiet()
+
+    def _SyncObj__onReadonlyNodeDisconnected(self, node: Any) -> None:
+        SyncObj._SyncObj__onReadonlyNodeDisconnected(self, node)
         self._end_quiet()
 
     def _end_quiet(self) -> None:
@@ -1120,6 +1141,11 @@ class RaftHost:
             if member.quiesced:
                 for node in others:
                     led.setdefault(node.address, {})[member.group] = member.raftCurrentTerm
+                for node in member._SyncObj__readonlyNodes:
+                    address = getattr(node, "address", None)
+                    if address is not None:
+                        led.setdefault(address, {})[member.group] = member.raftCurrentTerm
+                        routes.setdefault(address, []).append((member, node))
             else:
                 leader = member.hears_quiet_leader(now)
                 if leader is not None:

@@ -127,3 +127,37 @@ def test_a_quiet_leader_cut_off_from_its_followers_steps_down(cluster: LocalClus
     wait_for(lambda: leader_of(cluster.endpoints(), GROUP), 15, what="g1 to recover")
     with cluster.client(timeout=10) as client:
         client.put(GROUP, "after-heal", "1")
+
+
+def test_the_cluster_ensemble_goes_quiet_with_read_only_followers(tmp_path: Path) -> None:
+    """Four nodes: the first three vote in the cluster ensemble, the fourth follows it
+    read-only. The ensemble still goes quiet (node heartbeats reach the read-only node),
+    and the read-only follower keeps knowing its leader."""
+    nodes = ["r1", "r2", "r3", "r4"]
+    topo = write_topology(tmp_path, nodes, {"g1": nodes[:3], "g2": nodes[1:]},
+                          cluster="quiet-ro")
+    lc = LocalCluster(tmp_path / "run")
+    lc.up(str(topo), wait=30)
+    try:
+        endpoints = lc.endpoints()
+
+        def cluster_status(node: str) -> dict[str, Any]:
+            with urllib.request.urlopen(f"http://{endpoints[nodes.index(node)]}/v1/status",
+                                        timeout=3) as resp:
+                return json.loads(resp.read())["groups"]["_cluster"]  # type: ignore[no-any-return]
+
+        def quiet_cluster_leader() -> tuple[str, int] | None:
+            for node in nodes[:3]:
+                st = cluster_status(node)
+                if st["role"] == "leader" and st["quiesced"]:
+                    return node, int(st["term"])
+            return None
+
+        leader, term = wait_for(quiet_cluster_leader, 20, what="a quiet cluster ensemble")
+        time.sleep(3.0)  # longer than leader_fallback_timeout without AppendEntries
+        reader = cluster_status("r4")
+        assert reader["role"] == "read-only"
+        assert reader["leader"] == leader, "the read-only follower forgot its quiet leader"
+        assert quiet_cluster_leader() == (leader, term)
+    finally:
+        lc.down()
