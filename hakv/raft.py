@@ -627,9 +627,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
 
     def _quiet_now(self, now: float) -> bool:
         if (self._SyncObj__raftState != _LEADER or self._handover is not None
-                or self.settings.unsafe_stock_replication
-                or self._read_batch or self._completions
-                or self._SyncObj__commandsQueue._FastQueue__queue):
+                or self.settings.unsafe_stock_replication or self._pending()):
             return False
         last = self._SyncObj__getCurrentLogIndex()
         if self.raftCommitIndex != last or self.raftLastApplied != last:
@@ -695,8 +693,14 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             self._SyncObj__lastResponseTime[node] = now
 
     def has_work(self) -> bool:
-        return bool(self._activity or self._read_batch or self._completions
-                    or self._SyncObj__commandsQueue._FastQueue__queue)
+        return bool(self._activity) or self._pending()
+
+    def _pending(self) -> bool:
+        """Reads, answers or proposals wait for this member (messages aside)."""
+        return bool(self._read_batch or self._completions or self._proposals_queued())
+
+    def _proposals_queued(self) -> bool:
+        return bool(self._SyncObj__commandsQueue._FastQueue__queue)
 
     def tick(self) -> None:
         """One pysyncobj tick, except that applying entries sends no AppendEntries.
@@ -722,8 +726,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         if commit > self._notified_commit:
             self._notified_commit = commit
             self._SyncObj__sendAppendEntries()
-        if (commit >= self._SyncObj__getCurrentLogIndex()
-                and not self._SyncObj__commandsQueue._FastQueue__queue):
+        if commit >= self._SyncObj__getCurrentLogIndex() and not self._proposals_queued():
             self._followers_waiting = False
 
     def finish_batch(self) -> bool:

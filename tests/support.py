@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +86,43 @@ def leader_of(endpoints: list[str], group: str) -> str | None:
         if g and g.get("role") == "leader" and g.get("quorum"):
             return str(st["node"])
     return None
+
+
+class MemoryMachine:
+    """In-memory state machine: enough for a GroupMember in raft-level tests."""
+
+    def __init__(self) -> None:
+        self.index = 0
+
+    def apply(self, index: int, payload: bytes) -> int:
+        self.index = index
+        return index
+
+    def commit(self) -> None:
+        pass
+
+    def applied_index(self) -> int:
+        return self.index
+
+    def write_snapshot(self, path: str, raft_data: object) -> None:
+        raise NotImplementedError
+
+    def read_snapshot(self, path: str) -> object:
+        raise NotImplementedError
+
+
+@contextlib.contextmanager
+def group_cluster(directory: Path, node_ids: list[str], group: str,
+                  cluster: str = "test") -> Iterator[Any]:
+    """A local cluster (hakv.local) of ``node_ids`` all owning ``group``, up and with a
+    leader of it; taken down on exit."""
+    from hakv.local import LocalCluster
+
+    topo = write_topology(directory, node_ids, {group: node_ids}, cluster=cluster)
+    lc = LocalCluster(directory / "run")
+    lc.up(str(topo), wait=30)
+    try:
+        wait_for(lambda: leader_of(lc.endpoints(), group), 30, what=f"a leader of {group}")
+        yield lc
+    finally:
+        lc.down()

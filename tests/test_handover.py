@@ -11,32 +11,11 @@ from pathlib import Path
 import pytest
 
 from hakv.raft import GroupMember, NodeListener, RaftHost, RaftSettings
-from tests.support import free_ports
+from tests.support import MemoryMachine, free_ports
 
 pytestmark = pytest.mark.slow
 
 HANDOVER_WINDOW = 5.0
-
-
-class _Machine:
-    def __init__(self) -> None:
-        self.index = 0
-
-    def apply(self, index: int, payload: bytes) -> int:
-        self.index = index
-        return index
-
-    def commit(self) -> None:
-        pass
-
-    def applied_index(self) -> int:
-        return self.index
-
-    def write_snapshot(self, path: str, raft_data: object) -> None:
-        raise NotImplementedError
-
-    def read_snapshot(self, path: str) -> object:
-        raise NotImplementedError
 
 
 @pytest.fixture
@@ -52,7 +31,7 @@ def hosts(tmp_path: Path) -> Iterator[list[RaftHost]]:
 
         def factory(listener: NodeListener, poller: object, address: str = address,
                     peers: list[str] = peers, directory: Path = directory) -> GroupMember:
-            return GroupMember("g", address, peers, _Machine(), str(directory), listener,
+            return GroupMember("g", address, peers, MemoryMachine(), str(directory), listener,
                                poller, settings)
 
         host.add_member(factory)

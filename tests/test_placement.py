@@ -323,29 +323,6 @@ def test_explain_refuses_unknown_ids(nine: Topology) -> None:
 # --------------------------------------------------------------------------- counted = sent
 
 
-class _Machine:
-    """In-memory state machine: enough for GroupMember."""
-
-    def __init__(self) -> None:
-        self.index = 0
-
-    def apply(self, index: int, payload: bytes) -> int:
-        self.index = index
-        return index
-
-    def commit(self) -> None:
-        pass
-
-    def applied_index(self) -> int:
-        return self.index
-
-    def write_snapshot(self, path: str, raft_data: object) -> None:
-        raise NotImplementedError
-
-    def read_snapshot(self, path: str) -> object:
-        raise NotImplementedError
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("members", [3, 5], ids=["M=3", "M=5"])
 def test_messages_per_write_is_what_hakv_raft_sends(
@@ -360,7 +337,7 @@ def test_messages_per_write_is_what_hakv_raft_sends(
     import time
 
     from hakv.raft import GroupMember, MuxTransport, NodeListener, RaftHost, RaftSettings
-    from tests.support import free_ports
+    from tests.support import MemoryMachine, free_ports
 
     sent: list[str] = []
     original = MuxTransport.send
@@ -393,7 +370,7 @@ def test_messages_per_write_is_what_hakv_raft_sends(
             listener: NodeListener, poller: object, address: str = address,
             peers: list[str] = peers, directory: Path = directory,
         ) -> GroupMember:
-            return GroupMember("g", address, peers, _Machine(), str(directory), listener,
+            return GroupMember("g", address, peers, MemoryMachine(), str(directory), listener,
                                poller, settings)
 
         host.add_member(factory)

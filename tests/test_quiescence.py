@@ -19,7 +19,7 @@ import pytest
 from hakv import errors
 from hakv.client import Client
 from hakv.local import LocalCluster
-from tests.support import leader_of, wait_for, write_topology
+from tests.support import group_cluster, leader_of, wait_for, write_topology
 
 pytestmark = pytest.mark.slow
 
@@ -29,14 +29,8 @@ GROUP = "g1"
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    topo = write_topology(tmp_path, NODES, {GROUP: NODES}, cluster="quiet")
-    lc = LocalCluster(tmp_path / "run")
-    lc.up(str(topo), wait=30)
-    try:
-        wait_for(lambda: leader_of(lc.endpoints(), GROUP), 30, what="a leader of g1")
+    with group_cluster(tmp_path, NODES, GROUP, cluster="quiet") as lc:
         yield lc
-    finally:
-        lc.down()
 
 
 def _group(cluster: LocalCluster, node: str) -> dict[str, Any]:

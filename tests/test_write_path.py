@@ -15,7 +15,7 @@ import pytest
 from hakv.client import Client
 from hakv.local import LocalCluster
 from hakv.raft import _WireZlib
-from tests.support import leader_of, wait_for, write_topology
+from tests.support import group_cluster, leader_of
 
 NODES = ["w1", "w2", "w3"]
 GROUP = "g1"
@@ -40,14 +40,8 @@ def test_pysyncobj_frames_its_messages_with_the_cheap_framing() -> None:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    topo = write_topology(tmp_path, NODES, {GROUP: NODES}, cluster="writes")
-    lc = LocalCluster(tmp_path / "run")
-    lc.up(str(topo), wait=30)
-    try:
-        wait_for(lambda: leader_of(lc.endpoints(), GROUP), 30, what="a leader of g1")
+    with group_cluster(tmp_path, NODES, GROUP, cluster="writes") as lc:
         yield lc
-    finally:
-        lc.down()
 
 
 @pytest.mark.slow
