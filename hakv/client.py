@@ -366,30 +366,120 @@ class Op:
 # --------------------------------------------------------------------------- transport
 
 
-class _Connection(http.client.HTTPConnection):
-    """HTTPConnection that sends headers and a bytes body in one ``send``.
+class _Connection:
+    """One keep-alive HTTP/1.1 connection to an endpoint, speaking just what the API needs.
 
-    CPython's ``_send_output`` sends the header block and the body in two writes; with
-    TCP_NODELAY (set by ``connect``) that is two segments per request, and without it the
-    second write can wait for a delayed ACK. Joining them is what every fast HTTP client
-    does; ``tests/test_client.py`` checks it stays one write.
+    ``http.client`` parses every answer's headers with ``email.parser`` and costs ~150 us of
+    CPU per request here, as much as a leader spends on a write; on a machine where the
+    load generator shares the cores with the nodes, that halved the writes/s the benchmark
+    could show (docs/benchmarks.md). This sends each request in one ``send`` (headers and
+    body together, TCP_NODELAY: neither Nagle nor delayed ACKs add latency) and reads the
+    status line, ``Content-Length`` and ``Connection`` of the answer; a chunked answer is
+    not part of the API and is refused as malformed. Failures surface as the exceptions
+    ``http.client`` raises, so the retry policy tells "never sent" from "maybe applied".
     """
 
-    def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
-        buffer = getattr(self, "_buffer", None)
-        if not isinstance(message_body, bytes) or encode_chunked or not isinstance(buffer, list):
-            super()._send_output(message_body, encode_chunked)  # type: ignore[misc]
-            return
-        buffer.extend((b"", b""))
-        msg = b"\r\n".join(buffer) + message_body
-        del buffer[:]
-        self.send(msg)
+    def __init__(self, host: str, port: int, timeout: float | None = None) -> None:
+        self.host, self.port = host, port
+        self.timeout = timeout
+        self.sock: socket.socket | None = None
+        self._buf = bytearray()
+        self._head = f"Host: {host}:{port}\r\nContent-Type: application/json\r\n"
 
     def connect(self) -> None:
-        super().connect()
-        # http.client sets TCP_NODELAY itself since 3.x; be explicit, it is load-bearing.
-        if self.sock is not None:
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # load-bearing
+        self._buf.clear()
+
+    def close(self) -> None:
+        sock, self.sock = self.sock, None
+        self._buf.clear()
+        if sock is not None:
+            sock.close()
+
+    def send(self, data: bytes) -> None:
+        assert self.sock is not None
+        self.sock.sendall(data)
+
+    def request(self, path: str, body: bytes) -> None:
+        self.send(f"POST {path} HTTP/1.1\r\n{self._head}Content-Length: {len(body)}\r\n\r\n"
+                  .encode("latin-1") + body)
+
+    def response(self) -> tuple[int, bytes]:
+        """(status, body) of the next answer; closes the connection if the server will."""
+        head_end = self._fill_until(b"\r\n\r\n")
+        head = bytes(self._buf[:head_end]).split(b"\r\n")
+        del self._buf[: head_end + 4]
+        status_line = head[0].split(None, 2)
+        if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/") \
+                or not status_line[1].isdigit():
+            raise http.client.BadStatusLine(head[0].decode("latin-1", "replace"))
+        status = int(status_line[1])
+        length: int | None = None
+        closing = status_line[0] == b"HTTP/1.0"
+        for line in head[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                if not value.strip().isdigit():
+                    raise _Malformed(f"bad Content-Length {value.strip()!r}")
+                length = int(value)
+                if length > _MAX_RESPONSE:
+                    raise _Malformed(f"answer of {length} bytes is larger than any valid answer")
+            elif name == b"connection":
+                closing = value.strip().lower() == b"close"
+            elif name == b"transfer-encoding" and value.strip().lower() != b"identity":
+                raise _Malformed(f"unexpected Transfer-Encoding {value.strip()!r}")
+        if length is None:  # the body runs to the end of the connection
+            data = self._read_to_close()
+            closing = True
+        else:
+            self._fill(length)
+            data = bytes(self._buf[:length])
+            del self._buf[:length]
+        if closing:
+            self.close()
+        return status, data
+
+    def _recv(self) -> bytes:
+        assert self.sock is not None
+        chunk = self.sock.recv(65536)
+        return chunk
+
+    def _fill_until(self, marker: bytes) -> int:
+        start = 0
+        while True:
+            found = self._buf.find(marker, start)
+            if found >= 0:
+                return found
+            if len(self._buf) > 65536:
+                raise _Malformed("answer headers larger than 64 KiB")
+            start = max(0, len(self._buf) - len(marker) + 1)
+            chunk = self._recv()
+            if not chunk:
+                if self._buf:
+                    raise http.client.IncompleteRead(bytes(self._buf))
+                raise http.client.RemoteDisconnected(
+                    "Remote end closed connection without response")
+            self._buf += chunk
+
+    def _fill(self, length: int) -> None:
+        while len(self._buf) < length:
+            chunk = self._recv()
+            if not chunk:
+                raise http.client.IncompleteRead(bytes(self._buf), length - len(self._buf))
+            self._buf += chunk
+
+    def _read_to_close(self) -> bytes:
+        while True:
+            if len(self._buf) > _MAX_RESPONSE:
+                raise _Malformed("answer larger than any valid answer")
+            chunk = self._recv()
+            if not chunk:
+                data = bytes(self._buf)
+                self._buf.clear()
+                return data
+            self._buf += chunk
 
 
 class _ConnectFailed(Exception):
@@ -414,21 +504,12 @@ def _exchange(
             raise _ConnectFailed(_describe_oserror(err)) from err
     assert conn.sock is not None
     conn.sock.settimeout(timeout)
-    conn.request(
-        "POST",
-        path,
-        body=body,
-        headers={"Content-Type": "application/json", "Connection": "keep-alive"},
-    )
-    resp = conn.getresponse()
-    length = resp.getheader("Content-Length")
-    if length is not None and length.isdigit() and int(length) > _MAX_RESPONSE:
+    conn.request(path, body)
+    try:
+        return conn.response()
+    except _Malformed:
         conn.close()
-        raise _Malformed(f"answer of {length} bytes is larger than any valid answer")
-    data = resp.read()
-    if resp.will_close:
-        conn.close()
-    return resp.status, data
+        raise
 
 
 def _describe_oserror(err: BaseException) -> str:
