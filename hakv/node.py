@@ -5,11 +5,14 @@ A node's loop, step by step (the raft thread, ``RaftHost.run``):
 1. tick every group member: elections, heartbeats, proposals, messages in, entries applied
    into each group's LMDB batch;
 2. fsync every journal that changed, then send the acks that waited for it (group commit);
-3. commit every store batch, then resolve the requests whose results it holds;
+3. commit every store batch, then resolve the requests whose results it holds (the
+   client API answers them from there);
 4. start one read barrier per group for the linearizable reads that arrived;
-5. sleep in ``poll`` until a peer message, a new request or the next tick is due.
+5. sleep in ``poll`` until a peer message, a client request or the next tick is due;
+   API requests are read and started in that poll (hakv.server).
 
-API threads parse requests, hand commands to the raft thread and wait for their outcome.
+Requests that may block (forwarding, HA operations, status) run on the API's worker
+threads, which hand commands to the raft thread and wait for their outcome.
 
 Data directory layout::
 
@@ -30,6 +33,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from hakv import codec, errors
@@ -38,8 +43,8 @@ from hakv.cluster import seed_transactions
 from hakv.group import StoreMachine
 from hakv.manager import HA_OPS, Manager
 from hakv.membership import Reconciler, startup_view
-from hakv.raft import GroupMember, NodeListener, RaftHost, RaftSettings
-from hakv.server import ApiServer, serve_forever_in_thread
+from hakv.raft import Completion, GroupMember, NodeListener, RaftHost, RaftSettings
+from hakv.server import ApiServer
 from hakv.supervisor import Supervisor
 from hakv.topology import CLUSTER_GROUP, Topology, load_topology
 
@@ -174,7 +179,6 @@ class Node:
         self.supervisor = Supervisor(self)  # runs the apps placed here (hakv.supervisor)
         self.manager = Manager(self)  # places the apps of the groups led here (hakv.manager)
         self.api = ApiServer((self.spec.host, self.spec.api_port), self)
-        self._api_thread: threading.Thread | None = None
 
     def _add_member(self, group: str, directory: str, self_address: str | None,
                     peers: list[str]) -> GroupMember:
@@ -222,8 +226,9 @@ class Node:
         if self.settings.secret is None:
             log.warning("no cluster secret (--secret-file / HAKV_SECRET_FILE): raft traffic is "
                         "neither authenticated nor encrypted; use only on a trusted network")
+        self.host.timers.append(self.api.expire)
+        self.api.attach(self.host.poller, self.host.post)  # before the raft thread runs
         self.host.start()
-        self._api_thread = serve_forever_in_thread(self.api)
         self._publisher = threading.Thread(target=self._publish_status, name="status",
                                            daemon=True)
         self._publisher.start()
@@ -283,8 +288,10 @@ class Node:
         self._stopping.set()
         self.manager.stop()
         self.supervisor.shutdown()  # stops the apps here, and says so (docs/ha.md)
-        self.api.shutdown()
-        self.api.server_close()
+        try:
+            self.host.call_in_loop(self.api.close)
+        except errors.HakvError:
+            self.api.close()  # the raft thread did not answer: close it from here
         self.host.stop()
         for machine in self.machines.values():
             machine.close()
@@ -304,42 +311,75 @@ class Node:
         return member
 
     def serve(self, op: str, group: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Serve a request for a group hosted here, blocking until its answer (any thread
+        but the raft thread, which uses ``begin``)."""
         if op in HA_OPS:
             return self.manager.serve(op, group, body)
         member = self.member_of(group)
-        store = self.machines[group].store
         if op == "changes":
+            store = self.machines[group].store
             if not body.get("serializable"):
                 self.linearizable_barrier(member)
             return {"outbox": store.outbox(), "inbox": store.inbox()}
+        started = self.begin(op, group, body)
+        if isinstance(started, dict):
+            return started
+        try:
+            started.completion.wait(self.request_timeout)
+        except errors.OutcomeUnknownError:
+            raise started.timed_out() from None
+        return started.finish()
+
+    def begin(self, op: str, group: str, body: dict[str, Any],
+              on_done: Callable[[], None] | None = None) -> dict[str, Any] | Pending:
+        """Start a get, range, put, delete or txn (or notify) on the local member of
+        ``group`` without blocking: the answer itself, or a ``Pending`` whose completion
+        (``on_done`` runs in the raft thread when it resolves) leads to the answer."""
+        member = self.member_of(group)
+        store = self.machines[group].store
         if op in ("get", "range"):
             request = codec.read_request(op, body)
-            if not request.get("serializable") and not self.unsafe_local_reads:
-                self.linearizable_barrier(member)
-            if op == "get":
-                kv, revision = store.get_at(request["key"])
-                if kv is None:
-                    raise errors.NotFoundError(
-                        f"key {request['key']!r} not found in group {group}",
-                        group=group,
-                        key=request["key"],
-                    )
-                return {"kv": kv, "revision": revision}
-            kvs, more, revision = store.range_at(request["prefix"], request["limit"])
-            return {"kvs": kvs, "more": more, "revision": revision}
+
+            def read() -> dict[str, Any]:
+                if op == "get":
+                    kv, revision = store.get_at(request["key"])
+                    if kv is None:
+                        raise errors.NotFoundError(
+                            f"key {request['key']!r} not found in group {group}",
+                            group=group,
+                            key=request["key"],
+                        )
+                    return {"kv": kv, "revision": revision}
+                kvs, more, revision = store.range_at(request["prefix"], request["limit"])
+                return {"kvs": kvs, "more": more, "revision": revision}
+
+            if request.get("serializable") or self.unsafe_local_reads:
+                return read()
+            barrier = member.read_barrier(on_done)
+            self.host.wake()
+
+            def after_barrier() -> dict[str, Any]:
+                barrier.wait(0)  # raises the barrier's error, if any
+                return read()
+
+            return Pending(barrier, after_barrier, lambda: self._read_timed_out(group),
+                           time.monotonic() + self.request_timeout)
         client, seq = codec.client_and_seq(body)
         if client is None or seq is None:
             # No retry protection asked for (e.g. curl); its session is evicted first.
             client, seq = "anon-" + uuid.uuid4().hex, 1
         payload = codec.encode(codec.write_command(op, body, client, seq))
-        result = member.submit(payload).wait(self.request_timeout)
-        if isinstance(result, dict) and "error" in result:
-            raise errors.from_wire(result)
-        if not isinstance(result, dict):
-            raise errors.OutcomeUnknownError(
-                "the write was applied by an earlier attempt; retry with the same client/seq"
-            )
-        return result
+        done = member.submit(payload, on_done)
+        return Pending(done, lambda: _write_answer(done.wait(0)),
+                       lambda: _write_timed_out(self.request_timeout),
+                       time.monotonic() + self.request_timeout)
+
+    def _read_timed_out(self, group: str) -> errors.HakvError:
+        return errors.NoQuorumError(
+            f"group {group} could not confirm a linearizable read within "
+            f"{self.request_timeout:.1f}s (no quorum?); retry, or read with serializable",
+            group=group,
+        )
 
     def linearizable_barrier(self, member: GroupMember) -> None:
         """Return once everything committed before this call is applied here."""
@@ -348,11 +388,7 @@ class Node:
         try:
             done.wait(self.request_timeout)
         except errors.OutcomeUnknownError:
-            raise errors.NoQuorumError(
-                f"group {member.group} could not confirm a linearizable read within "
-                f"{self.request_timeout:.1f}s (no quorum?); retry, or read with serializable",
-                group=member.group,
-            ) from None
+            raise self._read_timed_out(member.group) from None
 
     def health(self) -> dict[str, Any]:
         return {"ok": True, "node": self.node_id, "cluster": self.topology.cluster}
@@ -380,6 +416,35 @@ class Node:
                 "node_status": statuses}
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A request started by ``Node.begin``: ``finish()`` gives the answer (or raises its
+    error) once ``completion`` resolved; ``timed_out()`` is the error to answer with if it
+    has not by ``deadline`` (a ``time.monotonic`` time)."""
+
+    completion: Completion
+    finish: Callable[[], dict[str, Any]]
+    timed_out: Callable[[], errors.HakvError]
+    deadline: float
+
+
+def _write_answer(result: Any) -> dict[str, Any]:
+    if isinstance(result, dict) and "error" in result:
+        raise errors.from_wire(result)
+    if not isinstance(result, dict):
+        raise errors.OutcomeUnknownError(
+            "the write was applied by an earlier attempt; retry with the same client/seq"
+        )
+    return result
+
+
+def _write_timed_out(timeout: float) -> errors.HakvError:
+    return errors.OutcomeUnknownError(
+        f"no commit within {timeout:.1f}s: the write may or may not apply; "
+        "retry with the same client id and seq"
+    )
+
+
 def run_node(topology_path: str, node_id: str, data_dir: str,
              secret_file: str | None = None) -> int:
     """Run a node until SIGTERM/SIGINT. Raises HakvError on a bad topology or data dir."""
@@ -387,8 +452,8 @@ def run_node(topology_path: str, node_id: str, data_dir: str,
         level=os.environ.get("HAKV_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # The raft thread and the API threads hand work to each other constantly; the default
-    # 5 ms GIL switch interval would add up to 5 ms to each hand-over.
+    # The raft thread and the other threads (API workers, manager, bridge) hand work to
+    # each other; the default 5 ms GIL switch interval would add up to 5 ms to each.
     sys.setswitchinterval(0.0005)
     topology = load_topology(topology_path)
     node = Node(topology, node_id, data_dir, secret=read_secret(secret_file))

@@ -133,16 +133,21 @@ class Completion:
     while waiting means the outcome is unknown (the command may still commit).
     """
 
-    __slots__ = ("_event", "_result", "_error")
+    __slots__ = ("_event", "_result", "_error", "_on_done")
 
-    def __init__(self) -> None:
+    def __init__(self, on_done: Callable[[], None] | None = None) -> None:
+        """``on_done`` runs in the resolving thread (the raft thread), after ``wait``
+        would no longer block: the API answers loop-served requests from it."""
         self._event = threading.Event()
         self._result: Any = None
         self._error: errors.HakvError | None = None
+        self._on_done = on_done
 
     def resolve(self, result: Any = None, error: errors.HakvError | None = None) -> None:
         self._result, self._error = result, error
         self._event.set()
+        if self._on_done is not None:
+            self._on_done()
 
     def done(self) -> bool:
         """Whether the outcome is known (``wait`` would not block)."""
@@ -497,18 +502,18 @@ class GroupMember(SyncObj):  # type: ignore[misc]
                 and self._SyncObj__getCurrentLogIndex() != before):
             self._SyncObj__sendAppendEntries()
 
-    def submit(self, payload: bytes) -> Completion:
+    def submit(self, payload: bytes, on_done: Callable[[], None] | None = None) -> Completion:
         """Propose a command; the returned completion resolves after commit+apply+store commit."""
         if len(payload) > MAX_COMMAND_BYTES:
             raise errors.RequestTooLargeError(
                 f"command of {len(payload)} bytes exceeds the {MAX_COMMAND_BYTES}-byte limit")
-        done = Completion()
+        done = Completion(on_done)
         self._apply(payload, callback=functools.partial(self._on_applied, done))
         return done
 
-    def read_barrier(self) -> Completion:
+    def read_barrier(self, on_done: Callable[[], None] | None = None) -> Completion:
         """A completion resolved once a barrier proposed after this call has applied here."""
-        done = Completion()
+        done = Completion(on_done)
         with self._read_lock:
             self._read_batch.append(done)
         return done
@@ -1013,8 +1018,11 @@ class RaftHost:
         self._wake = PipeNotifier(self.poller)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # guards member creation vs. the loop
-        self._calls: collections.deque[tuple[Callable[[], Any], Completion]] = (
-            collections.deque())  # run by the raft thread between ticks (call_in_loop)
+        self._calls: collections.deque[tuple[Callable[[], Any], Completion | None]] = (
+            collections.deque())  # run by the raft thread between ticks (call_in_loop, post)
+        self.timers: list[Callable[[float], float | None]] = []
+        """Called with the time at the start of every pass; each returns when it wants
+        the next call (None: no wish). The API server's request deadlines are one."""
         self._next_node_heartbeat = 0.0
         self.last_heard: dict[str, float] = {}
         """Raft address of a peer node -> when any raft message from it last arrived (the
@@ -1069,16 +1077,26 @@ class RaftHost:
         self.wake()
         return done.wait(timeout)
 
+    def post(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` in the raft thread soon, without waiting for it (any thread)."""
+        self._calls.append((fn, None))
+        self.wake()
+
     def _run_calls(self) -> None:
         while self._calls:
             fn, done = self._calls.popleft()
             try:
-                done.resolve(fn())
+                result = fn()
             except errors.HakvError as exc:
-                done.resolve(None, exc)
+                if done is not None:
+                    done.resolve(None, exc)
             except Exception as exc:  # never let a caller's bug kill the raft thread
                 log.exception("call in the raft thread failed")
-                done.resolve(None, errors.InternalError(f"{type(exc).__name__}: {exc}"))
+                if done is not None:
+                    done.resolve(None, errors.InternalError(f"{type(exc).__name__}: {exc}"))
+            else:
+                if done is not None:
+                    done.resolve(result)
 
     def wake(self) -> None:
         self._wake.notify()
@@ -1093,6 +1111,8 @@ class RaftHost:
                 self._run_calls()
                 members = list(self.members.values())
                 now = time.monotonic()
+                wishes = [due for due in (timer(now) for timer in self.timers)
+                          if due is not None]
                 # Only members with work or a due periodic tick are touched: with many idle
                 # groups per node, per-member bookkeeping on every wake-up dominated the
                 # idle cost. A member that got messages during another's tick has work, so
@@ -1119,14 +1139,18 @@ class RaftHost:
                 # and other threads' proposals and reads wake it through the pipe.
                 busy = any([member.has_work() for member in ticked])
                 wait = 0.0
-                if not busy and members:
-                    wait = max(0.0, min(min(m._next_tick for m in members),
-                                        self._next_node_heartbeat) - time.monotonic())
+                if not busy:
+                    due = [m._next_tick for m in members]
+                    if members:
+                        due.append(self._next_node_heartbeat)
+                    due += wishes
+                    wait = (max(0.0, min(due) - time.monotonic()) if due
+                            else self._idle_wait)
             if any(resolved):
-                # Let the API threads just woken take the GIL now, rather than after the
-                # switch interval: otherwise every request waits for this busy thread.
+                # Let the threads just woken take the GIL now, rather than after the
+                # switch interval: otherwise each of them waits for this busy thread.
                 time.sleep(_YIELD)
-            self.poller.poll(wait if members else self._idle_wait)
+            self.poller.poll(wait)
 
     # ------------------------------------------------------------------ node heartbeats
 

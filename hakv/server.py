@@ -1,39 +1,62 @@
 """The client API: HTTP/JSON over keep-alive connections (contract in docs/api.md).
 
-Each request is one JSON object POSTed to ``/v1/<op>``. The handler validates it with
-``hakv.codec``, then either serves it from a local group member or forwards it verbatim to
-an owner of the group. Responses go out in one write (buffered handler, TCP_NODELAY):
-RAFT-NOTES.md measured 44 ms per request otherwise.
+Each request is one JSON object POSTed to ``/v1/<op>``. Requests are read, parsed and
+answered on the node's *raft thread*, in the same poller that carries the Raft traffic:
+
+- a key-value request for a group this node hosts (get, range, put, delete, txn) is
+  started there without blocking (``Node.begin``), and answered from the completion's
+  callback right after the store commit that holds its result, in the same loop pass;
+- everything that may block (forwarding to an owner, HA operations, allocations, status)
+  runs on a small worker pool (``Node.serve_request``), and its answer is handed back to
+  the raft thread, which writes it.
+
+Why: with a thread per connection, each write crossed two thread hand-overs and every
+API thread fought the raft thread for the GIL; under 64 clients that, not the disk, bound
+a leader (docs/benchmarks.md). Responses go out in one write with TCP_NODELAY
+(RAFT-NOTES.md measured 44 ms per request otherwise). A connection has at most one request
+in flight; pipelined requests wait in its buffer and are answered in order.
 """
 
 from __future__ import annotations
 
+import errno
+import heapq
 import http.client
+import itertools
 import json
 import logging
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from hakv import codec, errors
 
 if TYPE_CHECKING:
-    from hakv.node import Node
+    from hakv.node import Node, Pending
 
 log = logging.getLogger("hakv.server")
 
 _OPS = {"get", "put", "delete", "range", "txn", "status", "health", "notify", "changes",
         "allocate", "placement", "events", "ha"}
+#: Served on the raft thread when the group is hosted here; the rest go to the workers.
+_LOOP_OPS = frozenset({"get", "put", "delete", "range", "txn"})
 _MAX_LINE = 8192
 _MAX_HEADERS = 64
+_MAX_HEAD = _MAX_LINE * (_MAX_HEADERS + 2)
+_RECV = 65536
+_WORKERS = 64
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 410: "Gone",
             413: "Payload Too Large", 500: "Internal Server Error",
             503: "Service Unavailable", 504: "Gateway Timeout"}
+_READ = 1  # pysyncobj.poller.POLL_EVENT_TYPE
+_WRITE = 2
+_ERROR = 4
 
 
 class _Forwarder:
-    """Keep-alive connections to other nodes' APIs, one set per handler thread."""
+    """Keep-alive connections to other nodes' APIs, one set per worker thread."""
 
     def __init__(self, timeout: float) -> None:
         self._local = threading.local()
@@ -59,166 +82,413 @@ class _Forwarder:
         raise OSError("unreachable")
 
 
-class ApiServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
+class _Request:
+    """One parsed request: what its answer needs besides the payload."""
+
+    __slots__ = ("op", "raw", "close")
+
+    def __init__(self, op: str, raw: bytes, close: bool) -> None:
+        self.op, self.raw, self.close = op, raw, close
+
+
+class ApiServer:
+    """The node's API listener and connections, driven by the raft thread's poller.
+
+    Binds in the constructor (so a taken port is a startup error); ``attach`` starts
+    serving on a poller; every other method runs in the thread that polls it.
+    """
 
     def __init__(self, address: tuple[str, int], node: Node) -> None:
         self.node = node
         self.forwarder = _Forwarder(timeout=node.request_timeout + 2.0)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            super().__init__(address, _Handler)
+            self._sock.bind(address)
+            self._sock.listen(256)
         except OSError as exc:
+            self._sock.close()
             raise errors.ConfigError(
                 f"cannot listen on API address {address[0]}:{address[1]}: "
                 f"{exc.strerror or exc}; is another process using this port?"
             ) from None
+        self._sock.setblocking(False)
+        self.address = self._sock.getsockname()
+        self._poller: Any = None
+        self._post: Callable[[Callable[[], Any]], None] | None = None
+        self._conns: dict[int, _Connection] = {}
+        self._deadlines: list[tuple[float, int, int, _Connection]] = []  # loop-served
+        self._tickets = itertools.count()  # orders equal deadlines in the heap
+        self._workers = ThreadPoolExecutor(_WORKERS, thread_name_prefix="api")
+        self._closed = False
+
+    def attach(self, poller: Any, post: Callable[[Callable[[], Any]], None]) -> None:
+        """Serve on ``poller``; ``post(fn)`` must run ``fn`` in the polling thread soon."""
+        self._poller, self._post = poller, post
+        poller.subscribe(self._sock.fileno(), self._on_accept, _READ | _ERROR)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._poller is not None:
+            self._poller.unsubscribe(self._sock.fileno())
+        self._sock.close()
+        for conn in list(self._conns.values()):
+            conn.close()
+        self._workers.shutdown(wait=False, cancel_futures=True)
+
+    # -- the loop's side ----------------------------------------------------------------
+
+    def expire(self, now: float) -> float | None:
+        """Answer the loop-served requests whose time is up; the next deadline, if any."""
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            _, _, serial, conn = heapq.heappop(heap)
+            conn.expire(serial)
+        return heap[0][0] if heap else None
+
+    def _on_accept(self, _fd: int, _events: int) -> None:
+        while not self._closed:
+            try:
+                sock, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("cannot accept API connections: %s", exc)
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Connection(self, sock)
+            self._conns[conn.fd] = conn
+            self._poller.subscribe(conn.fd, conn.on_event, _READ | _ERROR)
+
+    def _forget(self, conn: _Connection) -> None:
+        if self._conns.get(conn.fd) is conn:
+            del self._conns[conn.fd]
+            self._poller.unsubscribe(conn.fd)
+
+    def _watch(self, conn: _Connection, events: int) -> None:
+        if events != conn.watching:
+            conn.watching = events
+            self._poller.subscribe(conn.fd, conn.on_event, events | _ERROR)
+
+    def _start(self, conn: _Connection, serial: int, request: _Request) -> None:
+        """Serve one request: on the loop if it can be, else on a worker."""
+        node = self.node
+        if request.op in _LOOP_OPS:
+            body = _parse_object(request.raw)
+            group = _group_of(body)
+            if node.member(group) is not None:
+                started = node.begin(request.op, group, body,
+                                     on_done=lambda: conn.finish(serial))
+                if isinstance(started, dict):
+                    conn.answer(serial, 200, _json(started))
+                    return
+                conn.wait_for(serial, started)
+                heapq.heappush(self._deadlines,
+                               (started.deadline, next(self._tickets), serial, conn))
+                return
+        if request.op == "health":
+            conn.answer(serial, 200, _json(node.health()))
+            return
+        post = self._post
+        assert post is not None
+
+        def work() -> None:
+            status, payload = _serve_blocking(self, request.op, request.raw)
+            post(lambda: conn.answer(serial, status, payload))
+
+        self._workers.submit(work)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server: ApiServer
-    _headers: dict[bytes, bytes]
+class _Connection:
+    """One client connection: bytes in, at most one request in flight, bytes out."""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        log.debug("%s " + format, self.address_string(), *args)
+    def __init__(self, server: ApiServer, sock: socket.socket) -> None:
+        self.server = server
+        self.sock = sock
+        self.fd = sock.fileno()
+        self._in = bytearray()
+        self._out = bytearray()
+        self._discard = 0  # body bytes of a refused request still to skip
+        self._serial = 0  # of the request in flight (0: none)
+        self._next_serial = 0
+        self._pending: Pending | None = None
+        self._close_after = False
+        self._reading = True
+        self._closed = False
+        self.watching = _READ  # the events the poller reports for this connection
 
-    def handle_one_request(self) -> None:
-        """One request/response cycle, parsed by hand.
+    def on_event(self, _fd: int, events: int) -> None:
+        if self._closed:
+            return
+        if events & _WRITE:
+            self._flush()
+        if events & _READ and not self._closed:
+            self._receive()
+        elif events & _ERROR and not self._closed:
+            self.close()
 
-        The stdlib's header parsing (email.parser) and response helpers cost more CPU per
-        request than the Raft write itself on a leader; this keeps HTTP/1.1 keep-alive,
-        Content-Length bodies and one write per response, and nothing else.
-        """
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._serial = 0
+        self._pending = None
+        self.server._forget(self)
         try:
-            line = self.rfile.readline(_MAX_LINE + 1)
+            self.sock.close()
         except OSError:
-            self.close_connection = True
-            return
-        if not line:
-            self.close_connection = True
-            return
-        parts = line.split()
-        headers: dict[bytes, bytes] = {}
+            pass
+
+    # -- requests in --------------------------------------------------------------------
+
+    def _receive(self) -> None:
         while True:
-            header = self.rfile.readline(_MAX_LINE + 1)
-            if header in (b"\r\n", b"\n", b""):
+            try:
+                chunk = self.sock.recv(_RECV)
+            except (BlockingIOError, InterruptedError):
                 break
-            if len(headers) >= _MAX_HEADERS or len(header) > _MAX_LINE:
-                self.close_connection = True
-                return self._reply(400, errors.BadRequestError("request headers too large"))
-            name, _, value = header.partition(b":")
+            except OSError:
+                self.close()
+                return
+            if not chunk:
+                self.close()  # the client went away (a request in flight goes on)
+                return
+            if self._discard:
+                skipped = min(self._discard, len(chunk))
+                self._discard -= skipped
+                chunk = chunk[skipped:]
+            self._in += chunk
+            if len(chunk) < _RECV:
+                break
+        self._next_request()
+        if self._serial and len(self._in) > codec.MAX_REQUEST_BYTES + _MAX_HEAD:
+            self._reading = False  # a client pipelining too far ahead: wait for the answer
+            self.server._watch(self, _WRITE if self._out else 0)
+
+    def _next_request(self) -> None:
+        """Start the next complete request in the buffer, if none is in flight."""
+        while not self._serial and not self._closed and self._in and not self._close_after:
+            parsed = self._parse()
+            if parsed is None:
+                return
+            self._next_serial += 1
+            self._serial = serial = self._next_serial
+            try:
+                if isinstance(parsed, errors.HakvError):
+                    raise parsed
+                self.server._start(self, serial, parsed)
+            except errors.HakvError as exc:
+                self.answer(serial, exc.http_status, _json(exc.to_wire()))
+            except Exception as exc:  # never let a bug kill the loop
+                log.exception("internal error serving a request")
+                self.answer(serial, 500, _json(errors.InternalError(
+                    f"internal error: {type(exc).__name__}: {exc}").to_wire()))
+
+    def _parse(self) -> _Request | errors.HakvError | None:
+        """The next request of the buffer, an error to answer with, or None (incomplete).
+
+        The request line and headers are parsed by hand: the stdlib's parser
+        (email.parser) cost more CPU per request than the Raft write itself."""
+        buf = self._in
+        end = buf.find(b"\r\n\r\n")
+        sep = 4
+        if end < 0:
+            end, sep = buf.find(b"\n\n"), 2
+        if end < 0:
+            if len(buf) > _MAX_HEAD:
+                self._close_after = True
+                self._in.clear()
+                return errors.BadRequestError("request headers too large")
+            return None
+        lines = bytes(buf[:end]).split(b"\n")
+        line = lines[0].rstrip(b"\r")
+        headers: dict[bytes, bytes] = {}
+        for raw_header in lines[1:]:
+            if len(headers) >= _MAX_HEADERS or len(raw_header) > _MAX_LINE:
+                self._close_after = True
+                self._in.clear()
+                return errors.BadRequestError("request headers too large")
+            name, _, value = raw_header.partition(b":")
             headers[name.strip().lower()] = value.strip()
+        parts = line.split()
         if len(parts) != 3 or len(line) > _MAX_LINE or parts[0] not in (b"GET", b"POST"):
-            self.close_connection = True
-            return self._reply(400, errors.BadRequestError(
-                "malformed request line; use POST /v1/<op> HTTP/1.1 with a JSON body"))
+            self._close_after = True
+            self._in.clear()
+            return errors.BadRequestError(
+                "malformed request line; use POST /v1/<op> HTTP/1.1 with a JSON body")
         method, target, version = parts
         connection = headers.get(b"connection", b"").lower()
-        self.close_connection = connection == b"close" or (
-            version == b"HTTP/1.0" and connection != b"keep-alive")
-        self.path = target.decode("latin-1")
-        self._headers = headers
+        close = connection == b"close" or (version == b"HTTP/1.0" and connection != b"keep-alive")
+        length_header = headers.get(b"content-length")
+        if length_header is None:
+            length = 0
+        else:
+            try:
+                length = int(length_header)
+                if length < 0:
+                    raise ValueError
+            except ValueError:
+                self._close_after = True
+                self._in.clear()
+                return errors.BadRequestError("Content-Length is not a number")
+        start = end + sep
+        if length > codec.MAX_REQUEST_BYTES:
+            # Skip the body as it arrives, so the keep-alive connection stays usable.
+            have = len(buf) - start
+            del buf[: start + min(have, length)]
+            self._discard = max(0, length - have)
+            self._close_after = close
+            return errors.RequestTooLargeError(
+                f"request body of {length} bytes exceeds the {codec.MAX_REQUEST_BYTES}-byte limit")
+        if len(buf) < start + length:
+            return None
+        raw = bytes(buf[start: start + length])
+        del buf[: start + length]
+        self._close_after = close
+        path = target.decode("latin-1").split("?", 1)[0].rstrip("/")
+        if not path.startswith("/v1/") or path[4:] not in _OPS:
+            return errors.BadRequestError(
+                f"unknown endpoint {target.decode('latin-1')!r}; use POST /v1/<op> with op one "
+                f"of {', '.join(sorted(_OPS))}")
+        op = path[4:]
+        if length_header is None and not (method == b"GET" or op in ("status", "health")):
+            return errors.BadRequestError("missing Content-Length: send a JSON object body")
+        return _Request(op, raw, close)
+
+    # -- answers out --------------------------------------------------------------------
+
+    def wait_for(self, serial: int, pending: Pending) -> None:
+        if serial == self._serial:
+            self._pending = pending
+
+    def finish(self, serial: int) -> None:
+        """The completion of the request in flight resolved (raft thread)."""
+        pending = self._pending
+        if serial != self._serial or pending is None:
+            return  # answered already (timed out) or the connection is gone
         try:
-            op = self._op()
-            raw = self._body(method == b"GET" or op in ("status", "health"))
-            status, payload = self._serve(op, raw)
+            status, payload = 200, _json(pending.finish())
         except errors.HakvError as exc:
-            return self._reply(exc.http_status, exc)
-        except Exception as exc:  # never let a bug kill the connection silently
-            log.exception("internal error serving %s", self.path)
-            return self._reply(500, errors.InternalError(
-                f"internal error: {type(exc).__name__}: {exc}"))
-        self._send(status, payload)
+            status, payload = exc.http_status, _json(exc.to_wire())
+        except Exception as exc:
+            log.exception("internal error finishing a request")
+            status, payload = 500, _json(errors.InternalError(
+                f"internal error: {type(exc).__name__}: {exc}").to_wire())
+        self.answer(serial, status, payload)
 
-    def _reply(self, status: int, exc: errors.HakvError) -> None:
-        self._send(status, json.dumps(exc.to_wire()).encode())
+    def expire(self, serial: int) -> None:
+        pending = self._pending
+        if serial != self._serial or pending is None:
+            return
+        exc = pending.timed_out()
+        self.answer(serial, exc.http_status, _json(exc.to_wire()))
 
-    def _send(self, status: int, payload: bytes) -> None:
+    def answer(self, serial: int, status: int, payload: bytes) -> None:
+        if serial != self._serial or self._closed:
+            return
+        self._serial = 0
+        self._pending = None
+        closing = self._close_after
         head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-                + ("Connection: close\r\n" if self.close_connection else "") + "\r\n")
-        try:
-            self.connection.sendall(head.encode("latin-1") + payload)
-        except OSError:
-            self.close_connection = True
+                + ("Connection: close\r\n" if closing else "") + "\r\n")
+        self._out += head.encode("latin-1") + payload
+        self._flush()
+        if not self._closed and not closing:
+            if not self._reading:
+                self._reading = True
+                self.server._watch(self, _READ | (_WRITE if self._out else 0))
+            self._next_request()
 
-    def _op(self) -> str:
-        path = self.path.split("?", 1)[0].rstrip("/")
-        if not path.startswith("/v1/") or path[4:] not in _OPS:
-            raise errors.BadRequestError(
-                f"unknown endpoint {self.path!r}; use POST /v1/<op> with op one of "
-                f"{', '.join(sorted(_OPS))}"
-            )
-        return path[4:]
-
-    def _body(self, allow_empty: bool) -> bytes:
-        length_header = self._headers.get(b"content-length")
-        if length_header is None:
-            if allow_empty:
-                return b""
-            raise errors.BadRequestError("missing Content-Length: send a JSON object body")
-        try:
-            length = int(length_header)
-        except ValueError:
-            raise errors.BadRequestError("Content-Length is not a number") from None
-        if length > codec.MAX_REQUEST_BYTES:
-            # Drain so the keep-alive connection stays usable, then refuse.
-            remaining = length
-            while remaining > 0:
-                chunk = self.rfile.read(min(remaining, 65536))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-            raise errors.RequestTooLargeError(
-                f"request body of {length} bytes exceeds the {codec.MAX_REQUEST_BYTES}-byte limit"
-            )
-        return self.rfile.read(length) if length else b""
-
-    def _serve(self, op: str, raw: bytes) -> tuple[int, bytes]:
-        node = self.server.node
-        if op == "health":
-            return 200, json.dumps(node.health()).encode()
-        if op == "status":
-            return 200, json.dumps(node.status()).encode()
-        body = _parse_object(raw)
-        group = body.get("group")
-        if not isinstance(group, str) or not group:
-            raise errors.BadRequestError('field "group" is required: a group id string')
-        if op == "allocate":
-            return self._allocate(group, body, raw)
-        if node.member(group) is None:
-            spec = node.topology.group(group)  # UnknownGroupError if absent
-            return self._forward(spec.owners, op, raw)
-        result = node.serve(op, group, body)
-        return 200, json.dumps(result, ensure_ascii=False).encode()
-
-    def _allocate(self, group: str, body: dict[str, Any], raw: bytes) -> tuple[int, bytes]:
-        """Allocations on node X are decided by the bridge on X only: forward there."""
-        node = self.server.node
-        target, load = body.get("node"), body.get("load")
-        if not isinstance(target, str) or not target:
-            raise errors.BadRequestError('field "node" is required: the node to place load on')
-        if isinstance(load, bool) or not isinstance(load, int) or load < 0:
-            raise errors.BadRequestError('field "load": expected an integer >= 0')
-        node.topology.group(group)  # UnknownGroupError if absent
-        if target != node.node_id:
-            return self._forward((node.topology.node(target).id,), "allocate", raw)
-        result = node.bridge.allocate(group, load)
-        return 200, json.dumps(result).encode()
-
-    def _forward(self, owners: tuple[str, ...], op: str, raw: bytes) -> tuple[int, bytes]:
-        node = self.server.node
-        failures = []
-        for owner in owners:
-            address = node.topology.node(owner).api_address
+    def _flush(self) -> None:
+        while self._out:
             try:
-                return self.server.forwarder.post(address, f"/v1/{op}", raw)
-            except (OSError, http.client.HTTPException) as exc:
-                failures.append(f"{owner}: {exc}")
-        raise errors.UnavailableError("no owner of the group answered: " + "; ".join(failures))
+                sent = self.sock.send(self._out)
+            except (BlockingIOError, InterruptedError):
+                self.server._watch(self, (_READ if self._reading else 0) | _WRITE)
+                return
+            except OSError:
+                self.close()
+                return
+            del self._out[:sent]
+        if self._close_after and not self._serial:
+            self.close()
+            return
+        self.server._watch(self, _READ if self._reading else 0)
+
+
+# --------------------------------------------------------------------------- blocking ops
+
+
+def _serve_blocking(server: ApiServer, op: str, raw: bytes) -> tuple[int, bytes]:
+    """A request that may block (worker thread): (status, payload), errors included."""
+    try:
+        return _serve(server, op, raw)
+    except errors.HakvError as exc:
+        return exc.http_status, _json(exc.to_wire())
+    except Exception as exc:  # never let a bug leave a request unanswered
+        log.exception("internal error serving /v1/%s", op)
+        return 500, _json(errors.InternalError(
+            f"internal error: {type(exc).__name__}: {exc}").to_wire())
+
+
+def _serve(server: ApiServer, op: str, raw: bytes) -> tuple[int, bytes]:
+    node = server.node
+    if op == "health":
+        return 200, _json(node.health())
+    if op == "status":
+        return 200, _json(node.status())
+    body = _parse_object(raw)
+    group = _group_of(body)
+    if op == "allocate":
+        return _allocate(server, group, body, raw)
+    if node.member(group) is None:
+        spec = node.topology.group(group)  # UnknownGroupError if absent
+        return _forward(server, spec.owners, op, raw)
+    return 200, _json(node.serve(op, group, body))
+
+
+def _allocate(server: ApiServer, group: str, body: dict[str, Any],
+              raw: bytes) -> tuple[int, bytes]:
+    """Allocations on node X are decided by the bridge on X only: forward there."""
+    node = server.node
+    target, load = body.get("node"), body.get("load")
+    if not isinstance(target, str) or not target:
+        raise errors.BadRequestError('field "node" is required: the node to place load on')
+    if isinstance(load, bool) or not isinstance(load, int) or load < 0:
+        raise errors.BadRequestError('field "load": expected an integer >= 0')
+    node.topology.group(group)  # UnknownGroupError if absent
+    if target != node.node_id:
+        return _forward(server, (node.topology.node(target).id,), "allocate", raw)
+    return 200, _json(node.bridge.allocate(group, load))
+
+
+def _forward(server: ApiServer, owners: tuple[str, ...], op: str,
+             raw: bytes) -> tuple[int, bytes]:
+    node = server.node
+    failures = []
+    for owner in owners:
+        address = node.topology.node(owner).api_address
+        try:
+            return server.forwarder.post(address, f"/v1/{op}", raw)
+        except (OSError, http.client.HTTPException) as exc:
+            failures.append(f"{owner}: {exc}")
+    raise errors.UnavailableError("no owner of the group answered: " + "; ".join(failures))
+
+
+def _json(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+def _group_of(body: dict[str, Any]) -> str:
+    group = body.get("group")
+    if not isinstance(group, str) or not group:
+        raise errors.BadRequestError('field "group" is required: a group id string')
+    return group
 
 
 def _parse_object(raw: bytes) -> dict[str, Any]:
@@ -231,10 +501,4 @@ def _parse_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def serve_forever_in_thread(server: ApiServer) -> threading.Thread:
-    server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.5}, name="api", daemon=True
-    )
-    thread.start()
-    return thread
+__all__ = ["ApiServer"]
