@@ -424,6 +424,8 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         self._followers_waiting = False  # a follower forwarded a command: tell it the commit
         self._notified_commit = 0
         self._handover: tuple[str, float, bool] | None = None  # hand_over_leadership
+        self._loop_thread = -1  # ident of the raft thread that ticks this member
+        self.on_loop_proposal: Callable[[], None] | None = None  # set by the host
         conf = settings.to_conf(
             journal=os.path.join(directory, "raft.journal"),
             snapshot=os.path.join(directory, "snapshot"),
@@ -481,7 +483,12 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         except Exception:  # queue.Full
             self._SyncObj__callErrCallback(FAIL_REASON.QUEUE_FULL, callback)
             return
-        self._SyncObj__pipeNotifier.notify()
+        if threading.get_ident() != self._loop_thread:
+            self._SyncObj__pipeNotifier.notify()
+        elif self.on_loop_proposal is not None:
+            # The raft thread itself (the client API, barriers) writes no wake-up byte to
+            # its own pipe: it only tells the loop not to sleep before the next pass.
+            self.on_loop_proposal()
 
     def _checkCommandsToApply(self) -> None:
         """Append every queued proposal, then send one AppendEntries per follower.
@@ -539,6 +546,10 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             batch, self._read_batch = self._read_batch, []
         if batch:
             self._apply(barrier_payload, callback=functools.partial(self._on_barrier, batch))
+
+    def acks_waiting(self) -> bool:
+        """Whether acks or votes wait for the next journal fsync."""
+        return bool(self._pending_acks)
 
     def flush_journal(self) -> None:
         """fsync the journal if it changed, then release the acks that depended on it."""
@@ -715,6 +726,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         every write, and a message plus an ack per follower. Here the commit index rides on
         the next AppendEntries or heartbeat, or goes out after the answers
         (``notify_commit``) when a follower waits for it."""
+        self._loop_thread = threading.get_ident()
         conf = self.conf
         conf.appendEntriesUseBatch = True  # read only by this thread (see _applyCommand)
         try:
@@ -1024,6 +1036,7 @@ class RaftHost:
         """Called with the time at the start of every pass; each returns when it wants
         the next call (None: no wish). The API server's request deadlines are one."""
         self._next_node_heartbeat = 0.0
+        self._loop_proposals = False  # proposed by the raft thread since the pass began
         self.last_heard: dict[str, float] = {}
         """Raft address of a peer node -> when any raft message from it last arrived (the
         clock is ``time.monotonic``): liveness evidence for free, used by the HA prober."""
@@ -1032,6 +1045,7 @@ class RaftHost:
         def add() -> GroupMember:
             member = member_factory(self.listener, self.poller)
             member.on_node_heartbeat = self._on_node_heartbeat
+            member.on_loop_proposal = self._proposed_in_loop
             member.heard = self.last_heard
             self.members[member.group] = member
             return member
@@ -1099,7 +1113,15 @@ class RaftHost:
                     done.resolve(result)
 
     def wake(self) -> None:
-        self._wake.notify()
+        """Make the raft thread run a pass soon (from the raft thread itself: no sleep
+        before the next pass, without a byte through the wake-up pipe)."""
+        if self._thread is not None and threading.get_ident() == self._thread.ident:
+            self._loop_proposals = True
+        else:
+            self._wake.notify()
+
+    def _proposed_in_loop(self) -> None:
+        self._loop_proposals = True
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="raft", daemon=True)
@@ -1108,6 +1130,7 @@ class RaftHost:
     def run(self) -> None:
         while not self._stop.is_set():
             with self._lock:
+                self._loop_proposals = False
                 self._run_calls()
                 members = list(self.members.values())
                 now = time.monotonic()
@@ -1118,6 +1141,12 @@ class RaftHost:
                 # idle cost. A member that got messages during another's tick has work, so
                 # it is ticked (and its acks released) on the next pass, without sleeping.
                 ticked = [m for m in members if m.needs_tick(now, self._idle_wait)]
+                # Acks for entries that came in during the poll go out first: a follower's
+                # ack is on the critical path of every write, its tick (applying earlier
+                # entries into the store) is not.
+                for member in ticked:
+                    if member.acks_waiting():
+                        member.flush_journal()
                 for member in ticked:
                     try:
                         member.tick()
@@ -1135,9 +1164,10 @@ class RaftHost:
                     period = NODE_HEARTBEAT * min(m.settings.heartbeat_period for m in members)
                     self._next_node_heartbeat = now + period
                     self._send_node_heartbeats(members, now)
-                # Only a ticked member can have work now: messages arrive in the poll below,
-                # and other threads' proposals and reads wake it through the pipe.
-                busy = any([member.has_work() for member in ticked])
+                # Only a ticked member can have work now, or one the raft thread gave work
+                # during this pass: messages arrive in the poll below, and other threads'
+                # proposals and reads wake it through the pipe.
+                busy = self._loop_proposals or any([member.has_work() for member in ticked])
                 wait = 0.0
                 if not busy:
                     due = [m._next_tick for m in members]
