@@ -69,7 +69,6 @@ log = logging.getLogger("hakv.raft")
 _LEADER = 2
 _FOLLOWER = 0
 _WIRE_HELLO = "hakv1"
-_YIELD = 0.0
 _NODE_HEARTBEAT = "hakv_node_heartbeat"
 # Quiescence, in heartbeat periods: a leader stops heartbeating a group that has been idle,
 # with every follower caught up, for QUIESCE_AFTER periods; a follower calls its leader
@@ -148,6 +147,11 @@ class Completion:
         self._event.set()
         if self._on_done is not None:
             self._on_done()
+
+    @property
+    def answers_in_loop(self) -> bool:
+        """Whether the raft thread acts on it (an ``on_done`` callback)."""
+        return self._on_done is not None
 
     def done(self) -> bool:
         """Whether the outcome is known (``wait`` would not block)."""
@@ -516,7 +520,27 @@ class GroupMember(SyncObj):  # type: ignore[misc]
                 f"command of {len(payload)} bytes exceeds the {MAX_COMMAND_BYTES}-byte limit")
         done = Completion(on_done)
         self._apply(payload, callback=functools.partial(self._on_applied, done))
+        if threading.get_ident() == self._loop_thread:
+            self._propose_now()
         return done
+
+    def _propose_now(self) -> None:
+        """On the raft thread: if this member leads and nothing is in flight to any
+        follower, append the queued proposals and send them now, then fsync the journal.
+
+        That takes a loop pass off an idle group's write (the proposal would otherwise
+        wait for the next pass's tick). With entries in flight, proposals wait for the next
+        pass instead and go out together in one AppendEntries (the batching that carries
+        concurrent load). The fsync here keeps what the loop guarantees: the leader's own
+        copy is durable before any later tick counts it toward commit."""
+        if self._SyncObj__raftState != _LEADER or self._handover is not None:
+            return
+        last = self._SyncObj__getCurrentLogIndex()
+        match = self._SyncObj__raftMatchIndex
+        if any(match.get(node, 0) < last for node in self._SyncObj__otherNodes):
+            return
+        self._checkCommandsToApply()
+        self.flush_journal()
 
     def read_barrier(self, on_done: Callable[[], None] | None = None) -> Completion:
         """A completion resolved once a barrier proposed after this call has applied here."""
@@ -546,6 +570,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             batch, self._read_batch = self._read_batch, []
         if batch:
             self._apply(barrier_payload, callback=functools.partial(self._on_barrier, batch))
+            self._propose_now()
 
     def acks_waiting(self) -> bool:
         """Whether acks or votes wait for the next journal fsync."""
@@ -747,12 +772,25 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             self._followers_waiting = False
 
     def finish_batch(self) -> bool:
-        """Commit the store batch, then resolve the completions it holds (True if any)."""
-        self.machine.commit()
+        """Commit the store batch and resolve the completions it holds (True if any).
+
+        Completions answered on the raft thread (``on_done``: the client API) resolve just
+        before the store commit: their entries are committed in Raft and durable in the
+        journal, and every later read on this thread runs after the commit (or inside the
+        open batch, ``GroupStore._read``). Completions other threads wait on resolve after
+        it, because those threads read the committed store."""
         if not self._completions:
+            self.machine.commit()
             return False
         done, self._completions = self._completions, []
-        for completion, result, err in done:
+        later = []
+        for item in done:
+            if item[0].answers_in_loop:
+                item[0].resolve(item[1], item[2])
+            else:
+                later.append(item)
+        self.machine.commit()
+        for completion, result, err in later:
             completion.resolve(result, err)
         return True
 
@@ -1155,7 +1193,8 @@ class RaftHost:
                 for member in ticked:
                     member.forget_silent_leader()
                     member.flush_journal()
-                resolved = [member.finish_batch() for member in ticked]
+                for member in ticked:
+                    member.finish_batch()
                 for member in ticked:
                     member.notify_commit()
                 for member in ticked:
@@ -1176,10 +1215,6 @@ class RaftHost:
                     due += wishes
                     wait = (max(0.0, min(due) - time.monotonic()) if due
                             else self._idle_wait)
-            if any(resolved):
-                # Let the threads just woken take the GIL now, rather than after the
-                # switch interval: otherwise each of them waits for this busy thread.
-                time.sleep(_YIELD)
             self.poller.poll(wait)
 
     # ------------------------------------------------------------------ node heartbeats
