@@ -157,8 +157,10 @@ def client_and_seq(body: dict[str, Any]) -> tuple[str | None, int | None]:
     without ``client`` is returned as is and the caller decides (it assigns a client).
     """
     body = _dict(body, "request body")
-    client = body.get("client")
-    seq = body.get("seq")
+    return _checked_client_seq(body.get("client"), body.get("seq"))
+
+
+def _checked_client_seq(client: Any, seq: Any) -> tuple[str | None, int | None]:
     if client is not None:
         if not isinstance(client, str):
             raise BadRequestError(f"client: expected a string, got {_tname(client)}")
@@ -182,7 +184,7 @@ def write_command(op: str, body: dict[str, Any], client: str, seq: int) -> dict[
     if op not in WRITE_OPS:
         raise BadRequestError(f"op: expected one of {', '.join(sorted(WRITE_OPS))}, got {op!r}")
     body = _dict(body, "request body")
-    cid, cseq = client_and_seq({"client": client, "seq": seq})
+    cid, cseq = _checked_client_seq(client, seq)
     if cid is None:
         raise BadRequestError("client: missing (a string of 1..128 characters is expected)")
     cmd: dict[str, Any] = {"op": op, "client": cid, "seq": cseq}
@@ -325,10 +327,10 @@ def validate_command(cmd: Any) -> dict[str, Any]:
         return dict(BARRIER)
     if op not in WRITE_OPS:
         raise BadRequestError(f"command op: expected barrier, put, delete or txn, got {op!r}")
-    client, seq = client_and_seq(cmd)
+    client, seq = cmd.get("client"), cmd.get("seq")
     if client is None or seq is None:
         raise BadRequestError("command: a write command needs client and seq")
-    return write_command(op, cmd, client, seq)
+    return write_command(op, cmd, client, seq)  # checks client and seq
 
 
 NODE_STATUS_OP = "node_status"

@@ -359,7 +359,7 @@ class Node:
             self.host.wake()
 
             def after_barrier() -> dict[str, Any]:
-                barrier.wait(0)  # raises the barrier's error, if any
+                barrier.outcome()  # raises the barrier's error, if any
                 return read()
 
             return Pending(barrier, after_barrier, lambda: self._read_timed_out(group),
@@ -370,7 +370,7 @@ class Node:
             client, seq = "anon-" + uuid.uuid4().hex, 1
         payload = codec.encode(codec.write_command(op, body, client, seq))
         done = member.submit(payload, on_done)
-        return Pending(done, lambda: _write_answer(done.wait(0)),
+        return Pending(done, lambda: _write_answer(done.outcome()),
                        lambda: _write_timed_out(self.request_timeout),
                        time.monotonic() + self.request_timeout)
 

@@ -82,6 +82,7 @@ FOLLOWER_QUIET = 2.5
 NODE_HEARTBEAT = 2.0
 CONTACT_FRESH = 3.0
 QUIET_SLACK = 2.0
+STEP_ASIDE = float(os.environ.get("HAKV_STEP_ASIDE", "0.0004"))  # seconds; 0 = off
 QUIET_TICK = 0.5  # seconds between housekeeping ticks of a quiet member (on a shared grid)
 
 
@@ -130,21 +131,27 @@ class Completion:
 
     ``wait`` returns the state machine's result or raises the typed error. Timing out
     while waiting means the outcome is unknown (the command may still commit).
+
+    A completion made with ``on_done`` is not waited on: the callback runs in the raft
+    thread once it is resolved (the client API answers from it), and ``outcome`` gives the
+    result there. Such completions carry no ``threading.Event``: at thousands of writes a
+    second, making one (a lock and a condition) was a visible share of a leader's CPU.
     """
 
-    __slots__ = ("_event", "_result", "_error", "_on_done")
+    __slots__ = ("_event", "_result", "_error", "_on_done", "_resolved")
 
     def __init__(self, on_done: Callable[[], None] | None = None) -> None:
-        """``on_done`` runs in the resolving thread (the raft thread), after ``wait``
-        would no longer block: the API answers loop-served requests from it."""
-        self._event = threading.Event()
+        self._event = threading.Event() if on_done is None else None
         self._result: Any = None
         self._error: errors.HakvError | None = None
         self._on_done = on_done
+        self._resolved = False
 
     def resolve(self, result: Any = None, error: errors.HakvError | None = None) -> None:
         self._result, self._error = result, error
-        self._event.set()
+        self._resolved = True
+        if self._event is not None:
+            self._event.set()
         if self._on_done is not None:
             self._on_done()
 
@@ -155,17 +162,23 @@ class Completion:
 
     def done(self) -> bool:
         """Whether the outcome is known (``wait`` would not block)."""
-        return self._event.is_set()
+        return self._resolved
+
+    def outcome(self) -> Any:
+        """The result of a resolved completion, or raises its error."""
+        if not self._resolved:
+            raise errors.OutcomeUnknownError("the outcome is not known yet")
+        if self._error is not None:
+            raise self._error
+        return self._result
 
     def wait(self, timeout: float) -> Any:
-        if not self._event.wait(timeout):
+        if self._event is not None and not self._event.wait(timeout):
             raise errors.OutcomeUnknownError(
                 f"no commit within {timeout:.1f}s: the write may or may not apply; "
                 "retry with the same client id and seq"
             )
-        if self._error is not None:
-            raise self._error
-        return self._result
+        return self.outcome()
 
 
 def _error_for(reason: int, group: str) -> errors.HakvError:
@@ -1075,6 +1088,7 @@ class RaftHost:
         the next call (None: no wish). The API server's request deadlines are one."""
         self._next_node_heartbeat = 0.0
         self._loop_proposals = False  # proposed by the raft thread since the pass began
+        self._stepped_aside = False  # the last pass ended after its acks (_may_step_aside)
         self.last_heard: dict[str, float] = {}
         """Raft address of a peer node -> when any raft message from it last arrived (the
         clock is ``time.monotonic``): liveness evidence for free, used by the HA prober."""
@@ -1174,48 +1188,71 @@ class RaftHost:
                 now = time.monotonic()
                 wishes = [due for due in (timer(now) for timer in self.timers)
                           if due is not None]
-                # Only members with work or a due periodic tick are touched: with many idle
-                # groups per node, per-member bookkeeping on every wake-up dominated the
-                # idle cost. A member that got messages during another's tick has work, so
-                # it is ticked (and its acks released) on the next pass, without sleeping.
-                ticked = [m for m in members if m.needs_tick(now, self._idle_wait)]
                 # Acks for entries that came in during the poll go out first: a follower's
                 # ack is on the critical path of every write, its tick (applying earlier
                 # entries into the store) is not.
-                for member in ticked:
+                acked = False
+                for member in members:
                     if member.acks_waiting():
                         member.flush_journal()
-                for member in ticked:
-                    try:
-                        member.tick()
-                    except TransportNotReadyError:
-                        pass
-                for member in ticked:
-                    member.forget_silent_leader()
-                    member.flush_journal()
-                for member in ticked:
-                    member.finish_batch()
-                for member in ticked:
-                    member.notify_commit()
-                for member in ticked:
-                    member.start_read_barriers(self._barrier)
-                if members and now >= self._next_node_heartbeat:
-                    period = NODE_HEARTBEAT * min(m.settings.heartbeat_period for m in members)
-                    self._next_node_heartbeat = now + period
-                    self._send_node_heartbeats(members, now)
-                # Only a ticked member can have work now, or one the raft thread gave work
-                # during this pass: messages arrive in the poll below, and other threads'
-                # proposals and reads wake it through the pipe.
-                busy = self._loop_proposals or any([member.has_work() for member in ticked])
-                wait = 0.0
-                if not busy:
-                    due = [m._next_tick for m in members]
-                    if members:
-                        due.append(self._next_node_heartbeat)
-                    due += wishes
-                    wait = (max(0.0, min(due) - time.monotonic()) if due
-                            else self._idle_wait)
+                        acked = True
+                if acked and self._may_step_aside(members):
+                    wait = STEP_ASIDE
+                else:
+                    self._stepped_aside = False
+                    wait = self._pass(members, now, wishes)
             self.poller.poll(wait)
+
+    def _may_step_aside(self, members: list[GroupMember]) -> bool:
+        """Whether to end this pass after sending acks and poll for up to ``STEP_ASIDE``
+        before ticking (at most one pass in two, never while a group led here has work).
+
+        The leader an ack wakes needs a core now to commit and answer; the follower's own
+        tick (applying entries it already acked, into its store) can wait. Where nodes
+        share cores (a test machine, or this benchmark's three nodes and clients on two),
+        ticking at once took the core the leader was about to run on."""
+        if not STEP_ASIDE or self._stepped_aside or self._calls:
+            return False
+        if any(m.leads() and m.has_work() for m in members):
+            return False
+        self._stepped_aside = True
+        return True
+
+    def _pass(self, members: list[GroupMember], now: float, wishes: list[float]) -> float:
+        """Tick the members that need it, fsync, commit, answer; how long to poll next."""
+        # Only members with work or a due periodic tick are touched: with many idle
+        # groups per node, per-member bookkeeping on every wake-up dominated the
+        # idle cost. A member that got messages during another's tick has work, so
+        # it is ticked (and its acks released) on the next pass, without sleeping.
+        ticked = [m for m in members if m.needs_tick(now, self._idle_wait)]
+        for member in ticked:
+            try:
+                member.tick()
+            except TransportNotReadyError:
+                pass
+        for member in ticked:
+            member.forget_silent_leader()
+            member.flush_journal()
+        for member in ticked:
+            member.finish_batch()
+        for member in ticked:
+            member.notify_commit()
+        for member in ticked:
+            member.start_read_barriers(self._barrier)
+        if members and now >= self._next_node_heartbeat:
+            period = NODE_HEARTBEAT * min(m.settings.heartbeat_period for m in members)
+            self._next_node_heartbeat = now + period
+            self._send_node_heartbeats(members, now)
+        # Only a ticked member can have work now, or one the raft thread gave work
+        # during this pass: messages arrive in the poll below, and other threads'
+        # proposals and reads wake it through the pipe.
+        if self._loop_proposals or any([member.has_work() for member in ticked]):
+            return 0.0
+        due = [m._next_tick for m in members]
+        if members:
+            due.append(self._next_node_heartbeat)
+        due += wishes
+        return max(0.0, min(due) - time.monotonic()) if due else self._idle_wait
 
     # ------------------------------------------------------------------ node heartbeats
 

@@ -40,12 +40,14 @@ log = logging.getLogger("hakv.server")
 
 _OPS = {"get", "put", "delete", "range", "txn", "status", "health", "notify", "changes",
         "allocate", "placement", "events", "ha"}
+_PATHS = {f"/v1/{op}".encode(): op for op in _OPS}
 #: Served on the raft thread when the group is hosted here; the rest go to the workers.
 _LOOP_OPS = frozenset({"get", "put", "delete", "range", "txn"})
 _MAX_LINE = 8192
 _MAX_HEADERS = 64
 _MAX_HEAD = _MAX_LINE * (_MAX_HEADERS + 2)
 _RECV = 65536
+_RECV_ROUNDS = 4  # reads per readiness event and connection
 _WORKERS = 64
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 410: "Gone",
             413: "Payload Too Large", 500: "Internal Server Error",
@@ -217,18 +219,26 @@ class _Connection:
         self._next_serial = 0
         self._pending: Pending | None = None
         self._close_after = False
+        self._keep_alive_1_0 = False  # an HTTP/1.0 client asked for keep-alive
         self._reading = True
+        self._eof = False  # the client shut its sending side down
+        self._starting = False  # inside _next_request (answers must not recurse into it)
         self._closed = False
         self.watching = _READ  # the events the poller reports for this connection
 
     def on_event(self, _fd: int, events: int) -> None:
         if self._closed:
             return
-        if events & _WRITE:
-            self._flush()
-        if events & _READ and not self._closed:
-            self._receive()
-        elif events & _ERROR and not self._closed:
+        try:
+            if events & _WRITE:
+                self._flush()
+                self._close_if_done()
+            if events & _READ and not self._closed:
+                self._receive()
+            elif events & _ERROR and not self._closed:
+                self.close()
+        except Exception:  # a bug here must cost this connection, never the raft thread
+            log.exception("internal error on an API connection; closing it")
             self.close()
 
     def close(self) -> None:
@@ -246,7 +256,7 @@ class _Connection:
     # -- requests in --------------------------------------------------------------------
 
     def _receive(self) -> None:
-        while True:
+        for _ in range(_RECV_ROUNDS):  # then the other connections' turn (level-triggered)
             try:
                 chunk = self.sock.recv(_RECV)
             except (BlockingIOError, InterruptedError):
@@ -255,8 +265,10 @@ class _Connection:
                 self.close()
                 return
             if not chunk:
-                self.close()  # the client went away (a request in flight goes on)
-                return
+                # The client shut down its side: answer what it sent, then close.
+                self._eof = True
+                self._reading = False
+                break
             if self._discard:
                 skipped = min(self._discard, len(chunk))
                 self._discard -= skipped
@@ -265,12 +277,35 @@ class _Connection:
             if len(chunk) < _RECV:
                 break
         self._next_request()
-        if self._serial and len(self._in) > codec.MAX_REQUEST_BYTES + _MAX_HEAD:
+        if self._closed:
+            return
+        if self._eof:
+            self._close_if_done()
+        elif self._serial and len(self._in) > codec.MAX_REQUEST_BYTES + _MAX_HEAD:
             self._reading = False  # a client pipelining too far ahead: wait for the answer
-            self.server._watch(self, _WRITE if self._out else 0)
+        self.server._watch(self, (_READ if self._reading else 0) | (_WRITE if self._out else 0))
+
+    def _close_if_done(self) -> None:
+        """After the client's EOF: close once nothing is in flight or waiting to be sent
+        (an incomplete request left in the buffer can no longer complete)."""
+        if self._eof and not self._serial and not self._out and not self._closed:
+            self.close()
 
     def _next_request(self) -> None:
-        """Start the next complete request in the buffer, if none is in flight."""
+        """Start the next complete requests in the buffer, one at a time, in order.
+
+        Iterative: a request answered at once (health, a serializable read, an error) must
+        not start the next one from inside its answer, or a long pipeline would recurse
+        once per request (found by tests/test_api_connections.py)."""
+        if self._starting:
+            return
+        self._starting = True
+        try:
+            self._start_buffered()
+        finally:
+            self._starting = False
+
+    def _start_buffered(self) -> None:
         while not self._serial and not self._closed and self._in and not self._close_after:
             parsed = self._parse()
             if parsed is None:
@@ -323,6 +358,7 @@ class _Connection:
         method, target, version = parts
         connection = headers.get(b"connection", b"").lower()
         close = connection == b"close" or (version == b"HTTP/1.0" and connection != b"keep-alive")
+        self._keep_alive_1_0 = version == b"HTTP/1.0" and not close
         length_header = headers.get(b"content-length")
         if length_header is None:
             length = 0
@@ -349,12 +385,11 @@ class _Connection:
         raw = bytes(buf[start: start + length])
         del buf[: start + length]
         self._close_after = close
-        path = target.decode("latin-1").split("?", 1)[0].rstrip("/")
-        if not path.startswith("/v1/") or path[4:] not in _OPS:
+        op = _PATHS.get(target) or _PATHS.get(target.split(b"?", 1)[0].rstrip(b"/"))
+        if op is None:
             return errors.BadRequestError(
                 f"unknown endpoint {target.decode('latin-1')!r}; use POST /v1/<op> with op one "
                 f"of {', '.join(sorted(_OPS))}")
-        op = path[4:]
         if length_header is None and not (method == b"GET" or op in ("status", "health")):
             return errors.BadRequestError("missing Content-Length: send a JSON object body")
         return _Request(op, raw, close)
@@ -393,16 +428,20 @@ class _Connection:
         self._serial = 0
         self._pending = None
         closing = self._close_after
+        connection = ("Connection: close\r\n" if closing else
+                      "Connection: keep-alive\r\n" if self._keep_alive_1_0 else "")
         head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-                + ("Connection: close\r\n" if closing else "") + "\r\n")
+                f"{connection}\r\n")
         self._out += head.encode("latin-1") + payload
         self._flush()
-        if not self._closed and not closing:
-            if not self._reading:
-                self._reading = True
-                self.server._watch(self, _READ | (_WRITE if self._out else 0))
-            self._next_request()
+        if self._closed or closing:
+            return
+        if not self._reading and not self._eof:
+            self._reading = True
+            self.server._watch(self, _READ | (_WRITE if self._out else 0))
+        self._next_request()
+        self._close_if_done()
 
     def _flush(self) -> None:
         while self._out:

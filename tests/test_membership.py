@@ -29,6 +29,7 @@ from hakv.membership import (
     check_remove_node,
     create_group,
     plan_membership,
+    read_records,
 )
 from hakv.topology import CLUSTER_GROUP, NodeSpec, parse_topology
 from tests.support import free_ports, leader_of, wait_for, write_topology
@@ -372,6 +373,14 @@ def test_add_node_create_group_move_owners_remove_node(four: LocalCluster) -> No
     wait_for(lambda: _hakv(lc, "cluster", "remove-node", "d").exit_code == 0, 20,
              interval=0.5, what="d removed")
     assert inspect_data_dir(str(lc.data_dir("d")))["groups"] == []
+
+    def d_applied_its_removal() -> bool:
+        # A linearizable read served by d itself: d has applied the removal record, so
+        # its own copy of the records (read at its next start) says it was removed.
+        with Client([lc.endpoint("d")], timeout=5) as client:
+            return "d" not in read_records(client).nodes
+
+    wait_for(d_applied_its_removal, 20, what="d to apply its own removal")
     assert lc.stop("d") == "stopped"
     running.remove("d")
     shown = _show(lc)
