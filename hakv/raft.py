@@ -442,7 +442,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         self._notified_commit = 0
         self._handover: tuple[str, float, bool] | None = None  # hand_over_leadership
         self._loop_thread = -1  # ident of the raft thread that ticks this member
-        self.on_loop_proposal: Callable[[], None] | None = None  # set by the host
+        self.on_loop_proposal: Callable[[GroupMember], None] | None = None  # by the host
         conf = settings.to_conf(
             journal=os.path.join(directory, "raft.journal"),
             snapshot=os.path.join(directory, "snapshot"),
@@ -504,8 +504,8 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             self._SyncObj__pipeNotifier.notify()
         elif self.on_loop_proposal is not None:
             # The raft thread itself (the client API, barriers) writes no wake-up byte to
-            # its own pipe: it only tells the loop not to sleep before the next pass.
-            self.on_loop_proposal()
+            # its own pipe: it tells the loop to propose at the start of the next pass.
+            self.on_loop_proposal(self)
 
     def _checkCommandsToApply(self) -> None:
         """Append every queued proposal, then send one AppendEntries per follower.
@@ -533,19 +533,18 @@ class GroupMember(SyncObj):  # type: ignore[misc]
                 f"command of {len(payload)} bytes exceeds the {MAX_COMMAND_BYTES}-byte limit")
         done = Completion(on_done)
         self._apply(payload, callback=functools.partial(self._on_applied, done))
-        if threading.get_ident() == self._loop_thread:
-            self._propose_now()
         return done
 
-    def _propose_now(self) -> None:
+    def propose_now(self) -> None:
         """On the raft thread: if this member leads and nothing is in flight to any
         follower, append the queued proposals and send them now, then fsync the journal.
 
-        That takes a loop pass off an idle group's write (the proposal would otherwise
-        wait for the next pass's tick). With entries in flight, proposals wait for the next
-        pass instead and go out together in one AppendEntries (the batching that carries
-        concurrent load). The fsync here keeps what the loop guarantees: the leader's own
-        copy is durable before any later tick counts it toward commit."""
+        The raft thread calls this at the start of the pass after the poll that brought
+        the proposals (every request read in that poll goes out in one AppendEntries): an
+        idle group's write does not wait for the pass's tick. With entries in flight,
+        proposals wait for the tick instead and go out together (the batching that
+        carries concurrent load). The fsync here keeps what the loop guarantees: the
+        leader's own copy is durable before any later tick counts it toward commit."""
         if self._SyncObj__raftState != _LEADER or self._handover is not None:
             return
         last = self._SyncObj__getCurrentLogIndex()
@@ -583,7 +582,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             batch, self._read_batch = self._read_batch, []
         if batch:
             self._apply(barrier_payload, callback=functools.partial(self._on_barrier, batch))
-            self._propose_now()
+            self.propose_now()
 
     def acks_waiting(self) -> bool:
         """Whether acks or votes wait for the next journal fsync."""
@@ -1088,6 +1087,7 @@ class RaftHost:
         the next call (None: no wish). The API server's request deadlines are one."""
         self._next_node_heartbeat = 0.0
         self._loop_proposals = False  # proposed by the raft thread since the pass began
+        self._proposers: set[GroupMember] = set()  # members the raft thread proposed to
         self._stepped_aside = False  # the last pass ended after its acks (_may_step_aside)
         self.last_heard: dict[str, float] = {}
         """Raft address of a peer node -> when any raft message from it last arrived (the
@@ -1172,8 +1172,9 @@ class RaftHost:
         else:
             self._wake.notify()
 
-    def _proposed_in_loop(self) -> None:
+    def _proposed_in_loop(self, member: GroupMember) -> None:
         self._loop_proposals = True
+        self._proposers.add(member)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="raft", daemon=True)
@@ -1196,6 +1197,10 @@ class RaftHost:
                     if member.acks_waiting():
                         member.flush_journal()
                         acked = True
+                proposers, self._proposers = self._proposers, set()
+                for member in proposers:
+                    if self.members.get(member.group) is member:  # not removed since
+                        member.propose_now()
                 if acked and self._may_step_aside(members):
                     wait = STEP_ASIDE
                 else:

@@ -41,6 +41,7 @@ log = logging.getLogger("hakv.server")
 _OPS = {"get", "put", "delete", "range", "txn", "status", "health", "notify", "changes",
         "allocate", "placement", "events", "ha"}
 _PATHS = {f"/v1/{op}".encode(): op for op in _OPS}
+_ANSWER_ENCODER = json.JSONEncoder(ensure_ascii=False)  # one for all answers (thread-safe)
 #: Served on the raft thread when the group is hosted here; the rest go to the workers.
 _LOOP_OPS = frozenset({"get", "put", "delete", "range", "txn"})
 _MAX_LINE = 8192
@@ -520,7 +521,7 @@ def _forward(server: ApiServer, owners: tuple[str, ...], op: str,
 
 
 def _json(body: Any) -> bytes:
-    return json.dumps(body, ensure_ascii=False).encode()
+    return _ANSWER_ENCODER.encode(body).encode()
 
 
 def _group_of(body: dict[str, Any]) -> str:

@@ -536,7 +536,7 @@ class GroupStore:
 
         txn.put(
             cid + _U64.pack(seq),
-            json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode("utf-8"),
+            codec.JSON_ENCODER.encode(result).encode("utf-8"),
             db=self._results,
         )
         if seq > max_seq:
