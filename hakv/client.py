@@ -79,6 +79,7 @@ ENDPOINTS_ENV = "HAKV_ENDPOINTS"
 _BACKOFF_START = 0.05
 _BACKOFF_MAX = 0.5
 _CONNECT_TIMEOUT_MAX = 1.0
+_REQUEST_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _MAX_RESPONSE = 64 * 1024 * 1024  # a range of 10000 keys of 32 KiB fits with room to spare
 
 
@@ -503,7 +504,9 @@ def _exchange(
             conn.close()
             raise _ConnectFailed(_describe_oserror(err)) from err
     assert conn.sock is not None
-    conn.sock.settimeout(timeout)
+    current = conn.sock.gettimeout()
+    if current is None or abs(current - timeout) > 0.05:  # each settimeout is a system call
+        conn.sock.settimeout(timeout)
     conn.request(path, body)
     try:
         return conn.response()
@@ -811,7 +814,7 @@ class Client:
             raise RuntimeError("this hakv Client is closed")
         if write:
             request = {**request, "client": self.client_id, "seq": self._next_seq()}
-        body = json.dumps(request, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        body = _REQUEST_ENCODER.encode(request).encode("utf-8")
         deadline = time.monotonic() + self.timeout
         attempt_cap = max(1.0, self.timeout / 2) if len(self.endpoints) > 1 else self.timeout
         backoff = _BACKOFF_START

@@ -562,18 +562,34 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         return done
 
     def _on_applied(self, done: Completion, result: Any, reason: int) -> None:
-        # Runs in the raft thread inside apply; resolved only after the store commit.
-        if reason == FAIL_REASON.SUCCESS:
-            self._completions.append((done, result, None))
-        else:
+        # Runs in the raft thread inside apply. A loop-served request is answered at once
+        # (its entry is committed and durable on a majority); the others resolve after
+        # the store commit (finish_batch), because their threads read the committed store.
+        if reason != FAIL_REASON.SUCCESS:
             self._completions.append((done, None, _error_for(reason, self.group)))
+        elif done.answers_in_loop:
+            self._resolve_in_apply(done, result, None)
+        else:
+            self._completions.append((done, result, None))
 
     def _on_barrier(self, batch: list[Completion], result: Any, reason: int) -> None:
         err = None if reason == FAIL_REASON.SUCCESS else _error_for(reason, self.group)
         if isinstance(err, errors.OutcomeUnknownError):  # a read can just be retried
             err = errors.NotLeaderError(f"group {self.group} changed leader; retry")
         for done in batch:
-            self._completions.append((done, None, err))
+            if err is None and done.answers_in_loop:
+                self._resolve_in_apply(done, None, None)
+            else:
+                self._completions.append((done, None, err))
+
+    def _resolve_in_apply(self, done: Completion, result: Any,
+                          err: errors.HakvError | None) -> None:
+        """Resolve inside pysyncobj's apply loop, where nothing may raise (apply is
+        retried forever, RAFT-NOTES.md point 7): a failing callback costs its answer."""
+        try:
+            done.resolve(result, err)
+        except Exception:
+            log.exception("group %s: answering a request failed", self.group)
 
     # ------------------------------------------------------------------ raft-thread hooks
 
