@@ -35,7 +35,7 @@ demo-down: $(STAMP)
 	$(BIN)/hakv local down --dir $(DEMO_DIR)
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.throughput --repeat 3
 
 chaos: $(STAMP)
 	$(BIN)/python -m chaos.run
