@@ -126,3 +126,49 @@ def group_cluster(directory: Path, node_ids: list[str], group: str,
         yield lc
     finally:
         lc.down()
+
+
+def wait_healthy(lc: Any, nodes: list[str], timeout: float = 30) -> None:
+    """Wait for /v1/health of ``nodes`` (a node's log tail in the failure). Not
+    LocalCluster's own wait: right after the spawn, /proc/<pid>/cmdline can still be
+    empty, so it may declare a starting node "exited", and a later down() would then
+    leave that node running."""
+    for n in nodes:
+        try:
+            wait_for(
+                lambda n=n: post(lc.endpoint(n), "health", {}, timeout=1)[1].get("node") == n,
+                timeout,
+                what=f"{n} to answer /v1/health",
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; its log ends:\n{lc.log_tail(n)}") from None
+
+
+def start_api_cluster(directory: Path, nodes: list[str], groups: dict[str, list[str]]) -> Any:
+    """A local cluster (hakv.local) of ``nodes`` and ``groups``, every node healthy and
+    every group writable through every node (right after an election a follower may not
+    know the new leader yet and answers no_quorum: the warm-up writes wait that out).
+    The caller takes it down."""
+    from hakv.local import LocalCluster
+
+    directory.mkdir(parents=True, exist_ok=True)
+    topo = write_topology(directory, nodes, groups)
+    lc = LocalCluster(directory / "run")
+    try:
+        lc.up(str(topo), wait=0)
+        wait_healthy(lc, nodes)
+        for gid in groups:
+            wait_for(lambda g=gid: leader_of(lc.endpoints(), g), 30, what=f"a leader of {gid}")
+        for n in nodes:
+            for gid in groups:
+                wait_for(
+                    lambda n=n, g=gid: post(lc.endpoint(n), "put",
+                                            {"group": g, "key": "warm-up", "value": n},
+                                            timeout=5)[0] == 200,
+                    30,
+                    what=f"a write to {gid} through {n}",
+                )
+    except BaseException:
+        lc.down()
+        raise
+    return lc

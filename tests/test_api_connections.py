@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from hakv.local import LocalCluster
-from tests.support import leader_of, post, wait_for, write_topology
+from tests.support import start_api_cluster, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -35,45 +35,9 @@ GROUPS = {"g1": ["n1", "n2", "n3"], "g2": ["n1", "n2"]}
 TIMEOUT = 10.0  # socket timeout: generous, so a loaded machine does not flake
 
 
-def _wait_writable(lc: LocalCluster, nodes: list[str], groups: dict[str, list[str]]) -> None:
-    """Right after an election a follower may not know the new leader yet (and answers
-    no_quorum): wait until a write to every group goes through every node."""
-    for n in nodes:
-        for gid in groups:
-            wait_for(
-                lambda n=n, g=gid: post(lc.endpoint(n), "put",
-                                        {"group": g, "key": "warm-up", "value": n},
-                                        timeout=5)[0] == 200,
-                30,
-                what=f"a write to {gid} through {n}",
-            )
-
-
-def _start(directory: Path, nodes: list[str], groups: dict[str, list[str]]) -> LocalCluster:
-    topo = write_topology(directory, nodes, groups)
-    lc = LocalCluster(directory / "run")
-    try:
-        # Not up()'s own wait: right after the spawn it may think a node exited (see
-        # tests/test_api_errors.py), and down() would then leave that node running.
-        lc.up(str(topo), wait=0)
-        for n in nodes:
-            wait_for(
-                lambda n=n: post(lc.endpoint(n), "health", {}, timeout=1)[1].get("node") == n,
-                30,
-                what=f"{n} to answer /v1/health",
-            )
-        for gid in groups:
-            wait_for(lambda g=gid: leader_of(lc.endpoints(), g), 30, what=f"a leader of {gid}")
-        _wait_writable(lc, nodes, groups)
-    except BaseException:
-        lc.down()
-        raise
-    return lc
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    lc = _start(tmp_path_factory.mktemp("conns"), NODES, GROUPS)
+    lc = start_api_cluster(tmp_path_factory.mktemp("conns"), NODES, GROUPS)
     try:
         yield lc
     finally:
@@ -83,7 +47,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 @pytest.fixture
 def own_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     """A 2-node cluster of its own, for a test that may take a node down."""
-    lc = _start(tmp_path, ["m1", "m2"], {"g1": ["m1", "m2"]})
+    lc = start_api_cluster(tmp_path, ["m1", "m2"], {"g1": ["m1", "m2"]})
     try:
         yield lc
     finally:

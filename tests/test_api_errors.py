@@ -22,7 +22,7 @@ import pytest
 from hakv import errors
 from hakv.client import Client, Compare, Op
 from hakv.local import LocalCluster
-from tests.support import leader_of, post, wait_for, write_topology
+from tests.support import leader_of, post, start_api_cluster, wait_for, wait_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -31,39 +31,9 @@ GROUPS = {"g1": ["n1", "n2", "n3"], "g2": ["n1", "n2"]}
 FAULT_NODES = ["n1", "n2", "n3"]
 
 
-def _healthy(lc: LocalCluster, nodes: list[str], timeout: float = 30) -> None:
-    """Wait for /v1/health of ``nodes``. (Not LocalCluster's own wait: right after the
-    spawn, /proc/<pid>/cmdline can still be empty, so it may declare a starting node
-    "exited", and a later down() then leaves that node running. Reported to the lead.)"""
-    for n in nodes:
-        try:
-            wait_for(
-                lambda n=n: post(lc.endpoint(n), "health", {}, timeout=1)[1].get("node") == n,
-                timeout,
-                what=f"{n} to answer /v1/health",
-            )
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; its log ends:\n{lc.log_tail(n)}") from None
-
-
-def _start(directory: Path, nodes: list[str], groups: dict[str, list[str]]) -> LocalCluster:
-    directory.mkdir(parents=True, exist_ok=True)
-    topo = write_topology(directory, nodes, groups)
-    lc = LocalCluster(directory / "run")
-    try:
-        lc.up(str(topo), wait=0)
-        _healthy(lc, nodes)
-        for gid in groups:
-            wait_for(lambda g=gid: leader_of(lc.endpoints(), g), 20, what=f"a leader of {gid}")
-    except BaseException:
-        lc.down()
-        raise
-    return lc
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    lc = _start(tmp_path_factory.mktemp("api"), NODES, GROUPS)
+    lc = start_api_cluster(tmp_path_factory.mktemp("api"), NODES, GROUPS)
     try:
         yield lc
     finally:
@@ -73,7 +43,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 @pytest.fixture
 def fault_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     """A cluster of its own, for a test that kills or pauses nodes."""
-    lc = _start(tmp_path / "fault", FAULT_NODES, {"g1": FAULT_NODES})
+    lc = start_api_cluster(tmp_path / "fault", FAULT_NODES, {"g1": FAULT_NODES})
     try:
         yield lc
     finally:
@@ -438,7 +408,7 @@ def test_sole_survivor_of_a_group_answers_no_quorum(
         c.put("g1", "k", "v")
     for n in victims:
         lc.start(n, wait=0)
-    _healthy(lc, victims)
+    wait_healthy(lc, victims)
     wait_for(
         lambda: post(ep, "put", {"group": "g1", "key": "k", "value": "back"})[0] == 200,
         30,
