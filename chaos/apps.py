@@ -64,23 +64,16 @@ def _view(cluster: ChaosCluster, group: str) -> dict[str, Any]:
 def wait_apps_running(cluster: ChaosCluster, groups: Sequence[str], timeout: float = 30.0
                       ) -> dict[str, str]:
     """Wait until each group's placement record says ``running``; {group: node}."""
-    deadline = time.monotonic() + timeout
-    where: dict[str, str] = {}
-    while True:
-        for g in groups:
-            if g not in where:
-                rec = _view(cluster, g)
-                if rec.get("state") == "running" and rec.get("node"):
-                    where[g] = str(rec["node"])
-        if len(where) == len(groups):
-            return where
-        if time.monotonic() >= deadline:
-            from chaos.cluster import ClusterError
+    from chaos.cluster import wait_each_group
 
-            missing = [g for g in groups if g not in where]
-            raise ClusterError(f"the app of group(s) {', '.join(missing)} was not running "
-                               f"within {timeout:g}s (see logs/ and data/*/apps/*.log)")
-        time.sleep(0.2)
+    def running_on(group: str) -> str | None:
+        rec = _view(cluster, group)
+        return str(rec["node"]) if rec.get("state") == "running" and rec.get("node") else None
+
+    return wait_each_group(
+        groups, running_on, timeout,
+        lambda missing: f"the app of group(s) {', '.join(missing)} was not running within "
+                        f"{timeout:g}s (see logs/ and data/*/apps/*.log)")
 
 
 def _settled(cluster: ChaosCluster, group: str) -> bool:

@@ -32,6 +32,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -43,7 +44,7 @@ from hakv.errors import HakvError
 from hakv.ha import LIVE_STATES
 from hakv.topology import Topology
 
-__all__ = ["ChaosCluster", "ClusterError", "readdress", "repo_env"]
+__all__ = ["ChaosCluster", "ClusterError", "readdress", "repo_env", "wait_each_group"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,6 +52,27 @@ REPO = Path(__file__).resolve().parent.parent
 class ClusterError(RuntimeError):
     """A node did not start, become healthy, or a group found no quorum in time; the
     message holds the tail of the node logs concerned."""
+
+
+def wait_each_group(groups: Sequence[str], node_of: Callable[[str], str | None],
+                    timeout: float, late: Callable[[list[str]], str]) -> dict[str, str]:
+    """The poll behind the harness's waits for a per-group condition (a leader with
+    quorum, a running app): {group: node} once ``node_of`` named a node for every group,
+    asking every 0.2 s only for the groups still without one; past ``timeout`` a
+    ClusterError, its message ``late``'s wording of the groups still missing."""
+    deadline = time.monotonic() + timeout
+    found: dict[str, str] = {}
+    while True:
+        for g in groups:
+            if g not in found:
+                node = node_of(g)
+                if node is not None:
+                    found[g] = node
+        if len(found) == len(groups):
+            return found
+        if time.monotonic() >= deadline:
+            raise ClusterError(late([g for g in groups if g not in found]))
+        time.sleep(0.2)
 
 
 def readdress(topo: Topology, net: Network) -> Topology:
@@ -347,19 +369,7 @@ class ChaosCluster:
     def wait_quorum(self, groups: list[str] | tuple[str, ...] | None = None,
                     timeout: float = 30.0) -> dict[str, str]:
         """Wait until every group has a leader that reports quorum; {group: leader}."""
-        groups = list(groups if groups is not None else self.topology.group_ids)
-        deadline = time.monotonic() + timeout
-        leaders: dict[str, str] = {}
-        while True:
-            for g in groups:
-                if g not in leaders:
-                    lead = self.leader(g)
-                    if lead is not None:
-                        leaders[g] = lead
-            if len(leaders) == len(groups):
-                return leaders
-            if time.monotonic() >= deadline:
-                missing = [g for g in groups if g not in leaders]
-                raise ClusterError(f"no leader with quorum within {timeout:g}s for group(s) "
-                                   f"{', '.join(missing)}")
-            time.sleep(0.2)
+        return wait_each_group(
+            list(groups if groups is not None else self.topology.group_ids), self.leader,
+            timeout, lambda missing: f"no leader with quorum within {timeout:g}s for "
+                                     f"group(s) {', '.join(missing)}")

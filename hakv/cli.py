@@ -618,6 +618,20 @@ def _owner_list(text: str) -> list[str]:
     return [o.strip() for o in text.split(",") if o.strip()]
 
 
+def _echo_records_call(ctx: click.Context, conn: Mapping[str, Any], as_json: bool,
+                       call: Callable[[Client], dict[str, Any]],
+                       as_text: Callable[[dict[str, Any]], str]) -> None:
+    """The shared body of the ``cluster`` and ``group`` commands: each is one
+    :mod:`hakv.membership` call against the cluster records, printed whole with ``--json``
+    and as one summary otherwise."""
+    with _client(ctx, **conn) as c:
+        res = call(c)
+    if as_json:
+        _echo_json(res)
+    else:
+        click.echo(as_text(res))
+
+
 def render_cluster_show(shown: Mapping[str, Any]) -> str:
     """``hakv cluster show`` as text: a node table, then a group table."""
     nodes = render_table(
@@ -652,12 +666,7 @@ def cluster_show(ctx: click.Context, as_json: bool, **conn: Any) -> None:
     Raft voters, pending steps)."""
     from hakv import membership
 
-    with _client(ctx, **conn) as c:
-        shown = membership.show(c)
-    if as_json:
-        _echo_json(shown)
-    else:
-        click.echo(render_cluster_show(shown))
+    _echo_records_call(ctx, conn, as_json, membership.show, render_cluster_show)
 
 
 @cluster_cmd.command(name="add-node")
@@ -677,15 +686,13 @@ def cluster_add_node(ctx: click.Context, node_id: str, host: str, raft_port: int
 
     spec = NodeSpec(id=node_id, host=host, raft_port=raft_port, api_port=api_port,
                     capacity=DEFAULT_CAPACITY if capacity is None else capacity)
-    with _client(ctx, **conn) as c:
-        res = membership.add_node(c, spec)
-    if as_json:
-        _echo_json(res)
-        return
-    click.echo(f"node {node_id} added (epoch {res['epoch']}). Start it with:\n"
-               f"  hakv node --topology FILE --node {node_id} --data-dir DIR\n"
-               f"(FILE: the cluster's topology file; the node reads its own address from "
-               f"the cluster records), or `hakv local start {node_id} --dir RUN_DIR`.")
+    _echo_records_call(
+        ctx, conn, as_json, lambda c: membership.add_node(c, spec),
+        lambda res: f"node {node_id} added (epoch {res['epoch']}). Start it with:\n"
+                    f"  hakv node --topology FILE --node {node_id} --data-dir DIR\n"
+                    f"(FILE: the cluster's topology file; the node reads its own address "
+                    f"from the cluster records), or `hakv local start {node_id} --dir "
+                    f"RUN_DIR`.")
 
 
 @cluster_cmd.command(name="remove-node")
@@ -697,13 +704,10 @@ def cluster_remove_node(ctx: click.Context, node_id: str, as_json: bool, **conn:
     """Remove node ID (refused while a group lists it); then stop its process."""
     from hakv import membership
 
-    with _client(ctx, **conn) as c:
-        res = membership.remove_node(c, node_id)
-    if as_json:
-        _echo_json(res)
-    else:
-        click.echo(f"node {node_id} removed (epoch {res['epoch']}); its process can be "
-                   "stopped now")
+    _echo_records_call(
+        ctx, conn, as_json, lambda c: membership.remove_node(c, node_id),
+        lambda res: f"node {node_id} removed (epoch {res['epoch']}); its process can be "
+                    "stopped now")
 
 
 @cli.group(name="group", cls=_HakvGroup)
@@ -725,14 +729,12 @@ def group_create(ctx: click.Context, group_id: str, owners: str, load: int | Non
     from hakv import membership
     from hakv.topology import DEFAULT_LOAD
 
-    with _client(ctx, **conn) as c:
-        res = membership.create_group(c, group_id, _owner_list(owners),
-                                      DEFAULT_LOAD if load is None else load)
-    if as_json:
-        _echo_json(res)
-    else:
-        click.echo(f"group {group_id} created on {', '.join(res['group']['owners'])} "
-                   f"(epoch {res['epoch']})")
+    _echo_records_call(
+        ctx, conn, as_json,
+        lambda c: membership.create_group(c, group_id, _owner_list(owners),
+                                          DEFAULT_LOAD if load is None else load),
+        lambda res: f"group {group_id} created on {', '.join(res['group']['owners'])} "
+                    f"(epoch {res['epoch']})")
 
 
 @group_cmd.command(name="delete")
@@ -744,13 +746,10 @@ def group_delete(ctx: click.Context, group_id: str, as_json: bool, **conn: Any) 
     """Delete group ID: its owners stop its member and delete its data."""
     from hakv import membership
 
-    with _client(ctx, **conn) as c:
-        res = membership.delete_group(c, group_id)
-    if as_json:
-        _echo_json(res)
-    else:
-        click.echo(f"group {group_id} deleted (epoch {res['epoch']}); "
-                   f"{', '.join(res['owners'])} drop its data")
+    _echo_records_call(
+        ctx, conn, as_json, lambda c: membership.delete_group(c, group_id),
+        lambda res: f"group {group_id} deleted (epoch {res['epoch']}); "
+                    f"{', '.join(res['owners'])} drop its data")
 
 
 @group_cmd.command(name="set-owners")
@@ -765,15 +764,15 @@ def group_set_owners(ctx: click.Context, group_id: str, owners: str, as_json: bo
     """Change the owners of group ID; its leader changes the Raft voters one at a time."""
     from hakv import membership
 
-    with _client(ctx, **conn) as c:
-        res = membership.set_owners(c, group_id, _owner_list(owners))
-    if as_json:
-        _echo_json(res)
-        return
-    plan = " ".join(res["plan"]) or "nothing to change"
-    click.echo(f"group {group_id}: owners {', '.join(res['previous_owners'])} -> "
-               f"{', '.join(res['owners'])} (epoch {res['epoch']}); Raft steps: {plan} "
-               "(follow with hakv cluster show)")
+    def as_text(res: dict[str, Any]) -> str:
+        plan = " ".join(res["plan"]) or "nothing to change"
+        return (f"group {group_id}: owners {', '.join(res['previous_owners'])} -> "
+                f"{', '.join(res['owners'])} (epoch {res['epoch']}); Raft steps: {plan} "
+                "(follow with hakv cluster show)")
+
+    _echo_records_call(
+        ctx, conn, as_json, lambda c: membership.set_owners(c, group_id, _owner_list(owners)),
+        as_text)
 
 
 # --------------------------------------------------------------------------- inspect

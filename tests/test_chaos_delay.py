@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import socket
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,10 +18,13 @@ from chaos import delay as delay_mod
 from chaos import netns
 from chaos.nemesis import Fault, Nemesis, schedule
 from chaos.scenario import ScenarioError, parse_scenario
-
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "examples"
-
+from tests.chaos_support import (
+    EXAMPLES,
+    killed_harness,
+    need_root,
+    process_gone,
+    throwaway_network,
+)
 
 # --------------------------------------------------------------------------- pure parts
 
@@ -144,10 +145,7 @@ def test_availability_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def _need_delay() -> None:
-    try:
-        netns.preflight()
-    except netns.Skip as skip:
-        pytest.skip(skip.reason)
+    need_root()
     why = delay_mod.available()
     if why is not None:
         pytest.skip(why)
@@ -156,13 +154,8 @@ def _need_delay() -> None:
 @pytest.fixture
 def net() -> Iterator[netns.Network]:
     _need_delay()
-    network = netns.Network(["a", "b"])
-    network.create()
-    try:
+    with throwaway_network(["a", "b"]) as network:
         yield network
-    finally:
-        network.destroy()
-    assert not [ns for ns in netns.list_namespaces() if network.run_id in ns]
 
 
 class _Echo:
@@ -221,13 +214,6 @@ def _echo(net: netns.Network, server: str, client: str, port: int) -> _Echo:
     return _Echo(net, server, client, port)
 
 
-def _gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX"
-    except OSError:
-        return True
-
-
 def _wait(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -256,7 +242,7 @@ def test_delay_really_delays_and_heals(net: netns.Network, tmp_path: Path) -> No
         assert statistics.median(from_client.rtts()) < 0.02  # clients are never delayed
         net.heal("f1")
         assert "NFQUEUE" not in net.rules("a") and "hakv-" not in net.rules("a")
-        assert net.delayer_pids() == {} and _gone(pid)
+        assert net.delayer_pids() == {} and process_gone(pid)
         after = a_to_b.rtts()
         assert statistics.median(after) < 0.02, after
         assert "delayed" in (tmp_path / "delay.log").read_text()
@@ -300,18 +286,8 @@ def test_delayer_and_namespaces_go_when_the_harness_dies() -> None:
         "print(net.run_id, pid, flush=True)\n"
         "time.sleep(300)\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env,
-                            text=True)
-    try:
-        assert proc.stdout is not None
-        run_id, delayer = proc.stdout.readline().split()
-        proc.kill()  # the harness dies without cleaning up
-        proc.wait(5)
+    with killed_harness(script) as (run_id, delayer):
         # the delayer notices (its stdin closes) and exits by itself
-        assert _wait(lambda: _gone(int(delayer)))
+        assert _wait(lambda: process_gone(int(delayer)))
         netns.cleanup_stale()
         assert not [ns for ns in netns.list_namespaces() if run_id in ns]
-    finally:
-        if proc.poll() is None:
-            proc.kill()

@@ -5,13 +5,10 @@ scenario on the correct build, and the broken-build self-test (HAKV_UNSAFE_NO_FE
 
 from __future__ import annotations
 
-import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from chaos import netns
 from chaos.apps import HEARTBEAT_APP, heartbeat_spec, with_apps
 from chaos.checkers.single_runner import (
     FinalPlacement,
@@ -22,9 +19,8 @@ from chaos.checkers.single_runner import (
 from chaos.report import ScenarioResult
 from chaos.scenario import ScenarioError, find_scenario, load_scenario, parse_scenario
 from hakv.topology import parse_topology
+from tests.chaos_support import EXAMPLES, caught_violation, run_shipped_scenario
 
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "examples"
 BASE = "[scenario]\nname='x'\ntopology='three-node'\nduration=20\n"
 
 
@@ -133,24 +129,8 @@ def test_placements_from_beats() -> None:
 
 
 def _run(name: str, tmp_path: Path, **changes: object) -> ScenarioResult:
-    from chaos.run import run_scenario
-
-    try:
-        netns.preflight()
-    except netns.Skip as skip:
-        pytest.skip(skip.reason)
-    sc = load_scenario(find_scenario(name))
-    if changes:
-        sc = replace(sc, **changes)  # type: ignore[arg-type]
-    before = set(netns.list_namespaces())
-    t = time.monotonic()
-    result = run_scenario(sc, tmp_path)
-    took = time.monotonic() - t
-    assert not set(netns.list_namespaces()) - before, "namespaces left behind"
-    print(f"{name}: {took:.1f}s, {len(result.history)} operations, "
-          f"{len(result.heartbeats)} heartbeats")
-    assert took < 45, f"{name} took {took:.1f}s; make test wants <= 45 s"
-    return result
+    return run_shipped_scenario(name, tmp_path, budget=45, changes=changes,
+                                count_heartbeats=True)
 
 
 @pytest.mark.slow
@@ -172,9 +152,5 @@ def test_runner_isolated_paused_and_killed_keeps_a_single_runner(tmp_path: Path)
 @pytest.mark.slow
 def test_broken_build_without_fencing_is_caught(tmp_path: Path) -> None:
     """HAKV_UNSAFE_NO_FENCE=1 + a paused runner: single-runner finds two runners at once."""
-    r = _run("ha-runner-selftest", tmp_path)
-    assert not r.errors, r.errors
-    single = next(c for c in r.checks if c.name == "single-runner")
-    assert not single.ok and not single.inconclusive, single.details
+    single = caught_violation(_run("ha-runner-selftest", tmp_path), "single-runner")
     assert "two nodes ran at once" in single.details
-    assert r.ok  # the self-test passes exactly when the violation is found

@@ -3,10 +3,7 @@ real runs and the broken-build self-test as root (skipped with the reason otherw
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,17 +27,15 @@ from chaos.scenario import (
 from chaos.workload import WorkerSpec, classify
 from hakv import errors
 from hakv.topology import load_topology
-
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "examples"
-
-
-def _need_root() -> None:
-    try:
-        netns.preflight()
-    except netns.Skip as skip:
-        pytest.skip(skip.reason)
-
+from tests.chaos_support import (
+    EXAMPLES,
+    caught_violation,
+    killed_harness,
+    need_root,
+    process_gone,
+    run_shipped_scenario,
+    throwaway_network,
+)
 
 # --------------------------------------------------------------------------- scenarios
 
@@ -207,14 +202,9 @@ def test_report_renders_without_a_cluster(tmp_path: Path) -> None:
 
 @pytest.fixture
 def network() -> Iterator[netns.Network]:
-    _need_root()
-    net = netns.Network(["a", "b", "c"])
-    net.create()
-    try:
+    need_root()
+    with throwaway_network(["a", "b", "c"]) as net:
         yield net
-    finally:
-        net.destroy()
-    assert not [ns for ns in netns.list_namespaces() if net.run_id in ns]
 
 
 def _serve_once(net: netns.Network, node: str, port: int) -> None:
@@ -273,7 +263,7 @@ def test_cuts_and_loss_drop_only_what_they_name_and_heal(network: netns.Network)
 
 
 def test_cleanup_removes_what_a_killed_run_left(tmp_path: Path) -> None:
-    _need_root()
+    need_root()
     script = (
         "import sys, time\n"
         "from chaos import netns\n"
@@ -283,46 +273,20 @@ def test_cleanup_removes_what_a_killed_run_left(tmp_path: Path) -> None:
         "print(net.run_id, p.pid, flush=True)\n"
         "time.sleep(300)\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env,
-                            text=True)
-    try:
-        assert proc.stdout is not None
-        run_id, sleeper = proc.stdout.readline().split()
-        assert any(run_id in ns for ns in netns.list_namespaces())
-        proc.kill()  # the harness dies without cleaning up
-        proc.wait(5)
+    with killed_harness(script) as (run_id, sleeper):
         left = [ns for ns in netns.list_namespaces() if run_id in ns]
         assert len(left) == 4  # hub, client, x, y
         log = netns.cleanup_stale()
         assert not [ns for ns in netns.list_namespaces() if run_id in ns], log
-        assert not Path(f"/proc/{sleeper}").exists() or \
-            Path(f"/proc/{sleeper}/stat").read_text().split(") ")[1][0] in "ZX"
+        assert process_gone(int(sleeper))
         assert not (netns.STATE_DIR / f"{run_id}.json").exists()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 # --------------------------------------------------------------------------- real runs
 
 
 def _run(name: str, tmp_path: Path, **changes: object) -> ScenarioResult:
-    from chaos.run import run_scenario
-
-    _need_root()
-    sc = load_scenario(find_scenario(name))
-    if changes:
-        sc = replace(sc, **changes)  # type: ignore[arg-type]
-    before = set(netns.list_namespaces())
-    t = time.monotonic()
-    result = run_scenario(sc, tmp_path)
-    took = time.monotonic() - t
-    left = set(netns.list_namespaces()) - before
-    assert not left, f"namespaces left behind: {sorted(left)}"
-    print(f"{name}: {took:.1f}s, {len(result.history)} operations")
-    assert took < 40, f"{name} took {took:.1f}s; make test wants <= 40 s"
-    return result
+    return run_shipped_scenario(name, tmp_path, budget=40, changes=changes)
 
 
 @pytest.mark.slow
@@ -340,12 +304,8 @@ def test_smoke_scenario_passes_every_checker(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_broken_build_stale_reads_are_rejected(tmp_path: Path) -> None:
     """HAKV_UNSAFE_LOCAL_READS=1 + isolated leader: the linearizability checker rejects."""
-    r = _run("stale-reads-selftest", tmp_path)
-    assert not r.errors, r.errors
-    lin = next(c for c in r.checks if c.name == "linearizable-register")
-    assert not lin.ok and not lin.inconclusive, lin.details
+    lin = caught_violation(_run("stale-reads-selftest", tmp_path), "linearizable-register")
     assert lin.counterexample
-    assert r.ok  # the self-test scenario passes exactly when the violation is found
 
 
 @pytest.mark.slow
