@@ -219,6 +219,7 @@ class _Connection:
         self._serial = 0  # of the request in flight (0: none)
         self._next_serial = 0
         self._pending: Pending | None = None
+        self._resolved_early = 0  # serial whose completion resolved inside Node.begin
         self._close_after = False
         self._keep_alive_1_0 = False  # an HTTP/1.0 client asked for keep-alive
         self._reading = True
@@ -398,14 +399,21 @@ class _Connection:
     # -- answers out --------------------------------------------------------------------
 
     def wait_for(self, serial: int, pending: Pending) -> None:
-        if serial == self._serial:
-            self._pending = pending
+        if serial != self._serial:
+            return
+        self._pending = pending
+        if self._resolved_early == serial:  # resolved before begin() returned
+            self._resolved_early = 0
+            self.finish(serial)
 
     def finish(self, serial: int) -> None:
         """The completion of the request in flight resolved (raft thread)."""
-        pending = self._pending
-        if serial != self._serial or pending is None:
+        if serial != self._serial:
             return  # answered already (timed out) or the connection is gone
+        pending = self._pending
+        if pending is None:
+            self._resolved_early = serial  # wait_for() answers it
+            return
         try:
             status, payload = 200, _json(pending.finish())
         except errors.HakvError as exc:
