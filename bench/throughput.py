@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from bench.machine import describe
 from hakv.client import Client
 from hakv.local import LocalCluster
 from tests.support import leader_of, wait_for, write_topology
@@ -107,6 +108,7 @@ def main() -> None:
         ordered = [e for e, n in zip(endpoints, cluster.node_ids(), strict=True) if n == leader]
         ordered += [e for e in endpoints if e not in ordered]
         repeat = max(1, args.repeat)
+        print(describe(str(base)))
         print(f"3-node group on 127.0.0.1, {args.seconds:.0f}s per cell, 100-byte values, "
               f"{args.procs} load process(es)"
               + (f", median of {repeat} runs per cell" if repeat > 1 else ""))
