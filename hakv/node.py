@@ -43,7 +43,14 @@ from hakv.cluster import seed_transactions
 from hakv.group import StoreMachine
 from hakv.manager import HA_OPS, Manager
 from hakv.membership import Reconciler, startup_view
-from hakv.raft import Completion, GroupMember, NodeListener, RaftHost, RaftSettings
+from hakv.raft import (
+    Completion,
+    GroupMember,
+    NodeListener,
+    RaftHost,
+    RaftSettings,
+    commit_timed_out,
+)
 from hakv.server import ApiServer
 from hakv.supervisor import Supervisor
 from hakv.topology import CLUSTER_GROUP, Topology, load_topology
@@ -371,7 +378,7 @@ class Node:
         payload = codec.encode(codec.write_command(op, body, client, seq))
         done = member.submit(payload, on_done)
         return Pending(done, lambda: _write_answer(done.outcome()),
-                       lambda: _write_timed_out(self.request_timeout),
+                       lambda: commit_timed_out(self.request_timeout),
                        time.monotonic() + self.request_timeout)
 
     def _read_timed_out(self, group: str) -> errors.HakvError:
@@ -436,13 +443,6 @@ def _write_answer(result: Any) -> dict[str, Any]:
             "the write was applied by an earlier attempt; retry with the same client/seq"
         )
     return result
-
-
-def _write_timed_out(timeout: float) -> errors.HakvError:
-    return errors.OutcomeUnknownError(
-        f"no commit within {timeout:.1f}s: the write may or may not apply; "
-        "retry with the same client id and seq"
-    )
 
 
 def run_node(topology_path: str, node_id: str, data_dir: str,

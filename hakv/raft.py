@@ -174,11 +174,16 @@ class Completion:
 
     def wait(self, timeout: float) -> Any:
         if self._event is not None and not self._event.wait(timeout):
-            raise errors.OutcomeUnknownError(
-                f"no commit within {timeout:.1f}s: the write may or may not apply; "
-                "retry with the same client id and seq"
-            )
+            raise commit_timed_out(timeout)
         return self.outcome()
+
+
+def commit_timed_out(timeout: float) -> errors.OutcomeUnknownError:
+    """The error of a write whose commit was not seen within ``timeout`` seconds."""
+    return errors.OutcomeUnknownError(
+        f"no commit within {timeout:.1f}s: the write may or may not apply; "
+        "retry with the same client id and seq"
+    )
 
 
 def _error_for(reason: int, group: str) -> errors.HakvError:
@@ -805,28 +810,14 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         if commit >= self._SyncObj__getCurrentLogIndex() and not self._proposals_queued():
             self._followers_waiting = False
 
-    def finish_batch(self) -> bool:
-        """Commit the store batch and resolve the completions it holds (True if any).
-
-        Completions answered on the raft thread (``on_done``: the client API) resolve just
-        before the store commit: their entries are committed in Raft and durable in the
-        journal, and every later read on this thread runs after the commit (or inside the
-        open batch, ``GroupStore._read``). Completions other threads wait on resolve after
-        it, because those threads read the committed store."""
-        if not self._completions:
-            self.machine.commit()
-            return False
-        done, self._completions = self._completions, []
-        later = []
-        for item in done:
-            if item[0].answers_in_loop:
-                item[0].resolve(item[1], item[2])
-            else:
-                later.append(item)
+    def finish_batch(self) -> None:
+        """Commit the store batch, then resolve the completions it holds: those other
+        threads wait on, which read the committed store, and failures. (Successful
+        loop-served requests were answered at apply, ``_on_applied``.)"""
         self.machine.commit()
-        for completion, result, err in later:
+        done, self._completions = self._completions, []
+        for completion, result, err in done:
             completion.resolve(result, err)
-        return True
 
     # ------------------------------------------------------------------ status
 

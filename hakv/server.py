@@ -485,9 +485,7 @@ def _serve_blocking(server: ApiServer, op: str, raw: bytes) -> tuple[int, bytes]
 
 
 def _serve(server: ApiServer, op: str, raw: bytes) -> tuple[int, bytes]:
-    node = server.node
-    if op == "health":
-        return 200, _json(node.health())
+    node = server.node  # (health is answered on the loop: ApiServer._start)
     if op == "status":
         return 200, _json(node.status())
     body = _parse_object(raw)
