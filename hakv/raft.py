@@ -880,8 +880,13 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             if self.on_node_heartbeat is not None:
                 self.on_node_heartbeat(node, message)
             return
-        self._activity += 1
         stock = self.settings.unsafe_stock_replication
+        if (kind == "next_node_idx" and not stock
+                and self._SyncObj__raftState == _LEADER):
+            if self._next_index_ack(node, message):
+                self._activity += 1
+            return
+        self._activity += 1
         if kind == "append_entries" and message.get("term", -1) >= self.raftCurrentTerm:
             self._last_leader_contact = self._last_append = time.monotonic()
         elif kind == "apply_command":
@@ -890,10 +895,6 @@ class GroupMember(SyncObj):  # type: ignore[misc]
                 and "transmission" not in message and not stock
                 and message["term"] >= self.raftCurrentTerm):
             self._append_entries(node, message)
-            return
-        if (kind == "next_node_idx" and not stock
-                and self._SyncObj__raftState == _LEADER):
-            self._next_index_ack(node, message)
             return
         SyncObj._SyncObj__onMessageReceived(self, node, message)
 
@@ -956,19 +957,28 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             self._SyncObj__raftCommitIndex = commit
             self._SyncObj__raftLog.setRaftCommitIndex(commit)
 
-    def _next_index_ack(self, node: Any, message: dict[str, Any]) -> None:
-        """Leader side: success acks only move next/match forward; failures back-track."""
+    def _next_index_ack(self, node: Any, message: dict[str, Any]) -> bool:
+        """Leader side: success acks only move next/match forward; failures back-track.
+
+        Returns whether the leader should tick for it: a failure (entries to resend), an
+        ack that may advance the commit index, a follower still behind, a hand-over in
+        progress. The other acks, such as the slower follower's ack of an entry already
+        committed (one per write at a single client), only update the bookkeeping that
+        the next tick reads, and cost no pass of their own."""
         next_idx = message["next_node_idx"]
         match = self._SyncObj__raftMatchIndex
         nxt = self._SyncObj__raftNextIndex
         if node not in match:
-            return
+            return False
+        self._SyncObj__lastResponseTime[node] = time.monotonic()
         if message["success"]:
             if match[node] < next_idx - 1:
                 match[node] = next_idx - 1
             if nxt.get(node, 0) < next_idx:
                 nxt[node] = next_idx
-        elif message["reset"]:
+            return (match[node] > self.raftCommitIndex or self._handover is not None
+                    or nxt[node] <= self._SyncObj__getCurrentLogIndex())
+        if message["reset"]:
             if next_idx <= match[node]:
                 # The follower no longer holds entries it acknowledged (its data dir was
                 # lost or replaced): replicate them again rather than never.
@@ -976,7 +986,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
                             "re-replicating", self.group, node.id, next_idx - 1)
                 match[node] = next_idx - 1
             nxt[node] = max(next_idx, match[node] + 1)
-        self._SyncObj__lastResponseTime[node] = time.monotonic()
+        return True
 
     # ------------------------------------------------------------------ runtime membership
     # Used by hakv.membership. All but ``change_membership`` read or change raft-thread

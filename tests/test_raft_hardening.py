@@ -141,3 +141,57 @@ def test_an_old_success_ack_never_moves_next_index_backwards(tmp_path: Path, sto
             "type": "next_node_idx", "next_node_idx": 51, "reset": False, "success": True})
         assert member._SyncObj__raftMatchIndex[peer] == 50
         assert member._SyncObj__raftNextIndex[peer] == (51 if stock else 101)
+
+
+def _leader_with_log(member: GroupMember, last: int, commit: int) -> Any:
+    """``member`` as leader of term 1 holding entries up to ``last``, ``commit`` committed."""
+    for entry in _entries(_last_index(member) + 1, last):
+        member._SyncObj__raftLog.add(*entry)
+    member._SyncObj__raftCommitIndex = commit
+    peer = next(iter(member.otherNodes))
+    _as_leader(member, peer, next_index=last + 1, match=commit)
+    member._activity = 0
+    return peer
+
+
+def _ack(member: GroupMember, peer: Any, next_index: int, success: bool = True) -> None:
+    member._SyncObj__onMessageReceived(peer, {
+        "type": "next_node_idx", "next_node_idx": next_index, "reset": not success,
+        "success": success})
+
+
+def test_an_ack_that_may_advance_the_commit_index_makes_the_leader_tick(tmp_path: Path) -> None:
+    for member in _member(tmp_path, stock=False):
+        peer = _leader_with_log(member, last=5, commit=3)
+        _ack(member, peer, next_index=6)
+        assert member._SyncObj__raftMatchIndex[peer] == 5
+        assert member.has_work()
+
+
+def test_an_ack_of_entries_already_committed_costs_the_leader_no_tick(tmp_path: Path) -> None:
+    # The slower follower's ack of a committed write, at a single client once per write.
+    for member in _member(tmp_path, stock=False):
+        peer = _leader_with_log(member, last=5, commit=5)
+        member._SyncObj__raftMatchIndex[peer] = 4
+        _ack(member, peer, next_index=6)
+        assert member._SyncObj__raftMatchIndex[peer] == 5
+        assert member._SyncObj__lastResponseTime[peer] > 0.0
+        assert not member.has_work()
+
+
+def test_an_ack_from_a_follower_still_behind_makes_the_leader_tick(tmp_path: Path) -> None:
+    for member in _member(tmp_path, stock=False):
+        peer = _leader_with_log(member, last=9, commit=9)
+        member._SyncObj__raftMatchIndex[peer] = 2
+        member._SyncObj__raftNextIndex[peer] = 3
+        _ack(member, peer, next_index=5)  # it holds 4 of 9: the tick sends it the rest
+        assert member.has_work()
+
+
+def test_a_failed_ack_makes_the_leader_tick(tmp_path: Path) -> None:
+    for member in _member(tmp_path, stock=False):
+        peer = _leader_with_log(member, last=5, commit=5)
+        member._SyncObj__raftMatchIndex[peer] = 2
+        _ack(member, peer, next_index=3, success=False)  # it lacks 3..5: resend from 3
+        assert member._SyncObj__raftNextIndex[peer] == 3
+        assert member.has_work()
