@@ -132,13 +132,18 @@ def _as_leader(member: GroupMember, peer: Any, next_index: int, match: int) -> N
     member._SyncObj__lastResponseTime[peer] = 0.0
 
 
+def _ack(member: GroupMember, peer: Any, next_index: int, success: bool = True) -> None:
+    member._SyncObj__onMessageReceived(peer, {
+        "type": "next_node_idx", "next_node_idx": next_index, "reset": not success,
+        "success": success})
+
+
 @pytest.mark.parametrize("stock", [False, True], ids=["hardened", "stock"])
 def test_an_old_success_ack_never_moves_next_index_backwards(tmp_path: Path, stock: bool) -> None:
     for member in _member(tmp_path, stock=stock):
         peer = next(iter(member.otherNodes))
         _as_leader(member, peer, next_index=101, match=40)
-        member._SyncObj__onMessageReceived(peer, {
-            "type": "next_node_idx", "next_node_idx": 51, "reset": False, "success": True})
+        _ack(member, peer, next_index=51)
         assert member._SyncObj__raftMatchIndex[peer] == 50
         assert member._SyncObj__raftNextIndex[peer] == (51 if stock else 101)
 
@@ -152,12 +157,6 @@ def _leader_with_log(member: GroupMember, last: int, commit: int) -> Any:
     _as_leader(member, peer, next_index=last + 1, match=commit)
     member._activity = 0
     return peer
-
-
-def _ack(member: GroupMember, peer: Any, next_index: int, success: bool = True) -> None:
-    member._SyncObj__onMessageReceived(peer, {
-        "type": "next_node_idx", "next_node_idx": next_index, "reset": not success,
-        "success": success})
 
 
 def test_an_ack_that_may_advance_the_commit_index_makes_the_leader_tick(tmp_path: Path) -> None:
