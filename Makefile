@@ -1,5 +1,6 @@
 # Every target sets itself up: a venv in .venv with hakv installed editable.
-PY ?= python3
+# The fastest CPython >= 3.11 here (tools/pick-python); evaluated only when a venv is made.
+PY ?= $(shell sh tools/pick-python)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -7,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: install test unit lint demo demo-down bench chaos clean
 
 $(STAMP): pyproject.toml
-	$(PY) -m venv $(VENV)
+	$(PY) -m venv --clear $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	@# optional: the chaos delay fault (needs libnetfilter-queue-dev and a C compiler)

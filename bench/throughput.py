@@ -1,6 +1,7 @@
 """Durable writes and linearizable reads through the public client against a local 3-node group.
 
     python -m bench.throughput [--seconds 5] [--clients 1,16,64] [--procs 2] [--repeat 1]
+                               [--etcd auto|yes|no]
 
 Starts three real node processes (hakv.local), then for each client count runs that many
 client threads, each with its own ``hakv.Client``, doing sequential puts (100-byte values)
@@ -9,6 +10,11 @@ threads share their process's GIL, so ``--procs`` spreads them over several load
 processes (2 by default: one per core of the machine the targets were measured on).
 ``--repeat N`` measures every cell N times and prints the median run with the range of
 ops/s: on a shared 2-core machine the same build varies by ±15 % between runs.
+
+The target is etcd 3.4's rate *on the same machine* (issue 2). With an etcd binary
+installed (``apt-get install etcd-server``), each cell is also measured against a 3-member
+etcd started beside the group, alternating with hakv, and the table gains etcd's ops/s and
+p50 and the ratio hakv/etcd (bench/etcd.py).
 """
 
 from __future__ import annotations
@@ -20,8 +26,11 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
+from bench.etcd import EtcdClient, EtcdCluster, EtcdMissing, etcd_binary
 from bench.machine import describe
 from hakv.client import Client
 from hakv.local import LocalCluster
@@ -31,7 +40,50 @@ GROUP = "bench"
 VALUE = "x" * 100
 
 
-def _worker(endpoints: list[str], op: str, seconds: float, threads: int,
+class _Load(Protocol):
+    """What a load thread needs of a client: the system under test behind it."""
+
+    def put(self, key: str, value: str) -> None: ...
+    def get(self, key: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class _HakvLoad:
+    """One load thread's client for the hakv group (the public client library)."""
+
+    def __init__(self, endpoints: list[str]) -> None:
+        self.client = Client(endpoints, timeout=10.0)
+
+    def put(self, key: str, value: str) -> None:
+        self.client.put(GROUP, key, value)
+
+    def get(self, key: str) -> None:
+        self.client.get(GROUP, key)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _EtcdLoad:
+    """One load thread's client for the reference etcd, on its leader (bench/etcd.py)."""
+
+    def __init__(self, endpoints: list[str]) -> None:
+        self.client = EtcdClient(endpoints[0])
+
+    def put(self, key: str, value: str) -> None:
+        self.client.put(key, value)
+
+    def get(self, key: str) -> None:
+        self.client.get(key)
+
+    def close(self) -> None:
+        self.client.conn.close()
+
+
+LOADS: dict[str, Callable[[list[str]], _Load]] = {"hakv": _HakvLoad, "etcd": _EtcdLoad}
+
+
+def _worker(system: str, endpoints: list[str], op: str, seconds: float, threads: int,
             out: mp.Queue) -> None:  # type: ignore[type-arg]
     latencies: list[float] = []
     lock = threading.Lock()
@@ -39,22 +91,21 @@ def _worker(endpoints: list[str], op: str, seconds: float, threads: int,
 
     def run(tid: int) -> None:
         mine: list[float] = []
-        with Client(endpoints, timeout=10.0) as client:
-            client.put(GROUP, f"k{tid}", VALUE)
+        client = LOADS[system](endpoints)
+        try:
+            client.put(f"k{tid}", VALUE)
             while time.monotonic() < start_at:
                 time.sleep(0.001)
             end = start_at + seconds
-            i = 0
-            while True:
+            while time.monotonic() < end:
                 t0 = time.perf_counter()
-                if t0 > end + 0 and time.monotonic() > end:
-                    break
                 if op == "put":
-                    client.put(GROUP, f"k{tid}", VALUE)
+                    client.put(f"k{tid}", VALUE)
                 else:
-                    client.get(GROUP, f"k{tid}")
+                    client.get(f"k{tid}")
                 mine.append(time.perf_counter() - t0)
-                i += 1
+        finally:
+            client.close()
         with lock:
             latencies.extend(mine)
 
@@ -66,11 +117,13 @@ def _worker(endpoints: list[str], op: str, seconds: float, threads: int,
     out.put(latencies)
 
 
-def measure(endpoints: list[str], op: str, clients: int, seconds: float, procs: int) -> dict[str, float]:
+def measure(system: str, endpoints: list[str], op: str, clients: int, seconds: float,
+            procs: int) -> dict[str, float]:
     procs = max(1, min(procs, clients))
     per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
     q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    ps = [mp.Process(target=_worker, args=(endpoints, op, seconds, n, q)) for n in per]
+    ps = [mp.Process(target=_worker, args=(system, endpoints, op, seconds, n, q))
+          for n in per]
     for p in ps:
         p.start()
     lat: list[float] = []
@@ -86,12 +139,22 @@ def measure(endpoints: list[str], op: str, clients: int, seconds: float, procs: 
     }
 
 
+def _median_run(runs: list[dict[str, float]]) -> tuple[dict[str, float], str]:
+    """The median run and, with several runs, the range of ops/s."""
+    runs = sorted(runs, key=lambda r: r["ops_per_s"])
+    spread = f"{runs[0]['ops_per_s']:.0f}-{runs[-1]['ops_per_s']:.0f}" if len(runs) > 1 else ""
+    return runs[len(runs) // 2], spread
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--clients", default="1,16,64")
     ap.add_argument("--procs", type=int, default=2, help="load-generator processes")
     ap.add_argument("--repeat", type=int, default=1, help="runs per cell (median shown)")
+    ap.add_argument("--etcd", choices=("auto", "yes", "no"), default="auto",
+                    help="also measure a 3-member etcd 3.4 here, alternating with hakv "
+                         "(auto: when an etcd binary is installed)")
     ap.add_argument("--dir", default=None)
     args = ap.parse_args()
     base = Path(args.dir or tempfile.mkdtemp(prefix="hakv-bench-"))
@@ -100,6 +163,15 @@ def main() -> None:
     base.mkdir(parents=True, exist_ok=True)
     topo = write_topology(base, ["b1", "b2", "b3"], {GROUP: ["b1", "b2", "b3"]}, cluster="bench")
     cluster = LocalCluster(base / "run")
+    etcd = None
+    if args.etcd != "no":
+        try:
+            etcd_binary()
+            etcd = EtcdCluster(base / "etcd")
+        except EtcdMissing as exc:
+            if args.etcd == "yes":
+                raise SystemExit(str(exc)) from None
+            print(f"not comparing with etcd: {exc}")
     cluster.up(str(topo), wait=30)
     try:
         endpoints = cluster.endpoints()
@@ -107,24 +179,45 @@ def main() -> None:
         leader = leader_of(endpoints, GROUP)
         ordered = [e for e, n in zip(endpoints, cluster.node_ids(), strict=True) if n == leader]
         ordered += [e for e in endpoints if e not in ordered]
+        systems = [("hakv", ordered)]
+        if etcd is not None:
+            etcd.up()
+            etcd_leader = etcd.leader_endpoint()
+            assert etcd_leader is not None
+            systems.append(("etcd", [etcd_leader]))
         repeat = max(1, args.repeat)
         print(describe(str(base)))
         print(f"3-node group on 127.0.0.1, {args.seconds:.0f}s per cell, 100-byte values, "
               f"{args.procs} load process(es)"
-              + (f", median of {repeat} runs per cell" if repeat > 1 else ""))
-        print(f"{'operation':<26}{'clients':>8}{'ops/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-              + ("  ops/s range" if repeat > 1 else ""))
+              + (f", median of {repeat} runs per cell" if repeat > 1 else "")
+              + (", etcd 3.4 (3 members, JSON gateway) measured in alternation"
+                 if etcd is not None else ""))
+        header = f"{'operation':<26}{'clients':>8}{'ops/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+        if repeat > 1:
+            header += f"{'range':>12}"
+        if etcd is not None:
+            header += f"{'etcd ops/s':>12}{'etcd p50':>10}{'hakv/etcd':>11}"
+        print(header)
         for op, label in (("put", "durable write (put)"), ("get", "linearizable read (get)")):
             for n in [int(c) for c in args.clients.split(",")]:
-                runs = sorted((measure(ordered, op, n, args.seconds, args.procs)
-                               for _ in range(repeat)), key=lambda r: r["ops_per_s"])
-                r = runs[len(runs) // 2]
-                spread = (f"  {runs[0]['ops_per_s']:.0f}-{runs[-1]['ops_per_s']:.0f}"
-                          if repeat > 1 else "")
-                print(f"{label:<26}{n:>8}{r['ops_per_s']:>10.0f}{r['p50_ms']:>9.2f}"
-                      f"{r['p99_ms']:>9.2f}{spread}", flush=True)
+                runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in systems}
+                for _ in range(repeat):
+                    for name, eps in systems:
+                        runs[name].append(measure(name, eps, op, n, args.seconds, args.procs))
+                r, spread = _median_run(runs["hakv"])
+                line = f"{label:<26}{n:>8}{r['ops_per_s']:>10.0f}{r['p50_ms']:>9.2f}" \
+                       f"{r['p99_ms']:>9.2f}"
+                if repeat > 1:
+                    line += f"{spread:>12}"
+                if etcd is not None:
+                    e, _ = _median_run(runs["etcd"])
+                    line += f"{e['ops_per_s']:>12.0f}{e['p50_ms']:>10.2f}" \
+                            f"{r['ops_per_s'] / e['ops_per_s']:>10.0%}"
+                print(line, flush=True)
     finally:
         cluster.down()
+        if etcd is not None:
+            etcd.down()
 
 
 if __name__ == "__main__":
