@@ -7,7 +7,8 @@ A node's loop, step by step (the raft thread, ``RaftHost.run``):
 2. fsync every journal that changed, then send the acks that waited for it (group commit);
 3. commit every store batch, then resolve the requests whose results it holds (the
    client API answers them from there);
-4. start one read barrier per group for the linearizable reads that arrived;
+4. start the linearizable reads that arrived (a ReadIndex probe round per group led here,
+   a read barrier per other group) and serve those a probe round confirmed;
 5. sleep in ``poll`` until a peer message, a client request or the next tick is due;
    API requests are read and started in that poll (hakv.server).
 

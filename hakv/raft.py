@@ -15,8 +15,11 @@ What this layer fixes or adds (RAFT-NOTES.md "Safety", point by point):
    and a leader counts its own copy toward commit only on the tick after its flush.
 4. Timeouts tuned so a partitioned leader steps down within about a second
    (``leaderFallbackTimeout``); leadership is still never used as a lease.
-5. Linearizable reads: ``read_barrier`` puts one no-op through the log for all reads that
-   arrived since the last barrier; the reads run once it has been applied locally.
+5. Linearizable reads: on the leader, a ReadIndex (Raft thesis §6.4): it notes its commit
+   index, confirms with one probe round that a majority still follows it in its term, and
+   serves the reads once that index is applied; no log entry, no fsync. Elsewhere (or
+   before the leader has committed an entry of its term) ``read_barrier`` puts one no-op
+   through the log for all reads that arrived since the last barrier.
 6. Ambiguous outcomes are reported as such (``OutcomeUnknownError``), never as failures.
 7. Apply never raises: the state machine turns bad commands into error results, and a
    storage failure crash-stops the node (``os._exit``) instead of wedging the tick loop.
@@ -70,6 +73,9 @@ _LEADER = 2
 _FOLLOWER = 0
 _WIRE_HELLO = "hakv1"
 _NODE_HEARTBEAT = "hakv_node_heartbeat"
+# ReadIndex (GroupMember.start_read_barriers): the leader's "am I still leader?" round.
+_READ_PROBE = "hakv_read_probe"
+_READ_PROBE_ACK = "hakv_read_probe_ack"
 # Quiescence, in heartbeat periods: a leader stops heartbeating a group that has been idle,
 # with every follower caught up, for QUIESCE_AFTER periods; a follower calls its leader
 # quiet after FOLLOWER_QUIET periods without AppendEntries. Node heartbeats go every
@@ -441,6 +447,13 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         self._completions: list[tuple[Completion, Any, errors.HakvError | None]] = []
         self._read_lock = threading.Lock()
         self._read_batch: list[Completion] = []
+        # ReadIndex on the leader: reads waiting for a probe round of _probe_term, as
+        # (probe seq, read index, reads); per voter the highest probe seq it answered.
+        self._probing: list[tuple[int, int, list[Completion]]] = []
+        self._probe_seq = 0
+        self._probe_term = -1
+        self._probe_acks: dict[Any, int] = {}
+        self._probe_sent_at = 0.0
         self._activity = 0
         self._next_tick = 0.0
         self._last_leader_contact = time.monotonic()
@@ -605,11 +618,101 @@ class GroupMember(SyncObj):  # type: ignore[misc]
     # ------------------------------------------------------------------ raft-thread hooks
 
     def start_read_barriers(self, barrier_payload: bytes) -> None:
+        """On the raft thread, after the pass's store commit: start the reads that arrived
+        (a ReadIndex probe where this member leads, else a barrier through the log) and
+        serve those a probe round has confirmed."""
         with self._read_lock:
             batch, self._read_batch = self._read_batch, []
         if batch:
-            self._apply(barrier_payload, callback=functools.partial(self._on_barrier, batch))
-            self.propose_now()
+            if self._reads_by_index():
+                self._probe(batch)
+            else:
+                self._apply(barrier_payload, callback=functools.partial(self._on_barrier, batch))
+                self.propose_now()
+        if self._probing:
+            self._serve_probed_reads()
+
+    def _reads_by_index(self) -> bool:
+        """Whether this member's commit index is one a ReadIndex may use: it leads and has
+        committed an entry of its own term (pysyncobj's no-op at election), so every entry
+        committed by earlier leaders is at or below it."""
+        noop = self._SyncObj__noopIDx
+        return (self._SyncObj__raftState == _LEADER and not self.settings.unsafe_stock_replication
+                and noop is not None and self.raftCommitIndex >= noop)
+
+    def _probe(self, batch: list[Completion] | None) -> None:
+        """Ask every voter whether it still follows this leader's term; the reads in
+        ``batch`` may use the commit index noted now once a majority has answered this
+        probe (or a later one). ``batch=None`` re-sends for the reads already waiting."""
+        term = self.raftCurrentTerm
+        if term != self._probe_term:
+            self._probe_term, self._probe_acks = term, {}
+        self._probe_seq += 1
+        if batch is not None:
+            self._probing.append((self._probe_seq, self.raftCommitIndex, batch))
+        self._probe_sent_at = time.monotonic()
+        message = {"type": _READ_PROBE, "term": term, "seq": self._probe_seq}
+        for node in self._SyncObj__otherNodes:
+            self._SyncObj__transport.send(node, message)
+
+    def _confirmed_probe(self) -> int:
+        """The highest probe seq that this leader and a majority of the voters have seen
+        in the current term (every probe up to it is confirmed)."""
+        quorum = (len(self._SyncObj__otherNodes) + 1) // 2 + 1
+        acked = sorted((self._probe_acks.get(node, 0) for node in self._SyncObj__otherNodes),
+                       reverse=True)
+        if quorum <= 1:
+            return self._probe_seq
+        return acked[quorum - 2] if len(acked) >= quorum - 1 else 0
+
+    def _serve_probed_reads(self) -> None:
+        """Resolve the reads whose probe a majority confirmed and whose read index is
+        applied (and, this late in the pass, committed to the store). A member that lost
+        its leadership or term meanwhile starts its reads over, as a barrier or a new
+        probe, whichever then applies; a probe unanswered for a heartbeat period is
+        re-sent (the connection may have dropped it)."""
+        term = self.raftCurrentTerm
+        if self._SyncObj__raftState != _LEADER or term != self._probe_term:
+            with self._read_lock:
+                self._read_batch[:0] = [done for *_, batch in self._probing for done in batch]
+            self._probing = []
+            self._activity += 1
+            return
+        confirmed = self._confirmed_probe()
+        applied = self.raftLastApplied
+        waiting, ready = [], []
+        for entry in self._probing:
+            seq, read_index, batch = entry
+            if seq <= confirmed and read_index <= applied:
+                ready.extend(batch)
+            else:
+                waiting.append(entry)
+        self._probing = waiting
+        for done in ready:
+            done.resolve(None, None)
+        if (self._probing and self._probing[-1][0] > confirmed
+                and time.monotonic() - self._probe_sent_at > self.settings.heartbeat_period):
+            self._probe(None)
+
+    def _on_read_probe(self, node: Any, message: dict[str, Any]) -> None:
+        """Follower side: answer a probe of its own current term at once (an answer says
+        "no leader of a later term had my vote when I sent this"). A probe of another
+        term gets no answer: the leader re-sends, or has lost its term."""
+        term = message.get("term")
+        if (isinstance(term, int) and term == self.raftCurrentTerm
+                and self._SyncObj__raftState != _LEADER and self.selfNode is not None):
+            self._SyncObj__transport.send(node, {"type": _READ_PROBE_ACK, "term": term,
+                                                 "seq": message.get("seq")})
+
+    def _on_read_probe_ack(self, node: Any, message: dict[str, Any]) -> None:
+        seq = message.get("seq")
+        if (self._SyncObj__raftState == _LEADER and isinstance(seq, int)
+                and message.get("term") == self._probe_term == self.raftCurrentTerm
+                and node in self._SyncObj__otherNodes
+                and seq > self._probe_acks.get(node, 0)):
+            self._probe_acks[node] = seq
+            if self._probing:
+                self._activity += 1
 
     def acks_waiting(self) -> bool:
         """Whether acks or votes wait for the next journal fsync."""
@@ -707,7 +810,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
 
     def _quiet_now(self, now: float) -> bool:
         if (self._SyncObj__raftState != _LEADER or self._handover is not None
-                or self.settings.unsafe_stock_replication or self._pending()):
+                or self.settings.unsafe_stock_replication or self._pending() or self._probing):
             return False
         last = self._SyncObj__getCurrentLogIndex()
         if self.raftCommitIndex != last or self.raftLastApplied != last:
@@ -879,6 +982,12 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         if kind == _NODE_HEARTBEAT:
             if self.on_node_heartbeat is not None:
                 self.on_node_heartbeat(node, message)
+            return
+        if kind == _READ_PROBE:
+            self._on_read_probe(node, message)
+            return
+        if kind == _READ_PROBE_ACK:
+            self._on_read_probe_ack(node, message)
             return
         stock = self.settings.unsafe_stock_replication
         if (kind == "next_node_idx" and not stock

@@ -194,3 +194,143 @@ def test_a_failed_ack_makes_the_leader_tick(tmp_path: Path) -> None:
         _ack(member, peer, next_index=3, success=False)  # it lacks 3..5: resend from 3
         assert member._SyncObj__raftNextIndex[peer] == 3
         assert member.has_work()
+
+
+# ---------------------------------------------------------------- ReadIndex (point 5)
+
+PROBE, PROBE_ACK = "hakv_read_probe", "hakv_read_probe_ack"
+
+
+def _reading_leader(member: GroupMember, commit: int = 5, applied: int = 5,
+                    noop: int = 2) -> tuple[Any, list[dict[str, Any]]]:
+    """``member`` as leader of term 1 with its no-op at ``noop``; what it sends goes to the
+    returned list instead of the network."""
+    peer = _leader_with_log(member, last=commit, commit=commit)
+    member._SyncObj__raftCurrentTerm = 1
+    member._SyncObj__noopIDx = noop
+    member._SyncObj__raftLastApplied = applied
+    return peer, _capture_sends(member)
+
+
+def _capture_sends(member: GroupMember) -> list[dict[str, Any]]:
+    """What ``member`` sends from now on, instead of sending it."""
+    sent: list[dict[str, Any]] = []
+    member._SyncObj__transport.send = lambda node, msg: sent.append(msg) or True
+    return sent
+
+
+def _probe_ack(member: GroupMember, peer: Any, seq: int, term: int = 1) -> None:
+    member._SyncObj__onMessageReceived(peer, {"type": PROBE_ACK, "term": term, "seq": seq})
+
+
+def test_a_leader_serves_a_linearizable_read_once_a_majority_answers_its_probe(
+        tmp_path: Path) -> None:
+    for member in _member(tmp_path, stock=False):
+        peer, sent = _reading_leader(member)
+        done = member.read_barrier()
+        member.start_read_barriers(b"barrier")
+        assert sent == [{"type": PROBE, "term": 1, "seq": 1}]
+        assert not done.done()
+        _probe_ack(member, peer, seq=1)
+        assert member.has_work()  # the answer makes the leader tick and serve the read
+        member.start_read_barriers(b"barrier")
+        assert done.done() and done.outcome() is None
+
+
+def test_a_read_on_the_leader_appends_nothing_to_the_log(tmp_path: Path) -> None:
+    for member in _member(tmp_path, stock=False):
+        peer, _ = _reading_leader(member)
+        done = member.read_barrier()
+        member.start_read_barriers(b"barrier")
+        _probe_ack(member, peer, seq=1)
+        member.start_read_barriers(b"barrier")
+        assert done.done() and _last_index(member) == 5 and not member._proposals_queued()
+
+
+def test_a_probe_answer_of_another_term_confirms_no_read(tmp_path: Path) -> None:
+    for member in _member(tmp_path, stock=False):
+        peer, _ = _reading_leader(member)
+        done = member.read_barrier()
+        member.start_read_barriers(b"barrier")
+        _probe_ack(member, peer, seq=1, term=0)
+        _probe_ack(member, peer, seq=1, term=2)
+        member.start_read_barriers(b"barrier")
+        assert not done.done()
+
+
+def test_an_answer_to_an_earlier_probe_confirms_no_later_read(tmp_path: Path) -> None:
+    for member in _member(tmp_path, stock=False):
+        peer, sent = _reading_leader(member)
+        first = member.read_barrier()
+        member.start_read_barriers(b"barrier")
+        _probe_ack(member, peer, seq=1)
+        member.start_read_barriers(b"barrier")
+        assert first.done()
+        second = member.read_barrier()
+        member.start_read_barriers(b"barrier")
+        assert sent[-1]["seq"] == 2
+        _probe_ack(member, peer, seq=1)  # late duplicate of the first answer
+        member.start_read_barriers(b"barrier")
+        assert not second.done()
+
+
+def test_a_confirmed_read_waits_until_its_read_index_is_applied(tmp_path: Path) -> None:
+    for member in _member(tmp_path, stock=False):
+        peer, _ = _reading_leader(member, commit=5, applied=4)
+        done = member.read_barrier()
+        member.start_read_barriers(b"barrier")
+        _probe_ack(member, peer, seq=1)
+        member.start_read_barriers(b"barrier")
+        assert not done.done()
+        member._SyncObj__raftLastApplied = 5
+        member.start_read_barriers(b"barrier")
+        assert done.done()
+
+
+def test_a_leader_without_a_commit_of_its_own_term_reads_through_the_log(
+        tmp_path: Path) -> None:
+    # Its commit index may still lag entries an earlier leader committed: no ReadIndex.
+    for member in _member(tmp_path, stock=False):
+        peer, sent = _reading_leader(member, commit=5, noop=6)
+        member._SyncObj__raftLog.add(NO_OP, 6, 1)
+        member._SyncObj__raftMatchIndex[peer] = 6  # nothing in flight: proposals go out now
+        member.read_barrier()
+        member.start_read_barriers(b"barrier")
+        assert all(m.get("type") != PROBE for m in sent)
+        assert _last_index(member) == 7  # the barrier went into the log
+
+
+def test_a_leader_that_lost_its_term_starts_its_waiting_reads_over(tmp_path: Path) -> None:
+    for member in _member(tmp_path, stock=False):
+        _reading_leader(member)
+        done = member.read_barrier()
+        member.start_read_barriers(b"barrier")
+        member._SyncObj__raftCurrentTerm = 2
+        member._SyncObj__raftState = 0
+        member.start_read_barriers(b"barrier")
+        assert not done.done() and member._read_batch == [done] and member.has_work()
+
+
+def test_an_unanswered_probe_is_sent_again_after_a_heartbeat_period(tmp_path: Path) -> None:
+    for member in _member(tmp_path, stock=False):
+        peer, sent = _reading_leader(member)
+        done = member.read_barrier()
+        member.start_read_barriers(b"barrier")
+        member.start_read_barriers(b"barrier")
+        assert len(sent) == 1  # not within the period
+        member._probe_sent_at -= 2 * member.settings.heartbeat_period
+        member.start_read_barriers(b"barrier")
+        assert [m["seq"] for m in sent] == [1, 2]
+        _probe_ack(member, peer, seq=2)  # an answer to the later probe confirms the read
+        member.start_read_barriers(b"barrier")
+        assert done.done()
+
+
+def test_a_follower_answers_probes_of_its_own_term_only(tmp_path: Path) -> None:
+    for follower in _member(tmp_path, stock=False):
+        follower._SyncObj__raftCurrentTerm = 3
+        sent = _capture_sends(follower)
+        for term in (2, 3, 4):
+            follower._SyncObj__onMessageReceived(TCPNode(LEADER),
+                                                 {"type": PROBE, "term": term, "seq": term})
+        assert sent == [{"type": PROBE_ACK, "term": 3, "seq": 3}]
