@@ -76,6 +76,13 @@ _NODE_HEARTBEAT = "hakv_node_heartbeat"
 # ReadIndex (GroupMember.start_read_barriers): the leader's "am I still leader?" round.
 _READ_PROBE = "hakv_read_probe"
 _READ_PROBE_ACK = "hakv_read_probe_ack"
+# PreVote (GroupMember._gate_election): "would you vote for me?", asked before a real
+# election. A member refuses while it heard from a live leader within PRE_VOTE_LEASE
+# election timeouts (minimum): short of the timeout itself, so that a dead leader's
+# followers, whose last contact differs by a few ms, all grant.
+_PRE_VOTE = "hakv_pre_vote"
+_PRE_VOTE_ACK = "hakv_pre_vote_ack"
+PRE_VOTE_LEASE = 0.75
 # Quiescence, in heartbeat periods: a leader stops heartbeating a group that has been idle,
 # with every follower caught up, for QUIESCE_AFTER periods; a follower calls its leader
 # quiet after FOLLOWER_QUIET periods without AppendEntries. Node heartbeats go every
@@ -454,6 +461,11 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         self._probe_term = -1
         self._probe_acks: dict[Any, int] = {}
         self._probe_sent_at = 0.0
+        # PreVote: the round in progress (our term when it began), who granted, and whether
+        # a majority did, which lets the next tick run pysyncobj's real election.
+        self._pre_vote_term = -1
+        self._pre_vote_grants: set[Any] = set()
+        self._pre_vote_won = False
         self._activity = 0
         self._next_tick = 0.0
         self._last_leader_contact = time.monotonic()
@@ -894,6 +906,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         the next AppendEntries or heartbeat, or goes out after the answers
         (``notify_commit``) when a follower waits for it."""
         self._loop_thread = threading.get_ident()
+        self._gate_election(time.monotonic())
         conf = self.conf
         conf.appendEntriesUseBatch = True  # read only by this thread (see _applyCommand)
         try:
@@ -952,6 +965,9 @@ class GroupMember(SyncObj):  # type: ignore[misc]
 
     def _SyncObj__setCurrentTerm(self, term: int, voted_for: Any) -> None:
         # Term and vote must be on disk before a vote or an ack based on them leaves.
+        if term != self.raftCurrentTerm:  # a PreVote round belongs to the term it began in
+            self._pre_vote_term, self._pre_vote_grants = -1, set()
+            self._pre_vote_won = False
         SyncObj._SyncObj__setCurrentTerm(self, term, voted_for)
         meta = getattr(self._SyncObj__raftLog, "_FileJournal__metaStorer", None)
         self._SyncObj__raftLog.flush()
@@ -989,6 +1005,12 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         if kind == _READ_PROBE_ACK:
             self._on_read_probe_ack(node, message)
             return
+        if kind == _PRE_VOTE:
+            self._on_pre_vote(node, message)
+            return
+        if kind == _PRE_VOTE_ACK:
+            self._on_pre_vote_ack(node, message)
+            return
         stock = self.settings.unsafe_stock_replication
         if (kind == "next_node_idx" and not stock
                 and self._SyncObj__raftState == _LEADER):
@@ -998,6 +1020,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         self._activity += 1
         if kind == "append_entries" and message.get("term", -1) >= self.raftCurrentTerm:
             self._last_leader_contact = self._last_append = time.monotonic()
+            self._pre_vote_won = False  # a leader is back: the next election asks again
         elif kind == "apply_command":
             self._followers_waiting = True
         if (kind == "append_entries" and "prevLogIdx" in message
@@ -1097,6 +1120,67 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             nxt[node] = max(next_idx, match[node] + 1)
         return True
 
+    # ------------------------------------------------------------------ PreVote
+
+    def _gate_election(self, now: float) -> None:
+        """Before pysyncobj's tick: a voter whose election deadline has passed first asks
+        the others whether they would vote for it (PreVote, Raft thesis §9.6), without
+        raising its term, and holds its election back another timeout; the election runs
+        once a majority has said yes (``_on_pre_vote_ack``). So a member that was cut off
+        keeps its term, and when it is back its higher term cannot depose a healthy
+        leader. A TimeoutNow (leadership hand-over) skips the question."""
+        if (self.selfNode is None or self._SyncObj__raftState == _LEADER
+                or self._SyncObj__transferInProgress or self._pre_vote_won
+                or self._SyncObj__raftElectionDeadline >= now
+                or not self._SyncObj__connectedToAnyone()):
+            return
+        self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
+        term = self.raftCurrentTerm
+        self._pre_vote_term, self._pre_vote_grants = term, set()
+        message = {"type": _PRE_VOTE, "term": term + 1,
+                   "last_log_index": self._SyncObj__getCurrentLogIndex(),
+                   "last_log_term": self._SyncObj__getCurrentLogTerm()}
+        for node in self._SyncObj__otherNodes:
+            self._SyncObj__transport.send(node, message)
+        self._count_pre_votes()
+
+    def _count_pre_votes(self) -> None:
+        quorum = (len(self._SyncObj__otherNodes) + 1) // 2 + 1
+        if 1 + len(self._pre_vote_grants) >= quorum:
+            self._pre_vote_won = True
+            self._SyncObj__raftElectionDeadline = 0.0  # pysyncobj's election, next tick
+            self._activity += 1
+
+    def _on_pre_vote(self, node: Any, message: dict[str, Any]) -> None:
+        """Would this member vote for the asker in ``term``? Yes if that term is ahead of
+        its own, the asker's log is at least as up to date, and it has not heard from a
+        live leader lately. Nothing changes here: no term, no vote."""
+        term, last_index, last_term = (message.get(k) for k in
+                                       ("term", "last_log_index", "last_log_term"))
+        if (self.selfNode is None or not isinstance(term, int)
+                or not isinstance(last_index, int) or not isinstance(last_term, int)):
+            return
+        now = time.monotonic()
+        leader_alive = self._SyncObj__raftState == _LEADER or (
+            self._SyncObj__raftLeader is not None  # type: ignore[has-type]
+            and now - self._last_leader_contact
+            < PRE_VOTE_LEASE * self.settings.election_timeout_min)
+        my_term = self._SyncObj__getCurrentLogTerm()
+        up_to_date = last_term > my_term or (
+            last_term == my_term and last_index >= self._SyncObj__getCurrentLogIndex())
+        granted = term > self.raftCurrentTerm and up_to_date and not leader_alive
+        self._SyncObj__transport.send(node, {"type": _PRE_VOTE_ACK, "term": term,
+                                             "granted": granted})
+
+    def _on_pre_vote_ack(self, node: Any, message: dict[str, Any]) -> None:
+        if (message.get("granted") is True and not self._pre_vote_won
+                and self._SyncObj__raftState != _LEADER
+                and self._pre_vote_term == self.raftCurrentTerm
+                and message.get("term") == self._pre_vote_term + 1
+                and node in self._SyncObj__otherNodes):
+            self._pre_vote_grants.add(node)
+            self._count_pre_votes()
+
     # ------------------------------------------------------------------ runtime membership
     # Used by hakv.membership. All but ``change_membership`` read or change raft-thread
     # state, so they run in the raft thread (``RaftHost.call_in_loop``).
@@ -1180,8 +1264,9 @@ class GroupMember(SyncObj):  # type: ignore[misc]
 
         For a new owner restarted as a voter before the leader adds it: peers drop its
         connections until then, but each short-lived connection would let it time out,
-        raise its term and, once added, depose a healthy leader (pysyncobj has no
-        PreVote)."""
+        raise its term and, once added, depose a healthy leader. (PreVote, in
+        ``_gate_election``, already keeps its term while the others hear their leader;
+        this hold also covers the moments they do not.)"""
         released = False
 
         def hold() -> None:

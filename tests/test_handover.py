@@ -71,11 +71,25 @@ def test_a_handover_to_a_target_that_dies_gives_up_at_once(hosts: list[RaftHost]
     assert not member.handing_over()
 
 
+def _following(host: RaftHost, leader: RaftHost, timeout: float = 10.0) -> None:
+    """Wait until ``host`` follows ``leader`` in its term with every committed entry
+    applied (a hand-over gives up at once on a target not yet connected)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        mine, theirs = host.members["g"].status(), leader.members["g"].status()
+        if (mine["role"] == "follower" and mine["term"] == theirs["term"]
+                and mine["raft_applied"] >= theirs["commit_index"]):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the target never caught up with the leader")
+
+
 def test_a_handover_to_a_live_target_moves_leadership(hosts: list[RaftHost]) -> None:
     leader = _leader(hosts)
     member = leader.members["g"]
     member.submit(b"\x01").wait(10)
     target = next(h for h in hosts if h is not leader)
+    _following(target, leader)
     leader.call_in_loop(lambda: member.hand_over_leadership(target.listener.address,
                                                             HANDOVER_WINDOW))
     assert _leader([target], timeout=HANDOVER_WINDOW) is target

@@ -7,6 +7,7 @@ ack covered is lost, and with pysyncobj's stock behaviour, where it is.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -334,3 +335,96 @@ def test_a_follower_answers_probes_of_its_own_term_only(tmp_path: Path) -> None:
             follower._SyncObj__onMessageReceived(TCPNode(LEADER),
                                                  {"type": PROBE, "term": term, "seq": term})
         assert sent == [{"type": PROBE_ACK, "term": 3, "seq": 3}]
+
+
+# ---------------------------------------------------------------- PreVote (point 5)
+
+PRE_VOTE, PRE_VOTE_ACK = "hakv_pre_vote", "hakv_pre_vote_ack"
+
+
+def _timed_out_follower(member: GroupMember, term: int = 3) -> list[dict[str, Any]]:
+    """``member`` as a connected follower of ``term`` whose election deadline has passed;
+    what it sends goes to the returned list."""
+    member._SyncObj__raftCurrentTerm = term
+    member._SyncObj__connectedToAnyone = lambda: True
+    member._SyncObj__raftElectionDeadline = 0.0
+    return _capture_sends(member)
+
+
+def _pre_vote_ack(member: GroupMember, granted: bool, term: int) -> None:
+    member._SyncObj__onMessageReceived(TCPNode(LEADER), {
+        "type": PRE_VOTE_ACK, "term": term, "granted": granted})
+
+
+def test_a_timed_out_follower_asks_before_it_raises_its_term(tmp_path: Path) -> None:
+    for member in _member(tmp_path, stock=False):
+        sent = _timed_out_follower(member, term=3)
+        member.tick()
+        assert member.raftCurrentTerm == 3 and member._SyncObj__raftState == 0
+        assert [m["type"] for m in sent] == [PRE_VOTE] and sent[0]["term"] == 4
+
+
+def test_a_majority_of_pre_votes_starts_the_real_election(tmp_path: Path) -> None:
+    for member in _member(tmp_path, stock=False):
+        sent = _timed_out_follower(member, term=3)
+        member.tick()
+        _pre_vote_ack(member, granted=True, term=4)
+        member.tick()
+        assert member.raftCurrentTerm == 4 and member._SyncObj__raftState == 1  # candidate
+        assert sent[-1]["type"] == "request_vote"
+
+
+def test_refused_or_stale_pre_votes_start_no_election(tmp_path: Path) -> None:
+    for member in _member(tmp_path, stock=False):
+        _timed_out_follower(member, term=3)
+        member.tick()
+        _pre_vote_ack(member, granted=False, term=4)
+        _pre_vote_ack(member, granted=True, term=3)  # an answer to an older round
+        member._SyncObj__raftElectionDeadline = 0.0
+        member.tick()  # a new round, still no election
+        assert member.raftCurrentTerm == 3 and member._SyncObj__raftState == 0
+
+
+def test_a_timeout_now_skips_the_pre_vote(tmp_path: Path) -> None:
+    # A leadership hand-over: the outgoing leader asks the target to stand at once.
+    for member in _member(tmp_path, stock=False):
+        sent = _timed_out_follower(member, term=3)
+        member._SyncObj__transferInProgress = True
+        member.tick()
+        assert member.raftCurrentTerm == 4 and sent[-1]["type"] == "request_vote"
+
+
+def _asked(member: GroupMember, term: int, last_index: int, last_term: int) -> bool:
+    sent = _capture_sends(member)
+    member._SyncObj__onMessageReceived(TCPNode(LEADER), {
+        "type": PRE_VOTE, "term": term, "last_log_index": last_index,
+        "last_log_term": last_term})
+    assert len(sent) == 1 and sent[0]["type"] == PRE_VOTE_ACK and sent[0]["term"] == term
+    assert member.raftCurrentTerm == 3  # asking changes nothing
+    return bool(sent[0]["granted"])
+
+
+@pytest.mark.parametrize("case, granted", [
+    ("leader silent, asker up to date", True),
+    ("leader heard just now", False),
+    ("asker's log behind", False),
+    ("asker's term not ahead", False),
+])
+def test_pre_vote_answers(tmp_path: Path, case: str, granted: bool) -> None:
+    for member in _member(tmp_path, stock=False):
+        member._SyncObj__raftCurrentTerm = 3
+        for entry in _entries(2, 5, term=3):
+            member._SyncObj__raftLog.add(*entry)
+        member._SyncObj__raftLeader = TCPNode(LEADER)
+        member._last_leader_contact = (time.monotonic() if case == "leader heard just now"
+                                     else 0.0)
+        term = 3 if case == "asker's term not ahead" else 4
+        last_index = 4 if case == "asker's log behind" else 5
+        assert _asked(member, term, last_index, last_term=3) is granted
+
+
+def test_a_leader_refuses_pre_votes(tmp_path: Path) -> None:
+    for member in _member(tmp_path, stock=False):
+        _leader_with_log(member, last=5, commit=5)
+        member._SyncObj__raftCurrentTerm = 3
+        assert _asked(member, term=4, last_index=9, last_term=3) is False

@@ -3,6 +3,7 @@ a barrier through the log elsewhere (docs/raft.md, point 5)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,13 +30,27 @@ def _log_index(endpoint: str) -> int:
     return int(body["groups"][GROUP]["commit_index"])
 
 
+def _settled_log_index(endpoint: str, quiet: float = 1.0, timeout: float = 15.0) -> int:
+    """The commit index once it has not moved for ``quiet`` seconds: after start-up the
+    group's leader records every owner "up" (node-status records, written once)."""
+    deadline = time.monotonic() + timeout
+    index, since = _log_index(endpoint), time.monotonic()
+    while time.monotonic() - since < quiet:
+        assert time.monotonic() < deadline, "the group's log never settled"
+        time.sleep(0.1)
+        now = _log_index(endpoint)
+        if now != index:
+            index, since = now, time.monotonic()
+    return index
+
+
 @pytest.mark.slow
 def test_linearizable_reads_on_the_leader_put_nothing_in_the_log(cluster: LocalCluster) -> None:
     leader = leader_of(cluster.endpoints(), GROUP)
     endpoint = cluster.endpoints()[NODES.index(leader)]
     with Client([endpoint], timeout=10) as client:
         client.put(GROUP, "k", "v")
-        before = _log_index(endpoint)
+        before = _settled_log_index(endpoint)
         for _ in range(20):
             assert client.get(GROUP, "k").value == "v"
         assert _log_index(endpoint) == before
@@ -48,7 +63,7 @@ def test_linearizable_reads_through_a_follower_go_through_the_log(
     follower = cluster.endpoints()[NODES.index(next(n for n in NODES if n != leader))]
     with Client([follower], timeout=10) as client:
         client.put(GROUP, "k", "v")
-        before = _log_index(follower)
+        before = _settled_log_index(follower)
         for _ in range(5):
             assert client.get(GROUP, "k").value == "v"
         assert _log_index(follower) >= before + 5  # one barrier per sequential read
