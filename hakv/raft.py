@@ -83,6 +83,8 @@ _READ_PROBE_ACK = "hakv_read_probe_ack"
 _PRE_VOTE = "hakv_pre_vote"
 _PRE_VOTE_ACK = "hakv_pre_vote_ack"
 PRE_VOTE_LEASE = 0.75
+_OWN_MESSAGES = {_READ_PROBE: "_on_read_probe", _READ_PROBE_ACK: "_on_read_probe_ack",
+                 _PRE_VOTE: "_on_pre_vote", _PRE_VOTE_ACK: "_on_pre_vote_ack"}
 # Quiescence, in heartbeat periods: a leader stops heartbeating a group that has been idle,
 # with every follower caught up, for QUIESCE_AFTER periods; a follower calls its leader
 # quiet after FOLLOWER_QUIET periods without AppendEntries. Node heartbeats go every
@@ -999,17 +1001,9 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             if self.on_node_heartbeat is not None:
                 self.on_node_heartbeat(node, message)
             return
-        if kind == _READ_PROBE:
-            self._on_read_probe(node, message)
-            return
-        if kind == _READ_PROBE_ACK:
-            self._on_read_probe_ack(node, message)
-            return
-        if kind == _PRE_VOTE:
-            self._on_pre_vote(node, message)
-            return
-        if kind == _PRE_VOTE_ACK:
-            self._on_pre_vote_ack(node, message)
+        own = _OWN_MESSAGES.get(kind) if isinstance(kind, str) else None
+        if own is not None:  # hakv's additions to Raft, which pysyncobj never sees
+            getattr(self, own)(node, message)
             return
         stock = self.settings.unsafe_stock_replication
         if (kind == "next_node_idx" and not stock

@@ -428,3 +428,19 @@ def test_a_leader_refuses_pre_votes(tmp_path: Path) -> None:
         _leader_with_log(member, last=5, commit=5)
         member._SyncObj__raftCurrentTerm = 3
         assert _asked(member, term=4, last_index=9, last_term=3) is False
+
+
+@pytest.mark.parametrize("message", [
+    {"type": PROBE, "term": "3", "seq": 1},
+    {"type": PROBE_ACK, "term": 3, "seq": "1"},
+    {"type": PRE_VOTE, "term": 4},
+    {"type": PRE_VOTE_ACK, "term": 4, "granted": "yes"},
+    {"type": ["not", "a", "name"]},
+], ids=["probe", "probe-ack", "pre-vote", "pre-vote-ack", "odd-type"])
+def test_a_malformed_message_of_hakv_s_own_is_ignored(tmp_path: Path,
+                                                      message: dict[str, Any]) -> None:
+    for member in _member(tmp_path, stock=False):
+        member._SyncObj__raftCurrentTerm = 3
+        sent = _capture_sends(member)
+        member._SyncObj__onMessageReceived(TCPNode(LEADER), message)
+        assert sent == [] and member.raftCurrentTerm == 3 and not member._pre_vote_won
