@@ -1120,9 +1120,10 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         """Before pysyncobj's tick: a voter whose election deadline has passed first asks
         the others whether they would vote for it (PreVote, Raft thesis §9.6), without
         raising its term, and holds its election back another timeout; the election runs
-        once a majority has said yes (``_on_pre_vote_ack``). So a member that was cut off
-        keeps its term, and when it is back its higher term cannot depose a healthy
-        leader. A TimeoutNow (leadership hand-over) skips the question."""
+        once a majority has said yes (``_on_pre_vote_ack``). So a member cut off from its
+        leader keeps its term while the others still hear that leader, and cannot depose
+        it, during the cut or when it is back. A TimeoutNow (leadership hand-over) skips
+        the question."""
         if (self.selfNode is None or self._SyncObj__raftState == _LEADER
                 or self._SyncObj__transferInProgress or self._pre_vote_won
                 or self._SyncObj__raftElectionDeadline >= now
