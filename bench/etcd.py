@@ -123,6 +123,9 @@ class EtcdClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         self.conn.close()
 
     def call(self, path: str, body: dict[str, str]) -> dict:  # type: ignore[type-arg]

@@ -77,7 +77,7 @@ class _EtcdLoad:
         self.client.get(key)
 
     def close(self) -> None:
-        self.client.conn.close()
+        self.client.close()
 
 
 LOADS: dict[str, Callable[[list[str]], _Load]] = {"hakv": _HakvLoad, "etcd": _EtcdLoad}

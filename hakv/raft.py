@@ -66,6 +66,7 @@ from pysyncobj.transport import TCPTransport, TransportNotReadyError
 
 from hakv import errors
 from hakv.codec import MAX_COMMAND_BYTES
+from hakv.ha import quorum_size
 
 log = logging.getLogger("hakv.raft")
 
@@ -669,10 +670,14 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         for node in self._SyncObj__otherNodes:
             self._SyncObj__transport.send(node, message)
 
+    def _majority(self) -> int:
+        """Voters (this member included) that make a majority of the current configuration."""
+        return quorum_size(len(self._SyncObj__otherNodes) + 1)
+
     def _confirmed_probe(self) -> int:
         """The highest probe seq that this leader and a majority of the voters have seen
         in the current term (every probe up to it is confirmed)."""
-        quorum = (len(self._SyncObj__otherNodes) + 1) // 2 + 1
+        quorum = self._majority()
         acked = sorted((self._probe_acks.get(node, 0) for node in self._SyncObj__otherNodes),
                        reverse=True)
         if quorum <= 1:
@@ -1140,8 +1145,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         self._count_pre_votes()
 
     def _count_pre_votes(self) -> None:
-        quorum = (len(self._SyncObj__otherNodes) + 1) // 2 + 1
-        if 1 + len(self._pre_vote_grants) >= quorum:
+        if 1 + len(self._pre_vote_grants) >= self._majority():
             self._pre_vote_won = True
             self._SyncObj__raftElectionDeadline = 0.0  # pysyncobj's election, next tick
             self._activity += 1
