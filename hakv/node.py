@@ -399,7 +399,11 @@ class Node:
             raise self._read_timed_out(member.group) from None
 
     def health(self) -> dict[str, Any]:
-        return {"ok": True, "node": self.node_id, "cluster": self.topology.cluster}
+        poller = self.host.poller
+        return {"ok": True, "node": self.node_id, "cluster": self.topology.cluster,
+                # the raft thread's wake-ups since start: an idle node's stay few
+                "loop": {"wakeups": poller.polls, "events": poller.events,
+                         "descriptors": poller.registered(), "dropped": poller.dropped}}
 
     def status(self) -> dict[str, Any]:
         groups = {}

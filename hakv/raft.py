@@ -60,13 +60,13 @@ from pysyncobj import SyncObj, SyncObjConf, replicated  # type: ignore[attr-defi
 from pysyncobj.config import FAIL_REASON
 from pysyncobj.node import TCPNode
 from pysyncobj.pipe_notifier import PipeNotifier
-from pysyncobj.poller import createPoller
 from pysyncobj.tcp_server import TcpServer
 from pysyncobj.transport import TCPTransport, TransportNotReadyError
 
 from hakv import errors
 from hakv.codec import MAX_COMMAND_BYTES
 from hakv.ha import quorum_size
+from hakv.poller import LoopPoller
 
 log = logging.getLogger("hakv.raft")
 
@@ -871,8 +871,9 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         return bool(self._SyncObj__raftState == _LEADER)
 
     def hears_quiet_leader(self, now: float) -> Any:
-        """The leader node of this follower, if the group looks quiesced (else None)."""
-        if self.selfNode is None or self._SyncObj__raftState != _FOLLOWER:
+        """The leader node of this follower (voter or read-only), if the group looks
+        quiesced (else None)."""
+        if self._SyncObj__raftState != _FOLLOWER:
             return None
         if now - self._last_append <= FOLLOWER_QUIET * self.settings.heartbeat_period:
             return None
@@ -887,6 +888,21 @@ class GroupMember(SyncObj):  # type: ignore[misc]
                 now + self._SyncObj__generateRaftTimeout()
                 + QUIET_SLACK * NODE_HEARTBEAT * self.settings.heartbeat_period)
             self._last_leader_contact = now
+
+    def peer_alive(self, address: str, now: float) -> None:
+        """A node heartbeat came from the node at ``address``: its connections of this
+        group are alive, though silent while the group is quiet.
+
+        pysyncobj drops a connection that has read nothing for ``connectionTimeout``, and
+        it checks that first thing when it sends or reads: on a quiesced group's silent
+        connection the next proposal a follower forwarded, or the leader's first
+        AppendEntries after the quiet, was dropped with the connection (writes through a
+        follower of an idle group timed out, every time; the first write on an idle
+        leader waited for a reconnect). The node heartbeat is the liveness evidence the
+        quiet connection no longer carries."""
+        for node, conn in self._SyncObj__transport._connections.items():
+            if getattr(node, "address", None) == address:
+                conn._TcpConnection__lastReadTime = now
 
     def follower_alive(self, node: Any, term: int, now: float) -> None:
         """A node heartbeat says ``node`` still follows this leader in ``term``."""
@@ -1287,7 +1303,7 @@ class RaftHost:
 
     def __init__(self, host: str, port: int, barrier_payload: bytes, secret: str | None = None,
                  idle_wait: float = 0.05) -> None:
-        self.poller = createPoller("poll")
+        self.poller = LoopPoller()
         self.listener = NodeListener(self.poller, host, port, secret)
         self.members: dict[str, GroupMember] = {}
         self._barrier = barrier_payload
@@ -1485,9 +1501,17 @@ class RaftHost:
         followed: dict[str, dict[str, int]] = {}
         routes: dict[str, list[tuple[GroupMember, Any]]] = {}
         for member in members:
-            if member.selfNode is None:
-                continue
             others = member._SyncObj__otherNodes
+            if member.selfNode is None:
+                # A read-only member says it follows too: its quiet leader's connection
+                # to it stays alive (peer_alive), instead of timing out and reconnecting.
+                leader = member.hears_quiet_leader(now)
+                if leader is not None:
+                    followed.setdefault(leader.address, {})[member.group] = (
+                        member.raftCurrentTerm)
+                for node in others:
+                    routes.setdefault(node.address, []).append((member, node))
+                continue
             if member.quiesced:
                 for node in others:
                     led.setdefault(node.address, {})[member.group] = member.raftCurrentTerm
@@ -1512,6 +1536,10 @@ class RaftHost:
 
     def _on_node_heartbeat(self, node: Any, message: dict[str, Any]) -> None:
         now = time.monotonic()
+        address = getattr(node, "address", None)
+        if isinstance(address, str):
+            for member in self.members.values():
+                member.peer_alive(address, now)
         for key, alive in (("led", GroupMember.leader_alive),
                            ("followed", GroupMember.follower_alive)):
             entries = message.get(key)

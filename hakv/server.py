@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from hakv import codec, errors
+from hakv.poller import ERROR, READ, WRITE
 
 if TYPE_CHECKING:
     from hakv.node import Node, Pending
@@ -53,9 +54,7 @@ _WORKERS = 64
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 410: "Gone",
             413: "Payload Too Large", 500: "Internal Server Error",
             503: "Service Unavailable", 504: "Gateway Timeout"}
-_READ = 1  # pysyncobj.poller.POLL_EVENT_TYPE
-_WRITE = 2
-_ERROR = 4
+_READ, _WRITE, _ERROR = READ, WRITE, ERROR
 
 
 class _Forwarder:
@@ -173,6 +172,8 @@ class ApiServer:
             self._poller.unsubscribe(conn.fd)
 
     def _watch(self, conn: _Connection, events: int) -> None:
+        if conn.closed:
+            return  # never subscribe a closed descriptor: poll(2) reports it at once, always
         if events != conn.watching:
             conn.watching = events
             self._poller.subscribe(conn.fd, conn.on_event, events | _ERROR)
@@ -243,6 +244,10 @@ class _Connection:
             log.exception("internal error on an API connection; closing it")
             self.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         if self._closed:
             return
@@ -283,6 +288,8 @@ class _Connection:
             return
         if self._eof:
             self._close_if_done()
+            if self._closed:
+                return  # (re-subscribing a closed descriptor made the raft loop spin)
         elif self._serial and len(self._in) > codec.MAX_REQUEST_BYTES + _MAX_HEAD:
             self._reading = False  # a client pipelining too far ahead: wait for the answer
         self.server._watch(self, (_READ if self._reading else 0) | (_WRITE if self._out else 0))
