@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test unit lint demo demo-down bench chaos clean
+.PHONY: install test unit lint demo demo-down bench bench-scale chaos clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv --clear $(VENV)
@@ -37,6 +37,12 @@ demo-down: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.throughput --repeat 3
+
+# N real node processes for N = 9, 27, 45, 99 (bench/scale.py; SCALE_ARGS="--nodes 9,27" to
+# choose); writes docs/img/scale.png and docs/scale.json.
+SCALE_ARGS ?=
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.scale --json docs/scale.json $(SCALE_ARGS)
 
 chaos: $(STAMP)
 	$(BIN)/python -m chaos.run

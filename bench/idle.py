@@ -3,29 +3,30 @@
     python -m bench.idle [--groups 20] [--seconds 20]
 
 Three local nodes each own every one of G groups (so each hosts G Raft members, all on
-one raft port and one raft thread). After every group has a leader, the nodes are left
-idle and their CPU time (utime+stime from /proc) is measured over ``--seconds``.
+one raft port and one raft thread). After every group has a leader and 2 s of rest, the
+nodes are left idle and their CPU time (utime+stime from /proc) is measured over
+``--seconds``: "settled" (the cluster was talked to only by the start-up health checks and
+the leader polls). Then clients talk to every node (``bench.scale.client_traffic``:
+status and health calls on fresh connections, puts to the first group through a
+keep-alive ``hakv.Client`` that is then closed, a ``Connection: close`` request, a
+connection closed without a request, one reset mid-request), and after 2 s the same idle
+window is measured again: "after traffic". An idle figure taken only on a cluster nobody
+has talked to would hide any cost that client connections leave behind (issue 12).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from bench.scale import client_traffic, cpu_percent
 from hakv.local import LocalCluster
 from tests.support import leader_of, wait_for, write_topology
 
 NODES = ["i1", "i2", "i3"]
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
 
 
 def main() -> None:
@@ -37,23 +38,33 @@ def main() -> None:
     groups = {f"g{i:02d}": NODES for i in range(args.groups)}
     topo = write_topology(base, NODES, groups, cluster="idle")
     cluster = LocalCluster(base / "run")
-    cluster.up(str(topo), wait=60)
     try:
+        cluster.up(str(topo), wait=60)
         endpoints = cluster.endpoints()
         for g in groups:
             wait_for(lambda g=g: leader_of(endpoints, g), 60, what=f"a leader of {g}")
         time.sleep(2.0)  # let start-up work (status records, first heartbeats) settle
-        pids = {n: cluster.pid(n) for n in NODES}
-        before = {n: cpu_seconds(p) for n, p in pids.items() if p}
-        time.sleep(args.seconds)
-        after = {n: cpu_seconds(p) for n, p in pids.items() if p}
-        print(f"{args.groups} groups per node, 3 nodes, idle for {args.seconds:.0f}s")
-        print(f"{'node':<6}{'CPU % of one core':>20}")
+        pids = {}
         for n in NODES:
-            pct = 100 * (after[n] - before[n]) / args.seconds
-            print(f"{n:<6}{pct:>20.2f}")
+            pid = cluster.pid(n)
+            if pid is None:
+                raise RuntimeError(f"node {n} is not running:\n{cluster.log_tail(n)}")
+            pids[n] = pid
+        settled = cpu_percent(pids, args.seconds)
+        traffic = client_traffic(endpoints, next(iter(groups)), nodes=len(endpoints))
+        time.sleep(2.0)
+        after = cpu_percent(pids, args.seconds)
+        print(f"{args.groups} groups per node, 3 nodes, idle for {args.seconds:.0f}s, "
+              f"before and after client traffic ({traffic['actions']} client actions on "
+              f"{traffic['nodes']} nodes, {len(traffic['errors'])} failed)")
+        print(f"{'node':<6}{'settled, % of a core':>22}{'after traffic, % of a core':>28}")
+        for n in NODES:
+            print(f"{n:<6}{settled[n]:>22.2f}{after[n]:>28.2f}")
+        for err in traffic["errors"]:
+            print(f"  traffic error: {err}")
     finally:
         cluster.down()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

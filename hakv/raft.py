@@ -1538,8 +1538,8 @@ class RaftHost:
         now = time.monotonic()
         address = getattr(node, "address", None)
         if isinstance(address, str):
-            for member in self.members.values():
-                member.peer_alive(address, now)
+            for each in self.members.values():
+                each.peer_alive(address, now)
         for key, alive in (("led", GroupMember.leader_alive),
                            ("followed", GroupMember.follower_alive)):
             entries = message.get(key)
