@@ -45,6 +45,7 @@ import itertools
 import json
 import logging
 import math
+import random
 import threading
 import time
 import uuid
@@ -74,6 +75,32 @@ HA_OPS = frozenset({"placement", "events", "ha"})
 # =========================================================================== probing
 
 
+def raft_evidence_window(tuning: ha.HaTuning) -> float:
+    """How long a raft message from a peer counts as its sign of life for the prober.
+
+    Half the failure timeout (never less than one probe interval): a peer's raft traffic
+    comes at least every node-heartbeat period (0.2 s by default), the same as the probe
+    interval, so with no slack any late heartbeat (a busy machine, a GC pause) set off an
+    HTTP probe, and the probe's own work made the next heartbeats later still. The other
+    half of the failure timeout leaves room for the probes that confirm a silent peer."""
+    return max(tuning.probe_interval, tuning.failure_timeout / 2)
+
+
+def probe_backoff(tuning: ha.HaTuning, failures: int) -> float:
+    """Seconds between HTTP probes of a peer after ``failures`` unanswered ones in a row:
+    the probe interval, doubling per failure up to the failure timeout. A dead or frozen
+    peer costs a probe or two per failure timeout, not five a second for as long as it is
+    gone; it still comes back within one failure timeout (its raft traffic is noticed
+    between probes too)."""
+    return min(max(tuning.failure_timeout, tuning.probe_interval),
+               tuning.probe_interval * 2 ** min(failures, 16))
+
+
+def jittered(period: float, rng: random.Random, spread: float = 0.2) -> float:
+    """``period`` +- ``spread``: probers of many nodes do not stay in lock-step."""
+    return period * (1.0 + spread * (2.0 * rng.random() - 1.0))
+
+
 @dataclass
 class _Peer:
     node: str
@@ -92,6 +119,7 @@ class Prober:
         self._peers: dict[str, _Peer] = {}
         self._lock = threading.Lock()
         self.stopping = threading.Event()
+        self._random = random.Random()
 
     def watch(self, peer: str, now: float) -> None:
         with self._lock:
@@ -107,6 +135,7 @@ class Prober:
     def _probe_loop(self, peer: _Peer) -> None:
         conn: http.client.HTTPConnection | None = None
         address = ""
+        failures = 0  # probes in a row that got no answer
         try:
             while not self.stopping.is_set():
                 tuning = tuning_of(self.node)
@@ -126,10 +155,11 @@ class Prober:
                                                       timeout=timeout)
                     address = wanted
                 heard = self._raft_contact(peer.node)
-                if heard is not None and started - heard < tuning.probe_interval:
+                if heard is not None and started - heard < raft_evidence_window(tuning):
                     # Its raft messages arrive: alive, and no HTTP probe is needed.
+                    failures = 0
                     self._record_ok(peer, heard, tuning.failure_timeout)
-                    self.stopping.wait(tuning.probe_interval)
+                    self.stopping.wait(jittered(tuning.probe_interval, self._random))
                     continue
                 ok = False
                 try:
@@ -141,8 +171,12 @@ class Prober:
                     conn.close()
                     conn = None
                 if ok:
+                    failures = 0
                     self._record_ok(peer, time.monotonic(), tuning.failure_timeout)
-                self.stopping.wait(max(0.0, started + tuning.probe_interval - time.monotonic()))
+                else:
+                    failures += 1
+                period = jittered(probe_backoff(tuning, failures), self._random)
+                self.stopping.wait(max(0.0, started + period - time.monotonic()))
         finally:
             if conn is not None:
                 conn.close()
@@ -502,4 +536,4 @@ class Manager:
         }
 
 
-__all__ = ["HA_OPS", "Manager", "Prober"]
+__all__ = ["HA_OPS", "Manager", "Prober", "jittered", "probe_backoff", "raft_evidence_window"]

@@ -710,6 +710,7 @@ class Reconciler:
         self._warned: str | None = None
         self._cache: tuple[int, Records, Topology | None] | None = None
         self._hosted: list[str] = []
+        self._marks_seen = -1  # cluster revision at which this node's own mark was read
         self.passes = 0
 
     # ---------------------------------------------------------------- loop
@@ -768,7 +769,17 @@ class Reconciler:
         hosted = sorted(node.members)
         if hosted != self._hosted:  # the node's status lists its groups
             self._hosted = hosted
-            self._publish[CLUSTER_GROUP] = None
+            if not hosted:  # no sphere of influence: the cluster ensemble keeps it
+                self._publish[CLUSTER_GROUP] = None
+        if revision != self._marks_seen:
+            # The cluster ensemble records failures and reintegrations, not start-ups
+            # (docs/placement.md). A node marked down there that is up again says so
+            # itself: the group leader that would record it may be this very node.
+            self._marks_seen = revision
+            mark = node.machines[CLUSTER_GROUP].store.node_statuses().get(me)
+            state = ((mark or {}).get("status") or {}).get("state")
+            if mark is not None and state != "up":
+                self._publish.setdefault(CLUSTER_GROUP, None)
         self._publish_status()
         # 5. as a group's leader: record its voters, apply the next step of its plan
         for gid in hosted:

@@ -62,6 +62,12 @@ DATA_FORMAT = 1
 _BARRIER = codec.encode(codec.BARRIER)
 
 
+def status_home(hosted: set[str]) -> set[str]:
+    """Where a node's own status record goes: the groups it owns (its sphere of
+    influence), or the cluster ensemble when it owns none (then no other node keeps it)."""
+    return set(hosted) if hosted else {CLUSTER_GROUP}
+
+
 def read_secret(path: str | None) -> str | None:
     """The cluster secret from ``path`` (or $HAKV_SECRET_FILE); None when neither is set."""
     path = path or os.environ.get("HAKV_SECRET_FILE") or None
@@ -277,9 +283,13 @@ class Node:
 
     def _publish_status(self) -> None:
         """Put this node's status into every group it owns, so that exactly its sphere of
-        influence (the owners of those groups) stores it (DESIGN.md point 2, I1), and into
-        the cluster ensemble."""
-        pending = set(self.members) | {CLUSTER_GROUP}
+        influence (the owners of those groups) stores it (DESIGN.md point 2, I1).
+
+        Not into the cluster ensemble (see ``status_home``): it records failures and
+        reintegrations (hakv.manager), which are cluster-level events; a start-up record
+        per node there cost N entries replicated to all N nodes (the patent's N^2), and
+        every node re-read the cluster records after each of them."""
+        pending = status_home(set(self.members))
         while pending and not self._stopping.is_set():
             status = self.own_status()
             for gid in sorted(pending):

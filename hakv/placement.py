@@ -292,10 +292,11 @@ class StartupMessages:
     hakv.node does): sum over groups g of M_g writes x 2(M_g-1). Grows with N only through
     the number of groups, i.e. linearly for a fixed M.
 
-    ``cluster_messages``: each node's "up" event written as its own cluster-level record:
-    N x 2(N-1), as large as full replication. That is the patent's N^2 again, so the cluster
-    ensemble must not record startups one by one: batch them (one entry for every node
-    that came up in a round) or record only failures and reintegrations.
+    ``cluster_messages``: the cluster ensemble records failures and reintegrations, not
+    start-ups, so only a node that owns no group (its status has no other home) writes
+    its "up" there: 2(N-1) messages each, none for a topology whose every node owns a
+    group. One entry per node there would cost N x 2(N-1), as much as full replication
+    (the patent's N^2), and every node re-reads the cluster records after each entry.
     """
 
     group_messages: int
@@ -310,7 +311,8 @@ def startup_messages(topology: Topology) -> StartupMessages:
     """:class:`StartupMessages` for ``topology``, counted without batching."""
     group = sum(len(g.owners) * messages_per_write(len(g.owners)) for g in topology.groups)
     n = len(topology.node_ids)
-    return StartupMessages(group, n * messages_per_write_full(n) if n else 0)
+    homeless = sum(1 for node in topology.node_ids if not topology.groups_of(node))
+    return StartupMessages(group, homeless * messages_per_write_full(n) if n else 0)
 
 
 def cluster_startup_messages(n_nodes: int, m_owners: int) -> int:

@@ -100,6 +100,7 @@ CONTACT_FRESH = 3.0
 QUIET_SLACK = 2.0
 STEP_ASIDE = float(os.environ.get("HAKV_STEP_ASIDE", "0.0004"))  # seconds; 0 = off
 QUIET_TICK = 0.5  # seconds between housekeeping ticks of a quiet member (on a shared grid)
+MIN_POLL = 0.001  # seconds: the shortest sleep of an idle raft loop (see RaftHost._pass)
 
 
 @dataclass(frozen=True)
@@ -1489,7 +1490,9 @@ class RaftHost:
         if members:
             due.append(self._next_node_heartbeat)
         due += wishes
-        return max(0.0, min(due) - time.monotonic()) if due else self._idle_wait
+        # A floor: a deadline that stays in the past (a bug, or a member whose tick does
+        # not move it) costs at most a pass per millisecond, not a busy loop.
+        return max(MIN_POLL, min(due) - time.monotonic()) if due else self._idle_wait
 
     # ------------------------------------------------------------------ node heartbeats
 

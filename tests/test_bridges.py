@@ -5,6 +5,7 @@ capacity."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,15 @@ def test_two_groups_asking_for_the_last_capacity_unit_exactly_one_gets_it(
         answers: dict[str, tuple[int, dict[str, Any]]] = {}
 
         def ask(group: str, via: str) -> None:
-            answers[group] = post(cluster.endpoint(via), "allocate",
-                                  {"group": group, "node": "208", "load": 1})
+            # Right after start-up a follower on 208 may not know its leader yet: the
+            # bridge answers no_quorum (retryable), and the caller retries.
+            deadline = time.monotonic() + 20
+            while True:
+                answers[group] = post(cluster.endpoint(via), "allocate",
+                                      {"group": group, "node": "208", "load": 1})
+                if answers[group][0] != 503 or time.monotonic() > deadline:
+                    return
+                time.sleep(0.2)
 
         asks = [threading.Thread(target=ask, args=("220", "202")),
                 threading.Thread(target=ask, args=("226", "212"))]

@@ -5,8 +5,10 @@ quorum depends on the voters only."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -72,22 +74,42 @@ def test_a_cluster_record_written_through_a_read_only_node_is_seen_everywhere(
             assert client.get(CLUSTER_GROUP, "networks/net0").value == "loopback"
 
 
-def test_every_node_status_reaches_the_cluster_ensemble(five: LocalCluster) -> None:
-    def all_statuses() -> bool:
-        store = inspect_data_dir(str(five.data_dir("d")))["cluster_store"]
-        return sorted(store["node_status"]) == NODES
+def _cluster_statuses(cluster: LocalCluster, node: str) -> dict[str, Any]:
+    statuses: dict[str, Any] = inspect_data_dir(str(cluster.data_dir(node)))[
+        "cluster_store"]["node_status"]
+    return statuses
 
-    wait_for(all_statuses, 20, what="every node's status in the cluster ensemble")
+
+def test_start_ups_are_not_cluster_records(five: LocalCluster) -> None:
+    """Every node owns a group, so its "up" status lives in its groups only: the cluster
+    ensemble gets no entry per node at start-up (that cost N x 2(N-1) messages, the
+    patent's N^2, docs/placement.md). Failures and reintegrations are cluster records:
+    see test_losing_read_only_followers_does_not_touch_the_cluster_quorum."""
+    wait_for(lambda: all(leader_of(five.endpoints(), g) for g in GROUPS), 20,
+             what="a leader in every group")
+    time.sleep(1.0)
+    for node in NODES:
+        assert _cluster_statuses(five, node) == {}, node
 
 
 def test_losing_read_only_followers_does_not_touch_the_cluster_quorum(
         five: LocalCluster) -> None:
+    def states() -> dict[str, str]:
+        return {n: s.get("status", {}).get("state")
+                for n, s in _cluster_statuses(five, "a").items()}
+
     five.kill("d")
-    five.kill("e")
     try:
+        # g2 (c, d, e) keeps its quorum; its leader marks d down, in g2 and in the
+        # cluster ensemble (a failure is a cluster-level record).
+        wait_for(lambda: states() == {"d": "down"}, 20,
+                 what="the failure of d in the cluster records")
+        five.kill("e")
         with Client([five.endpoint(v) for v in VOTERS], timeout=10) as client:
             client.put(CLUSTER_GROUP, "events/probe", "1")
             assert client.get(CLUSTER_GROUP, "events/probe").value == "1"
     finally:
         five.start("d")
         five.start("e")
+    wait_for(lambda: states() == {"d": "up"}, 30,
+             what="d reintegrated in the cluster records")

@@ -1,0 +1,626 @@
+"""Simulated time, links and Raft ensembles, with every message counted.
+
+This module's room: the *costs* of Raft as hakv runs it (how many messages a round, an
+election or a forwarded write sends, and how long they take), over simulated nodes, links
+and time. It decides nothing about placement, routing or failover: those questions go to
+hakv's own pure core (hakv.topology, hakv.placement, hakv.routing, hakv.ha), called from
+hakv.sim.scenarios. Nothing here reads a clock, opens a socket or starts a thread; time
+is the simulation's own (:attr:`Sim.now`) and every random draw comes from the
+``random.Random`` the caller passes in, so a seed fixes every number.
+
+What is modelled, and how (every count below is what hakv/raft.py on pysyncobj 0.3.17
+sends; hakv.placement.WriteMessages has the same breakdown):
+
+- **Links.** A message takes ``link_delay`` one way. A round trip to a follower is two
+  delays, the follower's journal fsync (``fsync``) and an exponential jitter of mean
+  ``link_jitter``; a round to *n* followers that needs *k* acks waits for the *k*-th
+  fastest of *n* such round trips, drawn from its exact distribution (one Beta draw), so a
+  round to 10,000 followers costs one random draw, not 10,000. A message to a node that
+  is down or on the other side of a partition is **not sent and not counted**: hakv's
+  transport has no connection to send it on.
+- **CPU.** Each message costs ``msg_cpu`` seconds of the raft thread of the node that
+  sends it, and of the leader (or candidate) that receives its answer. A node's CPU is one
+  serial resource (``Sim.cpu``): a leader with 10,000 followers spends 10,000 x msg_cpu
+  sending one round, and rounds queue behind each other. Followers' receive costs are not
+  modelled (one message per round each).
+- **A write** (``Ensemble.propose``). The leader's own proposal costs one AppendEntries to
+  each reachable follower and its ack: 2f messages (f followers, voters and read-only).
+  A follower's proposal is forwarded: ``apply_command`` to the leader and
+  ``apply_command_response`` back (2 more), and because a follower waits for it, the
+  leader sends the new commit index at once after the commit (``notify_commit``): one more
+  AppendEntries and ack per follower, 2f more. Commit needs acks from a majority of the
+  voters (hakv.ha.quorum_size); read-only followers (the cluster ensemble's non-voters)
+  receive and ack every entry but never count for it.
+- **Batching.** A leader with nothing in flight sends a proposal at once; proposals that
+  arrive while a round is in flight go out together in one round, at the first ack of the
+  round in flight (the raft thread's next pass) or when the leader's CPU is free,
+  whichever is later (hakv.raft ``propose_now`` and ``_checkCommandsToApply``). A round's
+  messages are counted under the category of its first proposal.
+- **Elections** (``Ensemble.arm``). A voter that hears no leader for its election timeout
+  (uniform in ``[election_timeout_min, election_timeout_max]``) asks every reachable voter
+  for a PreVote (one request and one answer each). Voters that heard a live leader within
+  ``PRE_VOTE_LEASE x election_timeout_min`` refuse. With a majority it runs the election
+  (RequestVote and a vote each, after fsyncing term and vote), and the new leader appends
+  its no-op entry: an ordinary round. Without one it tries again a fresh timeout later.
+  pysyncobj starts no election while connected to nobody. Two candidates at once (a split
+  vote) are not modelled: with PreVote and timeouts spread over 0.6 s against
+  millisecond round trips they are rare.
+- **Heartbeats** (when ``Sim.heartbeats`` is on, as at start-up): a leader sends an empty
+  AppendEntries round to every reachable follower each heartbeat period in which no other
+  round went out, charged to its CPU like any round, until the ensemble goes quiet
+  (hakv.raft: idle for ``QUIESCE_AFTER`` heartbeat periods, every member up and caught
+  up); a member that connects wakes it. Node heartbeats of quiet ensembles are counted by
+  the steady-state figures (hakv.sim.scenarios.steady_load), not played.
+
+Not modelled: packet loss, message sizes and bandwidth, log compaction and snapshots,
+clock drift, disk stalls, split votes, the CPU of followers.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from hakv.ha import HaTuning, has_quorum, quorum_size
+from hakv.topology import HEARTBEAT_PERIOD, RaftTuning
+
+__all__ = [
+    "NODE_HEARTBEAT",
+    "PRE_VOTE_LEASE",
+    "PUBLISH_RETRY",
+    "QUIESCE_AFTER",
+    "Ensemble",
+    "Network",
+    "Proposal",
+    "Sim",
+    "SimParams",
+]
+
+# Constants of hakv.raft and hakv.node, which the simulator must not import (they import
+# pysyncobj and LMDB). tests/test_sim.py checks that they still match their sources.
+PRE_VOTE_LEASE = 0.75
+"""hakv.raft.PRE_VOTE_LEASE: a voter refuses a PreVote while it heard a live leader within
+this many minimum election timeouts."""
+NODE_HEARTBEAT = 2.0
+"""hakv.raft.NODE_HEARTBEAT: node heartbeats go every this many heartbeat periods."""
+QUIESCE_AFTER = 3.0
+"""hakv.raft.QUIESCE_AFTER: an idle leader goes quiet after this many heartbeat periods."""
+PUBLISH_RETRY = 0.5
+"""hakv.node.Node._publish_status and _seed_cluster_records: the wait between passes."""
+
+NEVER = -math.inf
+
+
+@dataclass(frozen=True)
+class SimParams:
+    """The simulated hardware and hakv's timing. Seconds throughout.
+
+    The hardware figures are assumptions, not measurements: a LAN (``link_delay``,
+    ``link_jitter``), an SSD (``fsync``) and ``msg_cpu``, roughly what one small message
+    costs a Python raft thread (pickle, HMAC, a system call). The message counts of the
+    simulation do not depend on them; its times and CPU figures do, linearly in
+    ``msg_cpu`` once a node is busy.
+    """
+
+    link_delay: float = 0.0001
+    link_jitter: float = 0.0002
+    fsync: float = 0.002
+    msg_cpu: float = 20e-6
+    boot_spread: float = 5.0
+    """Nodes power on at uniformly random times within this many seconds."""
+    raft: RaftTuning = field(default_factory=RaftTuning)
+    ha: HaTuning = field(default_factory=HaTuning)
+    heartbeat: float = HEARTBEAT_PERIOD
+
+    def validate(self) -> None:
+        """ValueError naming the first value that is not a finite number >= 0."""
+        for name in ("link_delay", "link_jitter", "fsync", "msg_cpu", "boot_spread",
+                     "heartbeat"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+        if self.heartbeat <= 0:
+            raise ValueError("heartbeat must be > 0")
+        self.raft.validate()
+        self.ha.validate()
+
+
+class Network:
+    """Which nodes are up, and which can reach which (one partition side per node).
+
+    It keeps the number of up nodes on each side, so that an ensemble over every node
+    (10,000 members) counts its reachable followers without looking at each of them.
+    """
+
+    def __init__(self, nodes: Iterable[str]) -> None:
+        self._side: dict[str, int] = dict.fromkeys(nodes, 0)
+        self._down: set[str] = set()
+        self._up_on: Counter[int] = Counter({0: len(self._side)})
+
+    @property
+    def size(self) -> int:
+        return len(self._side)
+
+    def up(self, node: str) -> bool:
+        return node not in self._down
+
+    def set_up(self, node: str, up: bool) -> None:
+        if up and node in self._down:
+            self._down.discard(node)
+            self._up_on[self._side[node]] += 1
+        elif not up and node not in self._down:
+            self._down.add(node)
+            self._up_on[self._side[node]] -= 1
+
+    def partition(self, sides: Mapping[str, int]) -> None:
+        """Cut the network: nodes on different sides cannot reach each other."""
+        self._side.update(sides)
+        self._up_on = Counter(s for n, s in self._side.items() if n not in self._down)
+
+    def side(self, node: str) -> int:
+        return self._side[node]
+
+    def up_with(self, node: str) -> int:
+        """Up nodes on ``node``'s side, itself included (if up)."""
+        return self._up_on[self._side[node]]
+
+    def reachable(self, a: str, b: str) -> bool:
+        """Both up, and on the same side of any partition."""
+        return (a not in self._down and b not in self._down
+                and self._side[a] == self._side[b])
+
+
+class Sim:
+    """The event loop: simulated time, a queue of actions, the message counters.
+
+    Actions run in time order; actions at the same instant run in the order they were
+    scheduled, so a run is a pure function of its inputs and its seed.
+    """
+
+    def __init__(self, params: SimParams, rng: random.Random, nodes: Sequence[str]) -> None:
+        self.params = params
+        self.rng = rng
+        self.now = 0.0
+        self.net = Network(nodes)
+        self.messages: Counter[str] = Counter()
+        self.boot: dict[str, float] = {}
+        # Play leaders' heartbeat rounds as events (start-up). Off, a settled cluster is
+        # taken to be quiet; its heartbeats are the steady-state figures' business.
+        self.heartbeats = False
+        self._cpu_free: dict[str, float] = {}
+        self._queue: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = 0
+        self.events = 0
+
+    # ---- time
+
+    def at(self, when: float, action: Callable[[], None]) -> None:
+        """Run ``action`` at ``when`` (or now, if that has passed)."""
+        self._seq += 1
+        heapq.heappush(self._queue, (max(when, self.now), self._seq, action))
+
+    def run(self, until: float = math.inf) -> None:
+        """Run every action due up to ``until``; the clock stops at the last one run."""
+        queue = self._queue
+        while queue and queue[0][0] <= until:
+            when, _, action = heapq.heappop(queue)
+            self.now = when
+            self.events += 1
+            action()
+
+    # ---- costs
+
+    def count(self, category: str, n: int) -> None:
+        if n:
+            self.messages[category] += n
+
+    def cpu(self, node: str, seconds: float, start: float) -> float:
+        """Use ``seconds`` of ``node``'s raft thread from ``start`` (or when it is free);
+        return when that work began."""
+        begin = max(start, self._cpu_free.get(node, NEVER))
+        self._cpu_free[node] = begin + seconds
+        return begin
+
+    def cpu_free(self, node: str) -> float:
+        return self._cpu_free.get(node, NEVER)
+
+    def one_way(self) -> float:
+        return self.params.link_delay
+
+    def round_trip(self, k: int, n: int, fsync: bool = True) -> float:
+        """The k-th fastest of n round trips (out, fsync if asked, back), in seconds."""
+        p = self.params
+        base = 2 * p.link_delay + (p.fsync if fsync else 0.0)
+        if n <= 0 or k <= 0 or p.link_jitter == 0:
+            return base
+        u = self.rng.betavariate(k, n - k + 1)  # k-th order statistic of n uniforms
+        return base - math.log1p(-min(u, 1 - 1e-16)) * p.link_jitter
+
+    def timeout(self) -> float:
+        """A fresh Raft election timeout."""
+        raft = self.params.raft
+        return self.rng.uniform(raft.election_timeout_min, raft.election_timeout_max)
+
+
+@dataclass
+class Proposal:
+    """A command on its way into an ensemble's log. ``on_commit`` runs when the proposer
+    has it applied: at the commit on the leader, one link delay later on a follower."""
+
+    origin: str
+    category: str
+    on_commit: Callable[[], None] | None
+    forwarded: bool
+
+
+class Ensemble:
+    """One Raft ensemble: a resource group's owners, or an all-node ensemble (hakv's
+    cluster ensemble with its read-only followers, or full replication's one ensemble).
+
+    Every message it sends is added to ``messages`` (and to the Sim's counters by
+    category), so a scenario can tell which ensembles reacted to an event at all.
+    """
+
+    def __init__(self, sim: Sim, name: str, voters: Sequence[str],
+                 readonly: Sequence[str] = ()) -> None:
+        self.sim = sim
+        self.name = name
+        self.voters = tuple(voters)
+        self.readonly = tuple(readonly)
+        self.members = self.voters + self.readonly
+        self.quorum = quorum_size(len(self.voters))
+        self.leader: str | None = None
+        self.leader_since = NEVER
+        self.term = 0
+        self.elections = 0
+        self.electing = False
+        self.heard_leader: dict[str, float] = {}
+        self.messages = 0
+        self.rounds = 0
+        self.committed = 0
+        self.lost = 0
+        self.stalled: list[Proposal] = []
+        self.on_leader: list[Callable[[Ensemble], None]] = []
+        self._timer_gen: dict[str, int] = {}
+        self._queue: list[Proposal] = []
+        self._round_pending = False
+        self._next_send = NEVER
+        self._last_round = NEVER
+        self._last_entries = NEVER
+        self._hb_timer = False
+        self.quiet = False
+        # An ensemble over every node counts its reachable members through the network's
+        # per-side counts instead of looking at 10,000 of them for every round.
+        self._everyone = len(set(self.members)) == sim.net.size
+        self.categories: Counter[str] = Counter()
+        self.kinds: set[str] = set()  # every kind of command it carried or sent for
+
+    def _set_members(self, voters: Sequence[str], readonly: Sequence[str]) -> None:
+        self.voters, self.readonly = tuple(voters), tuple(readonly)
+        self.members = self.voters + self.readonly
+        self.quorum = quorum_size(len(self.voters))
+        self._everyone = len(set(self.members)) == self.sim.net.size
+
+    def add_readonly(self, node: str) -> None:
+        """A new owner starts as a read-only member (hakv.membership: it catches up)."""
+        if node not in self.members:
+            self._set_members(self.voters, (*self.readonly, node))
+
+    def change_voters(self, action: str, node: str) -> None:
+        """Apply one single-server configuration change (hakv.membership.Step)."""
+        if action == "add":
+            readonly = tuple(m for m in self.readonly if m != node)
+            self._set_members((*self.voters, node) if node not in self.voters else self.voters,
+                              readonly)
+        else:
+            self._set_members(tuple(v for v in self.voters if v != node), self.readonly)
+
+    def __repr__(self) -> str:
+        return f"Ensemble({self.name!r}, leader={self.leader!r}, term={self.term})"
+
+    def count(self, category: str, n: int) -> None:
+        if n:
+            self.messages += n
+            self.categories[category] += n
+            self.kinds.add(category)
+            self.sim.count(category, n)
+
+    def reachable_followers(self, node: str) -> tuple[int, int]:
+        """(members, voters) other than ``node`` that ``node`` can reach now."""
+        net = self.sim.net
+        if not net.up(node):
+            return 0, 0
+        if self._everyone:
+            members = net.up_with(node) - 1
+            if not self.readonly:
+                return members, members
+            voters = sum(1 for v in self.voters if v != node and net.reachable(node, v))
+            return members, voters
+        members = voters = 0
+        for m in self.members:
+            if m != node and net.reachable(node, m):
+                members += 1
+        for v in self.voters:
+            if v != node and net.reachable(node, v):
+                voters += 1
+        return members, voters
+
+    def quorum_sides(self) -> tuple[int, ...]:
+        """The partition sides on which a majority of the voters is up and together
+        (hakv.ha.has_quorum): where this ensemble can elect a leader and commit."""
+        net = self.sim.net
+        by_side: dict[int, list[str]] = {}
+        for v in self.voters:
+            if net.up(v):
+                by_side.setdefault(net.side(v), []).append(v)
+        return tuple(sorted(s for s, up in by_side.items() if has_quorum(self.voters, up)))
+
+    # ---- leadership
+
+    def install_leader(self, node: str, since: float = 0.0) -> None:
+        """Start from a settled state: ``node`` leads (term 1), everyone has heard it."""
+        self.leader, self.leader_since, self.term = node, since, max(self.term, 1)
+        self._next_send = since
+
+    def knows_leader(self, node: str, now: float) -> bool:
+        """Whether ``node`` knows the current leader at ``now``: the leader itself; a
+        member up when it was elected once its first round reached it; a member that came
+        up later within one heartbeat period of its start."""
+        leader = self.leader
+        if leader is None or not self.sim.net.reachable(node, leader):
+            return False
+        if node == leader:
+            return True
+        boot = self.sim.boot.get(node, NEVER)
+        if boot <= self.leader_since:
+            return now >= self.leader_since + self.sim.one_way()
+        return now >= boot + self.sim.params.heartbeat
+
+    def arm(self, node: str, at: float) -> None:
+        """(Re)start ``node``'s election timer: it fires at ``at`` unless re-armed."""
+        gen = self._timer_gen.get(node, 0) + 1
+        self._timer_gen[node] = gen
+        self.sim.at(at, lambda: self._deadline(node, gen))
+
+    def leader_lost(self, last_contact: float) -> None:
+        """The leader is gone (it crashed at ``sim.now``): its followers heard it last at
+        ``last_contact`` and each times out a fresh election timeout after that."""
+        self.leader = None
+        sim = self.sim
+        for v in self.voters:
+            if sim.net.up(v):
+                self.heard_leader[v] = last_contact
+                self.arm(v, last_contact + sim.one_way() + sim.timeout())
+
+    def _hears_leader(self, node: str) -> bool:
+        leader = self.leader
+        return leader is not None and (leader == node or self.sim.net.reachable(node, leader))
+
+    def _refuses_pre_vote(self, voter: str, now: float) -> bool:
+        if self._hears_leader(voter):
+            return True
+        lease = PRE_VOTE_LEASE * self.sim.params.raft.election_timeout_min
+        return now - self.heard_leader.get(voter, NEVER) < lease
+
+    def _deadline(self, node: str, gen: int) -> None:
+        sim = self.sim
+        if self._timer_gen.get(node) != gen or not sim.net.up(node):
+            return
+        if self._hears_leader(node):
+            return  # heartbeats keep moving its deadline; re-armed when the leader is lost
+        if self.electing:
+            self.arm(node, sim.now + sim.timeout())
+            return
+        self._campaign(node)
+
+    def _campaign(self, node: str) -> None:
+        sim = self.sim
+        now, c = sim.now, sim.params.msg_cpu
+        _, peers = self.reachable_followers(node)
+        need = self.quorum - 1
+        if not peers and need > 0:
+            self.arm(node, now + sim.timeout())  # connected to nobody: no election
+            return
+        # PreVote: a question to every reachable voter, an answer from each.
+        self.count("election", 2 * peers)
+        start = sim.cpu(node, 2 * peers * c, now)
+        if self.leader is None and not self.heard_leader:
+            granting = peers  # nobody has heard a leader yet (a cluster coming up)
+        else:
+            granting = sum(1 for v in self.voters if v != node and sim.net.reachable(node, v)
+                           and not self._refuses_pre_vote(v, now))
+        if granting < need:
+            self.arm(node, now + sim.timeout())
+            return
+        asked = start + peers * c + sim.round_trip(need, granting, fsync=False)
+        # The election: term and vote fsynced, RequestVote to each, a vote back from each
+        # voter that grants it (it fsyncs its vote first).
+        self.count("election", peers + granting)
+        vote = sim.cpu(node, (peers + need) * c, asked + sim.params.fsync)
+        won = vote + peers * c + sim.round_trip(need, granting) + need * c
+        self.electing = True
+        sim.at(won, lambda: self._won(node))
+
+    def _won(self, node: str) -> None:
+        sim = self.sim
+        self.electing = False
+        if not sim.net.up(node):
+            return
+        self.take_leadership(node)
+
+    def take_leadership(self, node: str, category: str = "election") -> None:
+        """``node`` becomes leader now (after an election or a hand-over): a new term,
+        and its no-op entry in the first round."""
+        self.term += 1
+        self.elections += 1
+        self.leader = node
+        self.leader_since = self.sim.now
+        self._next_send = self.sim.now
+        self._queue.insert(0, Proposal(node, category, None, False))
+        self._maybe_send()
+        for callback in list(self.on_leader):
+            callback(self)
+
+    def hand_over(self, target: str) -> None:
+        """Leadership hand-over (hakv.raft ``hand_over_leadership``): TimeoutNow to
+        ``target``, which runs an election at once, without PreVote (RequestVote and a
+        vote from each reachable voter), then its no-op round."""
+        sim = self.sim
+        leader = self.leader
+        if (leader is None or target == leader or self.electing
+                or not sim.net.reachable(leader, target)):
+            return
+        c = sim.params.msg_cpu
+        _, peers = self.reachable_followers(target)
+        need = self.quorum - 1
+        self.count("handover", 1 + 2 * peers)
+        start = sim.cpu(target, (peers + need) * c, sim.now + sim.one_way() + sim.params.fsync)
+        won = start + peers * c + sim.round_trip(need, peers) + need * c
+        self.electing = True
+
+        def done() -> None:
+            self.electing = False
+            if sim.net.up(target):
+                self.take_leadership(target, "handover")
+
+        sim.at(won, done)
+
+    # ---- writes
+
+    def propose(self, origin: str, category: str,
+                on_commit: Callable[[], None] | None = None) -> bool:
+        """``origin`` proposes a command now. False (nothing sent) when it knows no
+        leader: pysyncobj fails such a proposal at once (MISSING_LEADER)."""
+        sim = self.sim
+        leader = self.leader
+        if leader is None or self.electing or not self.knows_leader(origin, sim.now):
+            return False
+        if origin == leader:
+            self._arrive(Proposal(origin, category, on_commit, False), leader)
+            return True
+        c = sim.params.msg_cpu
+        self.count(category, 2)  # apply_command, apply_command_response
+        sent = sim.cpu(origin, c, sim.now) + c
+        proposal = Proposal(origin, category, on_commit, True)
+        sim.at(sent + sim.one_way(), lambda: self._arrive(proposal, leader))
+        return True
+
+    def _arrive(self, proposal: Proposal, leader: str) -> None:
+        sim = self.sim
+        if self.leader != leader or not sim.net.up(leader):
+            self.lost += 1  # the leader changed meanwhile: the proposer would time out
+            return
+        if proposal.forwarded:
+            sim.cpu(leader, 2 * sim.params.msg_cpu, sim.now)
+        self._queue.append(proposal)
+        self._maybe_send()
+
+    def _maybe_send(self) -> None:
+        if self._round_pending or not self._queue or self.leader is None:
+            return
+        self._round_pending = True
+        sim = self.sim
+        start = max(sim.now, self._next_send, sim.cpu_free(self.leader))
+        sim.at(start, self._send_round)
+
+    def _send_round(self) -> None:
+        self._round_pending = False
+        leader = self.leader
+        if leader is None or not self._queue:
+            return
+        sim = self.sim
+        c = sim.params.msg_cpu
+        batch, self._queue = self._queue, []
+        f, voting = self.reachable_followers(leader)
+        need = self.quorum - 1
+        self.kinds.update(p.category for p in batch)
+        self.count(batch[0].category, 2 * f)
+        start = sim.cpu(leader, f * c, sim.now)
+        sent = start + f * c
+        self.rounds += 1
+        self._last_round = self._last_entries = start
+        self.quiet = False
+        self._arm_heartbeat()
+        if voting < need:
+            self.stalled.extend(batch)  # no quorum: the entries wait in the log
+            return
+        commit = max(sent + sim.round_trip(need, voting) + need * c, start + sim.params.fsync)
+        self._next_send = sent + sim.round_trip(1, f) if f else commit
+        sim.cpu(leader, f * c, commit)  # reading the acks
+        sim.at(commit, lambda: self._commit(batch, leader, f))
+
+    def _commit(self, batch: list[Proposal], leader: str, followers: int) -> None:
+        sim = self.sim
+        if any(p.forwarded for p in batch):
+            # notify_commit: a follower waits for this, so the commit index goes at once.
+            self.count(batch[0].category, 2 * followers)
+            sim.cpu(leader, 2 * followers * sim.params.msg_cpu, sim.now)
+        self.committed += len(batch)
+        for p in batch:
+            if p.on_commit is None:
+                continue
+            if p.origin == leader:
+                p.on_commit()
+            else:
+                sim.at(sim.now + sim.one_way(), p.on_commit)
+
+    def read_index(self, category: str, on_done: Callable[[], None]) -> None:
+        """A linearizable read on the leader (ReadIndex): one probe and its answer per
+        reachable voter, done at a majority; no log entry."""
+        sim = self.sim
+        leader = self.leader
+        if leader is None:
+            return
+        c = sim.params.msg_cpu
+        _, voters = self.reachable_followers(leader)
+        need = self.quorum - 1
+        self.count(category, 2 * voters)
+        start = sim.cpu(leader, 2 * voters * c, sim.now)
+        sim.at(start + voters * c + sim.round_trip(need, voters, fsync=False), on_done)
+
+    # ---- heartbeats (only when ``Sim.heartbeats`` is on)
+
+    def _arm_heartbeat(self) -> None:
+        if not self.sim.heartbeats or self._hb_timer or self.leader is None:
+            return
+        self._hb_timer = True
+        self.sim.at(self._last_round + self.sim.params.heartbeat, self._heartbeat)
+
+    def _caught_up(self, leader: str) -> bool:
+        net = self.sim.net
+        if self._everyone:
+            return net.up_with(leader) == net.size
+        return all(net.reachable(leader, m) for m in self.members)
+
+    def _heartbeat(self) -> None:
+        """A heartbeat period passed without an AppendEntries round: send an empty one to
+        every reachable follower (and read the acks), or go quiet (hakv.raft: idle for
+        QUIESCE_AFTER periods, every member up and caught up)."""
+        self._hb_timer = False
+        sim = self.sim
+        leader = self.leader
+        if leader is None or not sim.net.up(leader):
+            return
+        hb = sim.params.heartbeat
+        now = sim.now
+        if now < self._last_round + hb - 1e-12:
+            self._arm_heartbeat()
+            return
+        if now - self._last_entries >= QUIESCE_AFTER * hb - 1e-12 and self._caught_up(leader):
+            self.quiet = True
+            return
+        f, _ = self.reachable_followers(leader)
+        self.count("heartbeat", 2 * f)
+        self._last_round = sim.cpu(leader, 2 * f * sim.params.msg_cpu, now)
+        self._arm_heartbeat()
+
+    def wake(self) -> None:
+        """A member (re)connected: a quiet leader heartbeats again at once."""
+        if self.quiet and self.leader is not None:
+            self.quiet = False
+            self._last_round = self.sim.now - self.sim.params.heartbeat
+            self._arm_heartbeat()

@@ -1,0 +1,364 @@
+"""hakv.sim: the simulation of the patent's claims, checked against counts made by hand.
+
+The hand counts use the rules of hakv/sim/model.py's docstring (what hakv/raft.py sends):
+a leader's own write costs 2f (an AppendEntries to each of its f reachable followers and
+an ack each); a follower's write is forwarded, 2 more (apply_command and its response),
+and the leader sends the commit index at once after it, 2f more; an election is a PreVote
+round (2 per reachable voter), a vote round (2 each) and the new leader's no-op round
+(2f). Messages to a node that is down are not sent. Pure and fast: no processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hakv.ha import HaTuning
+from hakv.placement import GroupRecord, records_on, replication_set
+from hakv.sim import chain_topology
+from hakv.sim.__main__ import main
+from hakv.sim.cluster import SIM_APP, SimCluster
+from hakv.sim.model import Ensemble, Sim, SimParams
+from hakv.sim.report import Config, format_table, run_all, run_config
+from hakv.sim.scenarios import node_failure, serving, serving_under, startup, write_costs
+from hakv.topology import Topology, load_topology
+
+ROOT = Path(__file__).resolve().parents[1]
+NINE = ROOT / "examples" / "nine-node.toml"
+EXACT = SimParams(link_jitter=0.0, msg_cpu=0.0)  # no randomness in delays, no CPU queues
+
+
+@pytest.fixture(scope="module")
+def nine() -> Topology:
+    """The patent's nine-node example, each group running an app (Figs. 2A-2H, 4)."""
+    topology = load_topology(NINE)
+    groups = tuple(dataclasses.replace(g, app=SIM_APP) for g in topology.groups)
+    return dataclasses.replace(topology, groups=groups)
+
+
+def _kinds(pairs: tuple[tuple[str, int], ...]) -> dict[str, int]:
+    return dict(pairs)
+
+
+# --------------------------------------------------------------------------- the topology
+
+
+def test_chain_topology_has_the_benchmark_shape() -> None:
+    # N = 9, M = 3: ceil(9 / 2) = 5 groups (the issue's table), group k = 2k, 2k+1, 2k+2
+    # mod 9; the last one closes the ring through n0 and n1.
+    t = chain_topology(9, 3)
+    assert [g.owners for g in t.groups] == [
+        ("n0", "n1", "n2"), ("n2", "n3", "n4"), ("n4", "n5", "n6"), ("n6", "n7", "n8"),
+        ("n8", "n0", "n1")]
+    assert t.cluster_voters == ("n0", "n1", "n2")
+    five = chain_topology(1000, 5)
+    assert len(five.groups) == 250
+    assert five.groups[1].owners == ("n4", "n5", "n6", "n7", "n8")
+    assert five.groups[-1].owners == ("n996", "n997", "n998", "n999", "n0")
+    with pytest.raises(ValueError):
+        chain_topology(2, 3)
+    with pytest.raises(ValueError):
+        chain_topology(10, 1)
+
+
+def test_ensembles_are_the_replication_sets(nine: Topology) -> None:
+    cluster = SimCluster(Sim(SimParams(), random.Random(0), nine.node_ids), nine, "hakv")
+    for group in nine.groups:
+        assert set(cluster.of_group(group.id).members) == replication_set(
+            nine, GroupRecord(group.id))
+    assert cluster.all_nodes.voters == ("202", "204", "206")
+    assert len(cluster.all_nodes.readonly) == 6
+    full = SimCluster(Sim(SimParams(), random.Random(0), nine.node_ids), nine, "full")
+    assert {full.of_group(g.id).name for g in nine.groups} == {"_all"}
+    assert len(full.all_nodes.voters) == 9
+
+
+# --------------------------------------------------------------------------- the cost model
+
+
+def _settled(voters: tuple[str, ...], readonly: tuple[str, ...] = ()) -> tuple[Sim, Ensemble]:
+    sim = Sim(EXACT, random.Random(0), voters + readonly)
+    ensemble = Ensemble(sim, "g", voters, readonly)
+    ensemble.install_leader(voters[0], since=-10.0)
+    return sim, ensemble
+
+
+def test_a_write_costs_what_hakv_raft_sends() -> None:
+    sim, ensemble = _settled(("a", "b", "c"))
+    done: list[float] = []
+    ensemble.propose("a", "w", lambda: done.append(sim.now))  # the leader's own: 2 x 2
+    sim.run()
+    assert ensemble.messages == 4
+    # A follower's: forwarded (2), the round (4), the commit index at once (4).
+    ensemble.propose("b", "w", lambda: done.append(sim.now))
+    sim.run()
+    assert ensemble.messages == 4 + 10
+    # Commit waits for one ack: out, fsync, back (2 x 0.1 ms + 2 ms).
+    assert done[0] == pytest.approx(0.0022)
+    # A follower that is down gets nothing, and sends no ack: 2 messages; still a quorum.
+    sim.net.set_up("c", False)
+    ensemble.propose("a", "w")
+    sim.run()
+    assert ensemble.messages == 14 + 2 and ensemble.committed == 3
+
+
+def test_proposals_that_arrive_together_share_a_round() -> None:
+    sim, ensemble = _settled(("a", "b", "c"))
+    for _ in range(3):
+        ensemble.propose("a", "w")  # one round for the three: 4 messages, not 12
+    sim.run()
+    assert (ensemble.messages, ensemble.rounds, ensemble.committed) == (4, 1, 3)
+
+
+def test_read_only_followers_ack_but_never_count_for_the_quorum() -> None:
+    sim, ensemble = _settled(("a", "b", "c"), readonly=("r1", "r2", "r3"))
+    ensemble.propose("a", "w")
+    sim.run()
+    assert ensemble.messages == 2 * 5  # the entry reaches all five others, five acks
+    sim.net.set_up("b", False)
+    sim.net.set_up("c", False)
+    ensemble.propose("a", "w")  # three read-only acks are no majority of a, b, c
+    sim.run()
+    assert ensemble.committed == 1 and len(ensemble.stalled) == 1
+
+
+def test_an_election_after_the_leader_died() -> None:
+    sim, ensemble = _settled(("a", "b", "c"))
+    sim.net.set_up("a", False)
+    ensemble.leader_lost(last_contact=0.0)
+    sim.run()
+    # PreVote: 1 question + 1 answer; the vote: 1 + 1; the no-op round: 1 + 1.
+    assert ensemble.leader in ("b", "c") and ensemble.messages == 6
+    # Timeouts are 0.4-1.0 s; the election itself takes a few milliseconds.
+    assert 0.4 < ensemble.leader_since < 1.02
+
+
+# --------------------------------------------------------------------------- hand counts
+
+
+def test_startup_of_a_six_node_chain_counted_by_hand() -> None:
+    # Groups g0 = n0 n1 n2, g1 = n2 n3 n4, g2 = n4 n5 n0; cluster voters n0 n1 n2, and
+    # n3 n4 n5 follow the cluster ensemble read-only. The nodes come up ten seconds
+    # apart, so each ensemble elects as soon as its second voter is up.
+    t = chain_topology(6, 3)
+    boots = {"n0": 0.0, "n1": 10.13, "n2": 20.29, "n3": 30.41, "n4": 40.57, "n5": 50.73}
+    up = startup(t, "hakv", EXACT, random.Random(0), boots=boots)
+    groups, cluster = _kinds(up.group_by_category), _kinds(up.all_node_by_category)
+    # Each group: one election between its first two owners, with one peer each way:
+    # PreVote 2 + vote 2 + no-op round 2 = 6; three groups: 18.
+    assert groups["election"] == 18
+    # Each group's status writes: of its first two owners, the leader's own (one
+    # follower up: 2) and the other's, forwarded (2 + 2 + 2 = 6); the third owner's,
+    # forwarded with two followers up (2 + 4 + 4 = 10): 18; three groups: 54.
+    assert groups["status"] == 54
+    # The cluster ensemble: n0 and n1 elect (6). Each voter seeds the one seed transaction
+    # (10 records): of n0 and n1, the leader's own (2) and the other's, forwarded (6);
+    # n2's, forwarded with n0 and n1 up (2 + 4 + 4). No node status goes there: every node
+    # owns a group, its status's home (hakv.node.status_home).
+    assert cluster["election"] == 6
+    assert cluster["seed"] == 2 + 6 + 10
+    assert "status" not in cluster
+    assert up.status_writes == 9  # 3 per group
+    # The patent's count from hakv.placement: 3 groups x 3 owners x 4 messages.
+    assert up.formula_messages == 36
+    # Every group serves once its third owner's status is in: g2's is n5's, at 50.73 s
+    # (+0.5 s publisher pass, + the round).
+    assert 51.2 < up.groups_ready < 51.3
+
+
+def test_writes_on_the_nine_node_example(nine: Topology) -> None:
+    w = write_costs(nine, "hakv", EXACT, random.Random(0))
+    # A write to 220 (202 leads; 208 and 214 follow): 2 entries + 2 acks. A cluster-level
+    # write: the cluster ensemble's 2 other voters and 6 read-only followers: 8 + 8.
+    assert (w.group_write, w.cluster_write) == (4, 16) == (w.formula_group, w.formula_cluster)
+    full = write_costs(nine, "full", EXACT, random.Random(0))
+    assert (full.group_write, full.cluster_write) == (16, 16)
+
+
+def test_node_208_fails_counted_by_hand(nine: Topology) -> None:
+    # The patent's scenario: 208 fails. It follows in 220 (202 leads) and runs and leads
+    # 226 (owners 208 > 210 > 212); 202 leads the cluster ensemble, 208 follows it.
+    f = node_failure(nine, "hakv", SimParams(), random.Random(0), node="208")
+    assert f.reacting == ("220", "226")
+    assert f.elections == ("226",)
+    # 222 lists 210, where 226's app goes: the bridge on 210 reads 222 (a barrier through
+    # its log) and forwards the allocation notice to it. A notice, not a reaction.
+    assert f.notified == ("222",)
+    assert f.placed == (("226", "210"),)  # by precedence, 208 being down
+    # "202, 214, 210 and 212 mark it down" (DESIGN.md): its sphere of influence.
+    assert f.stored_on == f.sphere == 4
+    kinds = _kinds(f.by_category)
+    # 226 elects between 210 and 212: PreVote 2, vote 2, no-op 2.
+    assert kinds["election"] == 6
+    # Marks: 202 writes "208 down" into 220 (to 214: 2), 226's leader into 226 (2). Both
+    # record it in the cluster ensemble: 202 leads it, its own write to the 7 nodes up
+    # (14); 226's leader follows it, forwarded: 2 + 14 + 14 = 30.
+    assert kinds["mark"] == 2 + 2 + 14 + 30
+    # Its Fig. 3 route would go through the bridge on 208 itself: down, so not carried.
+    assert f.skipped_hops == 2
+    (winner,) = dict(f.elected).values()
+    if winner == "210":
+        # 210 leads 226 and allocates on itself: a barrier in 222 (it follows there:
+        # 2 + 4 + 4 = 10), a ReadIndex in 226 (2), the allocation in 226 (2); the notice
+        # into 222 (10); the placement (2); 210's report that the app runs (2).
+        assert kinds["allocate"] == 10 + 2 + 2
+        assert (kinds["bridge"], kinds["place"], kinds["report"]) == (10, 2, 2)
+        assert "handover" not in kinds
+    else:
+        # 212 leads: POST /v1/allocate to 210 and its answer (2), barriers in 222 (10)
+        # and 226 (forwarded: 2 + 2 + 2 = 6), the allocation, forwarded (6); the notice
+        # (10); the placement (2); 210's report, forwarded (6); then leadership follows
+        # the app: TimeoutNow 1, a vote each way 2, 210's no-op round 2.
+        assert winner == "212"
+        assert kinds["allocate"] == 2 + 10 + 6 + 6
+        assert (kinds["bridge"], kinds["place"], kinds["report"]) == (10, 2, 6)
+        assert kinds["handover"] == 5
+    # Two probers (220's leader, and 226's new one) probe 208 once raft traffic has been
+    # missing for half the failure timeout, backing off (0.2 s, 0.4 s, ...) until the mark.
+    assert 2 <= kinds["probe"] <= 8
+    # The app is placed again once 208's lease has surely expired: at most a renewal
+    # interval after the crash it saw the last renewal, plus lease * (1 + drift) + margin
+    # (hakv.ha.lease_expiry); a manager round and the allocation on top.
+    ha = HaTuning()
+    assert ha.takeover_wait - ha.renew_interval < f.replace_seconds < ha.takeover_wait + 0.2
+    # Replacing 208 for good by the spare 216 (first node outside its sphere, no voter),
+    # in 220 (202 leads 220 and the cluster ensemble) and 226 (210 follows the cluster):
+    # per group the owner list (cluster write, 14), 216's status in the group as a new
+    # read-only member (2 + 4 + 4), its joins/ record (2 + 14 + 14), +216 (4), the voters
+    # recorded (14 or 30), -208 (4), the voters recorded (14 or 30).
+    assert f.replace_steps == (("220", "+216"), ("220", "-208"), ("226", "+216"),
+                               ("226", "-208"))
+    assert f.replace_node_messages == (14 + 10 + 30 + 4 + 14 + 4 + 14) + (
+        14 + 10 + 30 + 4 + 30 + 4 + 30)
+
+
+def test_node_208_fails_under_full_replication(nine: Topology) -> None:
+    f = node_failure(nine, "full", SimParams(), random.Random(0), node="208")
+    # One ensemble holds every record: every group's replicas take the writes.
+    assert f.reacting == ("220", "222", "224", "226") and f.elections == ()
+    assert f.stored_on == 8  # every other node, not just its sphere
+    kinds = _kinds(f.by_category)
+    # The leader 202 marks 208 down (2 x 7) and places 226's app (2 x 7); 210 reports it
+    # running, forwarded: 2 + 14 + 14.
+    assert (kinds["mark"], kinds["place"], kinds["report"]) == (14, 14, 30)
+    assert f.replace_node_messages == 2 * 14  # each group's owner list, one write
+
+
+def test_patent_quorum_scenarios_by_hand(nine: Topology) -> None:
+    others = [n for n in nine.node_ids if n not in ("202", "208")]
+    # Whole cluster restarted, only 202 and 208 up: 220 has 2 of 3 and serves; 222, 224
+    # and 226 have at most one owner; the cluster (2 of 9) has no majority.
+    hakv = serving_under(nine, "hakv", down=others)
+    assert (hakv.serving, hakv.cluster_quorum) == (1, False)
+    assert serving_under(nine, "full", down=others).serving == 0
+    # Three sides, one per column of Fig. 2A: 220, 222 and 224 each have all their owners
+    # on one side; 226 (208 | 210 | 212) has one owner per side. No side has 5 of 9.
+    sides = {n: i for i, col in enumerate((("202", "208", "214"), ("204", "210", "216"),
+                                           ("206", "212", "218"))) for n in col}
+    assert serving_under(nine, "hakv", sides=sides).serving == 3
+    assert serving_under(nine, "full", sides=sides).serving == 0
+    # 202 204 206 208 210 | 212 214 216 218: 220, 222 and 226 keep 2 owners on the first
+    # side, 224 (206 | 212 218) on the second. Full replication: the first side has 5 of
+    # 9 and an owner of every group.
+    cut = {n: int(n >= "212") for n in nine.node_ids}
+    assert serving_under(nine, "hakv", sides=cut).serving == 4
+    assert serving_under(nine, "full", sides=cut).serving == 4
+
+
+# --------------------------------------------------------------------------- invariants
+
+
+@pytest.mark.parametrize("owners", [3, 5])
+def test_a_failure_makes_exactly_the_groups_that_list_the_node_react(owners: int) -> None:
+    # I6: groups that do not list the failed node see no election, mark or placement.
+    t = chain_topology(40, owners)
+    for node in ("n4", "n8", "n13", "n21", "n33"):
+        f = node_failure(t, "hakv", SimParams(), random.Random(node), node=node)
+        listing = tuple(g.id for g in t.groups_of(node))
+        assert f.reacting == listing == records_on(t, node).groups
+        assert set(f.elections) <= set(listing)
+        assert f.stored_on == f.sphere
+        # A notice reaches only groups that share a node with a reacting group: one hop.
+        near = {g.id for gid in listing for o in t.group(gid).owners for g in t.groups_of(o)}
+        assert set(f.notified) <= near - set(listing)
+
+
+@pytest.mark.parametrize("scheme", ["hakv", "full"])
+def test_no_group_serves_on_both_sides_of_a_partition(scheme: str) -> None:
+    for owners in (3, 5):
+        t = chain_topology(60, owners)
+        for seed in range(6):
+            for result in serving(t, scheme, random.Random(seed)):
+                assert result.split_brain == 0
+    # Directly: every ensemble has a quorum on at most one side of random cuts.
+    t = chain_topology(60, 3)
+    for seed in range(20):
+        rng = random.Random(seed)
+        sim = Sim(SimParams(), rng, t.node_ids)
+        cluster = SimCluster(sim, t, "hakv")
+        sim.net.partition({n: rng.randrange(2 + seed % 3) for n in t.node_ids})
+        for ensemble in cluster.ensembles.values():
+            assert len(ensemble.quorum_sides()) <= 1
+
+
+def test_with_an_odd_owner_count_every_group_survives_any_two_way_split() -> None:
+    t = chain_topology(60, 3)
+    results = {r.fault: r for r in serving(t, "hakv", random.Random(3))}
+    assert results["split 50/50"].fraction == results["split 60/40"].fraction == 1.0
+    full = {r.fault: r for r in serving(t, "full", random.Random(3))}
+    assert full["split 50/50"].serving == 0  # no side has 31 of 60
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def test_same_seed_same_table_and_another_seed_differs() -> None:
+    first = format_table(run_all([24, 48], [3], seed=7))
+    assert first == format_table(run_all([24, 48], [3], seed=7))
+    assert first.startswith("| metric | 24 nodes, M=3, hakv | 24 nodes, M=3, full |")
+    other = run_config(Config(200, 3, "hakv"), seed=8)
+    same = run_config(Config(200, 3, "hakv"), seed=7)
+    assert other.failure.node != same.failure.node or other.serving != same.serving
+
+
+def test_the_output_does_not_depend_on_hash_randomization() -> None:
+    def table(hashseed: str) -> str:
+        env = {**os.environ, "PYTHONHASHSEED": hashseed}
+        return subprocess.run(
+            [sys.executable, "-m", "hakv.sim", "--nodes", "30", "--owners", "3,5"],
+            cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+
+    assert table("1") == table("2")
+
+
+def test_main_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--nodes", "12", "--owners", "3", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "| node failure: groups that react | 2 | 6 |" in out
+    with pytest.raises(SystemExit):
+        main(["--nodes", "2", "--owners", "3"])
+
+
+def test_constants_match_their_sources() -> None:
+    from hakv import node, raft
+    from hakv.sim import model
+
+    assert model.PRE_VOTE_LEASE == raft.PRE_VOTE_LEASE
+    assert model.NODE_HEARTBEAT == raft.NODE_HEARTBEAT
+    assert model.QUIESCE_AFTER == raft.QUIESCE_AFTER
+    assert SimParams().heartbeat == raft.RaftSettings().heartbeat_period
+    # A node's status goes to its groups (the route of its status report), or to the
+    # cluster ensemble when it owns none: hakv.node.status_home.
+    t = chain_topology(9, 3)
+    sim = Sim(SimParams(), random.Random(0), t.node_ids)
+    cluster = SimCluster(sim, t, "hakv")
+    for n in t.node_ids:
+        hosted = {g.id for g in t.groups_of(n)}
+        assert {e.name for e in cluster.status_targets(n)} == node.status_home(hosted)
+    assert node.status_home(set()) == {"_cluster"}
