@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from hakv import codec, errors, ha
 from hakv.supervisor import group_spec, tuning_of
+from hakv.topology import CLUSTER_GROUP
 
 if TYPE_CHECKING:
     from hakv.node import Node
@@ -155,11 +156,15 @@ class Prober:
                                                       timeout=timeout)
                     address = wanted
                 heard = self._raft_contact(peer.node)
-                if heard is not None and started - heard < raft_evidence_window(tuning):
-                    # Its raft messages arrive: alive, and no HTTP probe is needed.
+                window = raft_evidence_window(tuning)
+                if heard is not None and started - heard < window:
+                    # Its raft messages arrive: alive, and no HTTP probe is needed. Look
+                    # again when this evidence runs out (``classify`` reads the raft
+                    # contact itself meanwhile), not every probe interval.
                     failures = 0
                     self._record_ok(peer, heard, tuning.failure_timeout)
-                    self.stopping.wait(jittered(tuning.probe_interval, self._random))
+                    self.stopping.wait(jittered(
+                        max(tuning.probe_interval, heard + window - started), self._random))
                     continue
                 ok = False
                 try:
@@ -209,6 +214,9 @@ class Prober:
             if peer is None:
                 unknown.add(owner)
                 continue
+            heard = self._raft_contact(owner)
+            if heard is not None and (peer.last_ok is None or heard > peer.last_ok):
+                self._record_ok(peer, heard, failure_timeout)  # raft traffic: alive now
             if peer.last_ok is not None and now - peer.last_ok < failure_timeout:
                 live.add(owner)
                 if peer.up_since is not None and now - peer.up_since >= failure_timeout:
@@ -452,6 +460,13 @@ class Manager:
             self._cluster_wake.wait(1.0)
             self._cluster_wake.clear()
             for node, status in list(self._cluster_queue.items()):
+                recorded = self.node.machines[CLUSTER_GROUP].store.node_statuses().get(node)
+                if ((recorded or {}).get("status") or {}).get("state") == status["state"]:
+                    # Another group's leader (the node's whole sphere of influence marks
+                    # it) recorded it already: one more entry would reach all N nodes.
+                    if self._cluster_queue.get(node) is status:
+                        del self._cluster_queue[node]
+                    continue
                 cmd = codec.node_status_command(node, status, status["since"])
                 try:
                     self.node.cluster_member.submit(codec.encode(cmd)).wait(3.0)

@@ -93,6 +93,9 @@ MEMBERS = "members/"
 JOINS = "joins/"
 PREFIXES = ("cluster/", NODES, GROUPS, MEMBERS, JOINS)
 RANGE_LIMIT = 10000
+#: A node reads its own copy of the cluster records without a limit that matters: 10,000
+#: (the API's) silently cut a cluster of more nodes short, and membership stalled.
+LOCAL_RANGE_LIMIT = 10_000_000
 
 INTERVAL = 0.5  # seconds between two passes of a node's reconciler
 STEP_WAIT = 3.0  # seconds a leader waits for one membership step before the next pass
@@ -243,8 +246,10 @@ def plan_membership(current: Sequence[str], desired: Sequence[str],
 
 
 def _ordered(first: Sequence[str], rest: Iterable[str]) -> list[str]:
-    seen = [i for i in first]
-    return seen + sorted(i for i in rest if i not in seen)
+    """``first`` in its order, then the rest sorted (a set: linear, at 10,000 nodes the
+    list it was took 0.4 s per view, on every node at every cluster-record change)."""
+    seen = set(first)
+    return list(first) + sorted(i for i in rest if i not in seen)
 
 
 def build_view(base: Topology, records: Records, *, actual: bool = False,
@@ -620,7 +625,7 @@ def _local_records(data_dir: str) -> Records | None:
     try:
         items = []
         for prefix in PREFIXES:
-            kvs, _more, _rev = store.range_at(prefix, RANGE_LIMIT)
+            kvs, _more, _rev = store.range_at(prefix, LOCAL_RANGE_LIMIT)
             items += [(kv["key"], kv["value"], kv["mod_revision"]) for kv in kvs]
     finally:
         store.close()
@@ -797,7 +802,7 @@ class Reconciler:
         store = self.node.machines[CLUSTER_GROUP].store
         items: list[tuple[str, str, int]] = []
         for prefix in PREFIXES:
-            kvs, _more, _rev = store.range_at(prefix, RANGE_LIMIT)
+            kvs, _more, _rev = store.range_at(prefix, LOCAL_RANGE_LIMIT)
             items += [(kv["key"], kv["value"], kv["mod_revision"]) for kv in kvs]
         return Records.from_items(items)
 

@@ -270,11 +270,24 @@ class Node:
                 "load": 0, "groups": sorted(self.members)}
 
     def _seed_cluster_records(self) -> None:
-        """Write the topology's cluster-level records into the cluster ensemble, once."""
+        """Write the topology's cluster-level records into the cluster ensemble, once.
+
+        Only the voter that leads the cluster ensemble proposes; the others wait until
+        their copy shows each chunk's marker. When all three voters proposed every chunk,
+        the transactions' guards kept the records right, but each proposal was still an
+        entry replicated to all N nodes: three times the seeding cost, which is already
+        (N + groups) / 60 entries to N nodes."""
+        store = self.machines[CLUSTER_GROUP].store
         for n, body in enumerate(seed_transactions(self.seed_topology)):
+            marker = body["compare"][0]["key"]
             payload = codec.encode(codec.write_command(
                 "txn", body, f"seed-{self.seed_topology.fingerprint()[:16]}", n + 1))
             while not self._stopping.is_set():
+                if store.get_at(marker)[0] is not None:
+                    break  # applied here: written by this or another voter
+                if not self.cluster_member.leads():
+                    self._stopping.wait(0.25)
+                    continue
                 try:
                     self.cluster_member.submit(payload).wait(self.request_timeout)
                     break

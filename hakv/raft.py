@@ -474,6 +474,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         self._next_tick = 0.0
         self._last_leader_contact = time.monotonic()
         self._last_append = 0.0  # when the last AppendEntries from a leader arrived
+        self._readonly_behind = False  # read-only followers wait for committed entries
         self._quiet_since: float | None = None
         self.quiesced = False  # leader only: the group is idle and heartbeats are off
         self.on_node_heartbeat: Callable[[Any, dict[str, Any]], None] | None = None
@@ -1003,6 +1004,46 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             finally:
                 os.close(fd)
 
+    def _SyncObj__sendAppendEntries(self) -> None:
+        """AppendEntries to every follower, except that read-only followers get entries
+        that are not committed yet only after they commit (``send_to_readonly``).
+
+        Their acks never count toward commit, but sending them N-3 messages (and waking
+        N-3 processes, and reading N-3 acks) before the voters' acks could be read put a
+        cluster-level write's latency in proportion to the cluster size (issue 12)."""
+        readonly = self._SyncObj__readonlyNodes  # type: ignore[has-type]
+        if (not readonly or self._SyncObj__raftState != _LEADER
+                or self.raftCommitIndex >= self._SyncObj__getCurrentLogIndex()):
+            SyncObj._SyncObj__sendAppendEntries(self)
+            self._readonly_behind = False
+            return
+        self._SyncObj__readonlyNodes = set()
+        try:
+            SyncObj._SyncObj__sendAppendEntries(self)
+        finally:
+            self._SyncObj__readonlyNodes = readonly
+        self._readonly_behind = True
+
+    def send_to_readonly(self) -> None:
+        """After the pass's answers: the entries read-only followers were held back from,
+        once committed (or on the next heartbeat, which sends to everyone)."""
+        if not self._readonly_behind:
+            return
+        if self._SyncObj__raftState != _LEADER:
+            self._readonly_behind = False
+            return
+        if self.raftCommitIndex < self._SyncObj__getCurrentLogIndex():
+            return
+        voters = self._SyncObj__otherNodes  # type: ignore[has-type]
+        due = self._SyncObj__newAppendEntriesTime
+        self._SyncObj__otherNodes = set()
+        try:
+            SyncObj._SyncObj__sendAppendEntries(self)
+        finally:
+            self._SyncObj__otherNodes = voters
+            self._SyncObj__newAppendEntriesTime = due  # the voters' heartbeat clock
+        self._readonly_behind = False
+
     def _SyncObj__sendNextNodeIdx(self, node: Any, reset: bool = False,
                                   nextNodeIdx: int | None = None, success: bool = False) -> None:
         if nextNodeIdx is None:
@@ -1319,6 +1360,7 @@ class RaftHost:
         """Called with the time at the start of every pass; each returns when it wants
         the next call (None: no wish). The API server's request deadlines are one."""
         self._next_node_heartbeat = 0.0
+        self._beats = 0  # node-heartbeat rounds so far
         self._loop_proposals = False  # proposed by the raft thread since the pass began
         self._proposers: set[GroupMember] = set()  # members the raft thread proposed to
         self._stepped_aside = False  # the last pass ended after its acks (_may_step_aside)
@@ -1477,6 +1519,7 @@ class RaftHost:
             member.notify_commit()
         for member in ticked:
             member.start_read_barriers(self._barrier)
+            member.send_to_readonly()
         if members and now >= self._next_node_heartbeat:
             period = NODE_HEARTBEAT * min(m.settings.heartbeat_period for m in members)
             self._next_node_heartbeat = now + period
@@ -1503,8 +1546,12 @@ class RaftHost:
         led: dict[str, dict[str, int]] = {}
         followed: dict[str, dict[str, int]] = {}
         routes: dict[str, list[tuple[GroupMember, Any]]] = {}
+        voting: set[str] = set()  # peers that vote with this node in some group
+        self._beats += 1
         for member in members:
             others = member._SyncObj__otherNodes
+            if member.selfNode is not None:
+                voting.update(node.address for node in others)
             if member.selfNode is None:
                 # A read-only member says it follows too: its quiet leader's connection
                 # to it stays alive (peer_alive), instead of timing out and reconnecting.
@@ -1530,7 +1577,15 @@ class RaftHost:
                         member.raftCurrentTerm)
             for node in others:
                 routes.setdefault(node.address, []).append((member, node))
+        # A peer related to this node only through read-only members (the cluster
+        # ensemble's leader and its N-3 read-only followers) hears every other round:
+        # nobody there waits to hold an election, and the leader's N-1 messages per round
+        # were the one idle cost growing with N. Two rounds (0.4 s) still come well
+        # inside the connection timeout (1.5 s) and the leader fallback (1 s).
+        odd = self._beats % 2 == 1
         for address in led.keys() | followed.keys():
+            if odd and address not in voting:
+                continue
             message = {"type": _NODE_HEARTBEAT, "led": led.get(address, {}),
                        "followed": followed.get(address, {})}
             for member, node in routes.get(address, ()):
