@@ -101,6 +101,11 @@ QUIET_SLACK = 2.0
 STEP_ASIDE = float(os.environ.get("HAKV_STEP_ASIDE", "0.0004"))  # seconds; 0 = off
 QUIET_TICK = 0.5  # seconds between housekeeping ticks of a quiet member (on a shared grid)
 MIN_POLL = 0.001  # seconds: the shortest sleep of an idle raft loop (see RaftHost._pass)
+READONLY_ROUNDS = 4  # node-heartbeat rounds between two to a peer met only read-only
+#: Seconds a connection may read nothing before pysyncobj drops it: 3 node heartbeats to a
+#: read-only peer (READONLY_ROUNDS x 0.2 s), so a late one never drops a live connection
+#: (which wakes the quiet ensemble and makes more work on a busy node).
+CONNECTION_SILENCE = 2.5
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,7 @@ class RaftSettings:
             appendEntriesPeriod=self.heartbeat_period,
             leaderFallbackTimeout=self.leader_fallback_timeout,
             connectionRetryTime=self.connection_retry,
-            connectionTimeout=max(1.5, self.election_timeout_max),
+            connectionTimeout=max(CONNECTION_SILENCE, self.election_timeout_max),
             journalFile=journal,
             fullDumpFile=snapshot,
             serializer=serializer,
@@ -475,6 +480,8 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         self._last_leader_contact = time.monotonic()
         self._last_append = 0.0  # when the last AppendEntries from a leader arrived
         self._readonly_behind = False  # read-only followers wait for committed entries
+        self._peer_nodes: dict[Any, Any] = {}  # peer address -> node object (peer_alive)
+        self._peer_nodes_seen = -1  # how many connections that index was built from
         self._quiet_since: float | None = None
         self.quiesced = False  # leader only: the group is idle and heartbeats are off
         self.on_node_heartbeat: Callable[[Any, dict[str, Any]], None] | None = None
@@ -770,9 +777,11 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         peer is connected: a sole survivor would forward to its dead leader for ever.
         Proposals already forwarded are reported as outcome unknown (they may have committed).
         """
+        fallback = self.settings.leader_fallback_timeout
+        if self.selfNode is None:  # read-only: node heartbeats come every READONLY_ROUNDS
+            fallback = max(fallback, CONNECTION_SILENCE)
         if (self._SyncObj__raftState != _LEADER and self._SyncObj__raftLeader is not None  # type: ignore[has-type]
-                and time.monotonic() - self._last_leader_contact
-                > self.settings.leader_fallback_timeout):
+                and time.monotonic() - self._last_leader_contact > fallback):
             self._SyncObj__onLeaderChanged()
             self._SyncObj__raftLeader = None
 
@@ -902,9 +911,21 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         follower of an idle group timed out, every time; the first write on an idle
         leader waited for a reconnect). The node heartbeat is the liveness evidence the
         quiet connection no longer carries."""
-        for node, conn in self._SyncObj__transport._connections.items():
-            if getattr(node, "address", None) == address:
-                conn._TcpConnection__lastReadTime = now
+        connections = self._SyncObj__transport._connections
+        node = self._peer_nodes.get(address)
+        if node is None or node not in connections:
+            if node is None and len(connections) == self._peer_nodes_seen:
+                return  # no connection to that peer in this group
+            # The connections changed since the index was built: rebuild it (a dict, so
+            # the cluster ensemble's leader does not scan N-1 connections per heartbeat).
+            self._peer_nodes = {getattr(n, "address", None): n for n in connections}
+            self._peer_nodes_seen = len(connections)
+            node = self._peer_nodes.get(address)
+            if node is None:
+                return
+        conn = connections.get(node)
+        if conn is not None:
+            conn._TcpConnection__lastReadTime = now
 
     def follower_alive(self, node: Any, term: int, now: float) -> None:
         """A node heartbeat says ``node`` still follows this leader in ``term``."""
@@ -1578,13 +1599,14 @@ class RaftHost:
             for node in others:
                 routes.setdefault(node.address, []).append((member, node))
         # A peer related to this node only through read-only members (the cluster
-        # ensemble's leader and its N-3 read-only followers) hears every other round:
-        # nobody there waits to hold an election, and the leader's N-1 messages per round
-        # were the one idle cost growing with N. Two rounds (0.4 s) still come well
-        # inside the connection timeout (1.5 s) and the leader fallback (1 s).
-        odd = self._beats % 2 == 1
+        # ensemble's leader and its N-3 read-only followers) hears every READONLY_ROUNDS
+        # rounds: nobody there waits to hold an election, and the leader's N-1 messages
+        # per round (and as many answers) were the one idle cost growing with N. Every
+        # 0.8 s still comes 3 times inside the connection timeout (CONNECTION_SILENCE)
+        # and a read-only member's leader fallback (``forget_silent_leader``).
+        skip_readonly = self._beats % READONLY_ROUNDS != 0
         for address in led.keys() | followed.keys():
-            if odd and address not in voting:
+            if skip_readonly and address not in voting:
                 continue
             message = {"type": _NODE_HEARTBEAT, "led": led.get(address, {}),
                        "followed": followed.get(address, {})}
