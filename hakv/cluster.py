@@ -9,10 +9,10 @@ write costs the same for 9 nodes or 1,000. It holds, as ordinary keys of its key
     groups/<id>           a group's definition (ordered owners, load) as JSON
 
 plus each node's status record (kept apart from the key space, as in every group store).
-The records are seeded from the topology file by the voters, once, when the cluster first
-starts: each chunk is a transaction guarded by its own marker key, so whichever voter's
-proposal applies first writes it and every later proposal (other voters, restarts, an
-edited file) changes nothing.
+The records are seeded from the topology file by the voter that leads the cluster
+ensemble, once, when the cluster first starts (hakv.node ``_seed_cluster_records``): each
+chunk is a transaction guarded by its own marker key, so the first proposal that applies
+writes it and every later one (a new leader's, restarts, an edited file) changes nothing.
 """
 
 from __future__ import annotations

@@ -97,6 +97,22 @@ def probe_backoff(tuning: ha.HaTuning, failures: int) -> float:
                tuning.probe_interval * 2 ** min(failures, 16))
 
 
+STALLED = 1.0
+"""Seconds between two rounds of the manager loop (it sleeps at most SLOW_ROUND) beyond
+which it distrusts its own view of its peers' silence for a failure timeout."""
+MARK_STAGGER = 0.5
+"""Seconds between the group leaders that record the same node's failure in the cluster
+ensemble: every group that lists the node sees it, and each mark is a write to all N
+nodes. The leader of the node's first group records it at once, the next one
+MARK_STAGGER later if it is not recorded by then (say, that group has no quorum)."""
+
+
+def mark_rank(groups_of_node: list[str], group: str) -> int:
+    """The place of ``group`` among the groups that list a node (topology order): who
+    records that node's failure or reintegration in the cluster ensemble first."""
+    return groups_of_node.index(group) if group in groups_of_node else len(groups_of_node)
+
+
 def jittered(period: float, rng: random.Random, spread: float = 0.2) -> float:
     """``period`` +- ``spread``: probers of many nodes do not stay in lock-step."""
     return period * (1.0 + spread * (2.0 * rng.random() - 1.0))
@@ -257,6 +273,8 @@ class Manager:
         self._cluster_marks: dict[str, str] = {}
         self._cluster_queue: dict[str, dict[str, Any]] = {}
         self._cluster_wake = threading.Event()
+        self._cluster_not_before: dict[str, float] = {}  # node -> when to record its mark
+        self._distrust_until = 0.0  # after a stall of this thread: mark nobody down
         self._handover_at: dict[str, float] = {}
         self._alloc_waits: dict[tuple[str, str], float] = {}
 
@@ -270,7 +288,20 @@ class Manager:
 
     def run(self) -> None:
         due: dict[str, float] = {}
+        last = time.monotonic()
         while not self.stopping.is_set():
+            now = time.monotonic()
+            if now - last > STALLED:
+                # This thread did not run for a while (the process was frozen, starved of
+                # CPU, or paused by the collector): the silence it sees from its peers is
+                # its own. Mark nobody down until it has had a failure timeout to hear
+                # them again (a thawed leader marked its live peers down, in its group
+                # and in the cluster ensemble).
+                self._distrust_until = now + tuning_of(self.node).failure_timeout
+                log.warning("manager on %s did not run for %.1fs: no node is marked down "
+                            "for the next %.1fs", self.me, now - last,
+                            self._distrust_until - now)
+            last = now
             for gid in list(self.node.members):
                 now = time.monotonic()
                 if due.get(gid, 0.0) > now:
@@ -315,6 +346,8 @@ class Manager:
         tuning = tuning_of(self.node)
         live, unknown, stable = self.prober.classify(gspec.owners, self.me, now,
                                                      tuning.failure_timeout)
+        if now < self._distrust_until:  # see run(): silence seen after a stall of our own
+            unknown = unknown | (frozenset(gspec.owners) - live)
         statuses = store.node_statuses()
         for node, state in ha.node_marks(gspec.owners, self.me, live, unknown, statuses):
             self.mark(gid, node, state, statuses, tuning)
@@ -451,15 +484,22 @@ class Manager:
         if self._cluster_marks.get(node) != state:
             self._cluster_marks[node] = state
             self._cluster_queue[node] = status
+            self._cluster_not_before[node] = time.monotonic() + MARK_STAGGER * mark_rank(
+                [g.id for g in self.node.topology.groups_of(node)], gid)
             self._cluster_wake.set()
 
     def _cluster_marker(self) -> None:
         """Record node status marks in the cluster ensemble too, whenever it has quorum
         (it may have none while the groups do: that must not hold them up)."""
         while not self.stopping.is_set():
-            self._cluster_wake.wait(1.0)
+            now = time.monotonic()
+            soonest = min([t for t in self._cluster_not_before.values() if t > now],
+                          default=now + 1.0)
+            self._cluster_wake.wait(min(1.0, max(0.01, soonest - now)))
             self._cluster_wake.clear()
             for node, status in list(self._cluster_queue.items()):
+                if self._cluster_not_before.get(node, 0.0) > time.monotonic():
+                    continue  # a leader of an earlier group of this node goes first
                 recorded = self.node.machines[CLUSTER_GROUP].store.node_statuses().get(node)
                 if ((recorded or {}).get("status") or {}).get("state") == status["state"]:
                     # Another group's leader (the node's whole sphere of influence marks
@@ -551,4 +591,4 @@ class Manager:
         }
 
 
-__all__ = ["HA_OPS", "Manager", "Prober", "jittered", "probe_backoff", "raft_evidence_window"]
+__all__ = ["HA_OPS", "Manager", "MARK_STAGGER", "Prober", "jittered", "mark_rank", "probe_backoff", "raft_evidence_window"]

@@ -275,24 +275,30 @@ class Node:
         Only the voter that leads the cluster ensemble proposes; the others wait until
         their copy shows each chunk's marker. When all three voters proposed every chunk,
         the transactions' guards kept the records right, but each proposal was still an
-        entry replicated to all N nodes: three times the seeding cost, which is already
-        (N + groups) / 60 entries to N nodes."""
+        entry replicated to all N nodes: three times the seeding cost. The leader
+        proposes every chunk not yet applied at once, so Raft carries them in a few
+        rounds rather than one round (to every node) per chunk."""
         store = self.machines[CLUSTER_GROUP].store
-        for n, body in enumerate(seed_transactions(self.seed_topology)):
-            marker = body["compare"][0]["key"]
-            payload = codec.encode(codec.write_command(
-                "txn", body, f"seed-{self.seed_topology.fingerprint()[:16]}", n + 1))
-            while not self._stopping.is_set():
-                if store.get_at(marker)[0] is not None:
-                    break  # applied here: written by this or another voter
-                if not self.cluster_member.leads():
-                    self._stopping.wait(0.25)
-                    continue
+        client = f"seed-{self.seed_topology.fingerprint()[:16]}"
+        chunks = [(body["compare"][0]["key"],
+                   codec.encode(codec.write_command("txn", body, client, n + 1)))
+                  for n, body in enumerate(seed_transactions(self.seed_topology))]
+        while chunks and not self._stopping.is_set():
+            chunks = [(marker, payload) for marker, payload in chunks
+                      if store.get_at(marker)[0] is None]  # not applied here yet
+            if not chunks:
+                return
+            if not self.cluster_member.leads():
+                self._stopping.wait(0.25)
+                continue
+            pending = [self.cluster_member.submit(payload) for _, payload in chunks]
+            self.host.wake()
+            for done in pending:
                 try:
-                    self.cluster_member.submit(payload).wait(self.request_timeout)
-                    break
+                    done.wait(self.request_timeout)
                 except errors.HakvError:
-                    self._stopping.wait(0.5)  # no quorum yet, or outcome unknown: retry
+                    self._stopping.wait(0.5)  # no quorum, or outcome unknown: look again
+                    break
 
     def _publish_status(self) -> None:
         """Put this node's status into every group it owns, so that exactly its sphere of

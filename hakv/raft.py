@@ -101,6 +101,7 @@ QUIET_SLACK = 2.0
 STEP_ASIDE = float(os.environ.get("HAKV_STEP_ASIDE", "0.0004"))  # seconds; 0 = off
 QUIET_TICK = 0.5  # seconds between housekeeping ticks of a quiet member (on a shared grid)
 MIN_POLL = 0.001  # seconds: the shortest sleep of an idle raft loop (see RaftHost._pass)
+READONLY_LAG = 0.01  # seconds: the longest read-only followers wait for what voters got
 READONLY_ROUNDS = 4  # node-heartbeat rounds between two to a peer met only read-only
 #: Seconds a connection may read nothing before pysyncobj drops it: 3 node heartbeats to a
 #: read-only peer (READONLY_ROUNDS x 0.2 s), so a late one never drops a live connection
@@ -1026,17 +1027,17 @@ class GroupMember(SyncObj):  # type: ignore[misc]
                 os.close(fd)
 
     def _SyncObj__sendAppendEntries(self) -> None:
-        """AppendEntries to every follower, except that read-only followers get entries
-        that are not committed yet only after they commit (``send_to_readonly``).
+        """AppendEntries to the voters now; read-only followers get theirs in the raft
+        thread's next pass, and only entries that are committed (``send_to_readonly``).
 
-        Their acks never count toward commit, but sending them N-3 messages (and waking
-        N-3 processes, and reading N-3 acks) before the voters' acks could be read put a
-        cluster-level write's latency in proportion to the cluster size (issue 12)."""
+        Their acks never count toward commit. Sending them N-3 messages in the same pass
+        (and reading N-3 acks, and waking N-3 processes that then compete with the voters
+        for the CPU) put a cluster-level write's latency in proportion to the cluster size
+        (issue 12): 54 ms at 99 nodes on one machine. They lag by one pass, at most
+        ``READONLY_LAG``."""
         readonly = self._SyncObj__readonlyNodes  # type: ignore[has-type]
-        if (not readonly or self._SyncObj__raftState != _LEADER
-                or self.raftCommitIndex >= self._SyncObj__getCurrentLogIndex()):
+        if not readonly or self._SyncObj__raftState != _LEADER:
             SyncObj._SyncObj__sendAppendEntries(self)
-            self._readonly_behind = False
             return
         self._SyncObj__readonlyNodes = set()
         try:
@@ -1045,15 +1046,17 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             self._SyncObj__readonlyNodes = readonly
         self._readonly_behind = True
 
+    def readonly_behind(self) -> bool:
+        return self._readonly_behind
+
     def send_to_readonly(self) -> None:
-        """After the pass's answers: the entries read-only followers were held back from,
-        once committed (or on the next heartbeat, which sends to everyone)."""
+        """At the start of the pass after the voters got their AppendEntries: the same to
+        the read-only followers (by then the voters' acks are on their way; a steady
+        stream of writes never holds the read-only followers back for longer)."""
         if not self._readonly_behind:
             return
         if self._SyncObj__raftState != _LEADER:
             self._readonly_behind = False
-            return
-        if self.raftCommitIndex < self._SyncObj__getCurrentLogIndex():
             return
         voters = self._SyncObj__otherNodes  # type: ignore[has-type]
         due = self._SyncObj__newAppendEntriesTime
@@ -1382,6 +1385,7 @@ class RaftHost:
         the next call (None: no wish). The API server's request deadlines are one."""
         self._next_node_heartbeat = 0.0
         self._beats = 0  # node-heartbeat rounds so far
+        self._readonly_next: list[GroupMember] = []  # send_to_readonly in the next pass
         self._loop_proposals = False  # proposed by the raft thread since the pass began
         self._proposers: set[GroupMember] = set()  # members the raft thread proposed to
         self._stepped_aside = False  # the last pass ended after its acks (_may_step_aside)
@@ -1525,6 +1529,9 @@ class RaftHost:
         # groups per node, per-member bookkeeping on every wake-up dominated the
         # idle cost. A member that got messages during another's tick has work, so
         # it is ticked (and its acks released) on the next pass, without sleeping.
+        for member in self._readonly_next:
+            if self.members.get(member.group) is member:
+                member.send_to_readonly()
         ticked = [m for m in members if m.needs_tick(now, self._idle_wait)]
         for member in ticked:
             try:
@@ -1540,7 +1547,6 @@ class RaftHost:
             member.notify_commit()
         for member in ticked:
             member.start_read_barriers(self._barrier)
-            member.send_to_readonly()
         if members and now >= self._next_node_heartbeat:
             period = NODE_HEARTBEAT * min(m.settings.heartbeat_period for m in members)
             self._next_node_heartbeat = now + period
@@ -1548,8 +1554,11 @@ class RaftHost:
         # Only a ticked member can have work now, or one the raft thread gave work
         # during this pass: messages arrive in the poll below, and other threads'
         # proposals and reads wake it through the pipe.
+        self._readonly_next = [m for m in members if m.readonly_behind()]
         if self._loop_proposals or any([member.has_work() for member in ticked]):
             return 0.0
+        if self._readonly_next:
+            wishes = [*wishes, now + READONLY_LAG]
         due = [m._next_tick for m in members]
         if members:
             due.append(self._next_node_heartbeat)
@@ -1569,11 +1578,14 @@ class RaftHost:
         routes: dict[str, list[tuple[GroupMember, Any]]] = {}
         voting: set[str] = set()  # peers that vote with this node in some group
         self._beats += 1
+        readonly_round = self._beats % READONLY_ROUNDS == 0
         for member in members:
             others = member._SyncObj__otherNodes
             if member.selfNode is not None:
                 voting.update(node.address for node in others)
             if member.selfNode is None:
+                if not readonly_round:
+                    continue
                 # A read-only member says it follows too: its quiet leader's connection
                 # to it stays alive (peer_alive), instead of timing out and reconnecting.
                 leader = member.hears_quiet_leader(now)
@@ -1586,7 +1598,7 @@ class RaftHost:
             if member.quiesced:
                 for node in others:
                     led.setdefault(node.address, {})[member.group] = member.raftCurrentTerm
-                for node in member._SyncObj__readonlyNodes:
+                for node in member._SyncObj__readonlyNodes if readonly_round else ():
                     address = getattr(node, "address", None)
                     if address is not None:
                         led.setdefault(address, {})[member.group] = member.raftCurrentTerm
@@ -1604,9 +1616,8 @@ class RaftHost:
         # per round (and as many answers) were the one idle cost growing with N. Every
         # 0.8 s still comes 3 times inside the connection timeout (CONNECTION_SILENCE)
         # and a read-only member's leader fallback (``forget_silent_leader``).
-        skip_readonly = self._beats % READONLY_ROUNDS != 0
         for address in led.keys() | followed.keys():
-            if skip_readonly and address not in voting:
+            if not readonly_round and address not in voting:
                 continue
             message = {"type": _NODE_HEARTBEAT, "led": led.get(address, {}),
                        "followed": followed.get(address, {})}

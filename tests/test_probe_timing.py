@@ -9,7 +9,7 @@ import random
 import pytest
 
 from hakv.ha import HaTuning
-from hakv.manager import jittered, probe_backoff, raft_evidence_window
+from hakv.manager import jittered, mark_rank, probe_backoff, raft_evidence_window
 
 DEFAULT = HaTuning()
 
@@ -45,3 +45,11 @@ def test_jitter_stays_within_its_spread_and_varies() -> None:
     values = [jittered(1.0, rng) for _ in range(1000)]
     assert min(values) >= 0.8 and max(values) <= 1.2
     assert len({round(v, 6) for v in values}) > 900
+
+
+@pytest.mark.parametrize(("group", "rank"), [("220", 0), ("226", 1), ("999", 2)])
+def test_the_leader_of_a_nodes_first_group_records_its_failure_first(group: str,
+                                                                     rank: int) -> None:
+    # Node 208 of the nine-node example is on 220 and 226: both leaders see it fail, but
+    # a mark in the cluster ensemble is a write to every node, so 226's waits its turn.
+    assert mark_rank(["220", "226"], group) == rank

@@ -5,12 +5,17 @@ a leader's own write costs 2f (an AppendEntries to each of its f reachable follo
 an ack each); a follower's write is forwarded, 2 more (apply_command and its response),
 and the leader sends the commit index at once after it, 2f more; an election is a PreVote
 round (2 per reachable voter), a vote round (2 each) and the new leader's no-op round
-(2f). Messages to a node that is down are not sent. Pure and fast: no processes.
+(2f). With read-only followers (the cluster ensemble's), an uncommitted entry goes to the
+v reachable voters only (2v) and to the read-only ones once committed, so a leader's own
+write is still 2f but a forwarded one is 2 + 2v + 2f (its commit notice carries the entry
+to the read-only followers). Messages to a node that is down are not sent. Pure and fast:
+no processes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import random
 import subprocess
@@ -19,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from hakv.cluster import seed_transactions
 from hakv.ha import HaTuning
 from hakv.placement import GroupRecord, records_on, replication_set
 from hakv.sim import chain_topology
@@ -26,8 +32,15 @@ from hakv.sim.__main__ import main
 from hakv.sim.cluster import SIM_APP, SimCluster
 from hakv.sim.model import Ensemble, Sim, SimParams
 from hakv.sim.report import Config, format_table, run_all, run_config
-from hakv.sim.scenarios import node_failure, serving, serving_under, startup, write_costs
-from hakv.topology import Topology, load_topology
+from hakv.sim.scenarios import (
+    node_failure,
+    serving,
+    serving_under,
+    startup,
+    steady_load,
+    write_costs,
+)
+from hakv.topology import NodeSpec, Topology, load_topology
 
 ROOT = Path(__file__).resolve().parents[1]
 NINE = ROOT / "examples" / "nine-node.toml"
@@ -123,9 +136,47 @@ def test_read_only_followers_ack_but_never_count_for_the_quorum() -> None:
     assert ensemble.messages == 2 * 5  # the entry reaches all five others, five acks
     sim.net.set_up("b", False)
     sim.net.set_up("c", False)
-    ensemble.propose("a", "w")  # three read-only acks are no majority of a, b, c
+    ensemble.propose("a", "w")  # no voter to send it to: it never commits...
     sim.run()
     assert ensemble.committed == 1 and len(ensemble.stalled) == 1
+    assert ensemble.messages == 10  # ...so the read-only followers never get it
+
+
+def test_read_only_followers_get_entries_once_committed() -> None:
+    # hakv.raft GroupMember._SyncObj__sendAppendEntries / send_to_readonly. One ms of CPU
+    # a message makes every send visible in the times; no jitter.
+    c = 0.001
+    params = SimParams(link_jitter=0.0, msg_cpu=c)
+    sim = Sim(params, random.Random(0), ("a", "b", "c", "r1", "r2", "r3"))
+    ensemble = Ensemble(sim, "_cluster", ("a", "b", "c"), ("r1", "r2", "r3"))
+    ensemble.install_leader("a", since=-10.0)
+    done: list[float] = []
+    p = ensemble.propose("a", "w", lambda: done.append(sim.now))
+    sim.run()
+    assert p is not None
+    # The leader's own write: the round to b and c (4), then the entry to r1..r3 (6).
+    assert ensemble.messages == 4 + 6
+    # It commits after the voters' round alone: 2 sends (2c), out, fsync, back (2.2 ms),
+    # one ack read (c). The three read-only sends come after (none of its latency).
+    assert done == [pytest.approx(0.0022 + 3 * c)]
+    commit = done[0]
+    # Reading b's and c's acks (2c), then r1, r2, r3 in turn, one link delay each way.
+    assert ensemble.applied_at(p, "a") == commit
+    assert [ensemble.applied_at(p, r) for r in ("r1", "r2", "r3")] == [
+        pytest.approx(commit + 2 * c + k * c + 0.0001) for k in (1, 2, 3)]
+    # A voter without a commit notice learns the commit with the next heartbeat.
+    assert ensemble.applied_at(p, "b") == pytest.approx(p.round_start + 0.1 + 0.0001)
+    # r2 forwards a write: 2; the round to the voters: 4; the commit notice to all five
+    # (it carries the entry to r1..r3): 10. 16, where sending it to all five before the
+    # commit, and the commit notice after, made 2 + 10 + 10 = 22.
+    before = ensemble.messages
+    forwarded = ensemble.propose("r2", "w", lambda: done.append(sim.now))
+    sim.run()
+    assert ensemble.messages - before == 2 + 4 + 10
+    assert forwarded is not None and forwarded.to_all
+    # r2 applies it when the notice reaches it: b, c, r1 come first in member order.
+    assert done[1] == ensemble.applied_at(forwarded, "r2") == pytest.approx(
+        forwarded.sends_from + 4 * c + 0.0001)
 
 
 def test_an_election_after_the_leader_died() -> None:
@@ -157,12 +208,13 @@ def test_startup_of_a_six_node_chain_counted_by_hand() -> None:
     # follower up: 2) and the other's, forwarded (2 + 2 + 2 = 6); the third owner's,
     # forwarded with two followers up (2 + 4 + 4 = 10): 18; three groups: 54.
     assert groups["status"] == 54
-    # The cluster ensemble: n0 and n1 elect (6). Each voter seeds the one seed transaction
-    # (10 records): of n0 and n1, the leader's own (2) and the other's, forwarded (6);
-    # n2's, forwarded with n0 and n1 up (2 + 4 + 4). No node status goes there: every node
-    # owns a group, its status's home (hakv.node.status_home).
+    # The cluster ensemble: n0 and n1 elect (6). Only its leader seeds the one seed
+    # transaction (10 records), at its first look after it won (hakv.node
+    # _seed_cluster_records), with only the other of n0 and n1 up: 2. The other voters
+    # propose nothing. No node status goes there: every node owns a group, its status's
+    # home (hakv.node.status_home).
     assert cluster["election"] == 6
-    assert cluster["seed"] == 2 + 6 + 10
+    assert cluster["seed"] == 2
     assert "status" not in cluster
     assert up.status_writes == 9  # 3 per group
     # The patent's count from hakv.placement: 3 groups x 3 owners x 4 messages.
@@ -172,13 +224,61 @@ def test_startup_of_a_six_node_chain_counted_by_hand() -> None:
     assert 51.2 < up.groups_ready < 51.3
 
 
+def test_a_homeless_nodes_status_goes_to_the_cluster_ensemble() -> None:
+    # The six-node chain and n6, which owns no group: its status's home is the cluster
+    # ensemble (hakv.node.status_home), and hakv.placement.startup_messages counts it:
+    # 36 for the groups + 2(7-1) = 12.
+    t = chain_topology(6, 3)
+    extra = NodeSpec(id="n6", host="10.0.0.6", raft_port=7000, api_port=8000)
+    t = dataclasses.replace(t, nodes=(*t.nodes, extra))
+    boots = {"n0": 0.0, "n1": 10.13, "n2": 20.29, "n3": 30.41, "n4": 40.57, "n5": 50.73,
+             "n6": 60.89}
+    up = startup(t, "hakv", EXACT, random.Random(0), boots=boots)
+    assert up.formula_messages == 36 + 12
+    # n6 follows read-only: forwarded (2), the round to the 2 other voters (4), the commit
+    # notice to all 6 others (12). It knows the leader a heartbeat after it powered on,
+    # so its first try failed and the next pass, 0.5 s later, wrote it.
+    assert _kinds(up.all_node_by_category)["status"] == 2 + 4 + 12
+    assert up.status_writes == 9 + 1
+    assert 61.39 < up.seconds < 61.40
+
+
+def test_only_the_cluster_leader_seeds() -> None:
+    # Every node powers on at 0: the leader writes each seed transaction once, to all
+    # 199 others (2 x 199), and no other voter proposes one.
+    t = chain_topology(200, 3)
+    chunks = len(seed_transactions(t))
+    assert chunks == 6  # 200 nodes + 100 groups + the cluster's name: 301, 60 a transaction
+    up = startup(t, "hakv", EXACT, random.Random(0), boots=dict.fromkeys(t.node_ids, 0.0))
+    assert _kinds(up.all_node_by_category)["seed"] == chunks * 2 * 199
+
+
 def test_writes_on_the_nine_node_example(nine: Topology) -> None:
     w = write_costs(nine, "hakv", EXACT, random.Random(0))
     # A write to 220 (202 leads; 208 and 214 follow): 2 entries + 2 acks. A cluster-level
-    # write: the cluster ensemble's 2 other voters and 6 read-only followers: 8 + 8.
+    # write: the cluster ensemble's 2 other voters (4), then, committed, its 6 read-only
+    # followers (12).
     assert (w.group_write, w.cluster_write) == (4, 16) == (w.formula_group, w.formula_cluster)
+    # Both commit after one round trip to one voter: out, fsync, back.
+    assert w.group_commit == w.cluster_commit == pytest.approx(0.0022)
     full = write_costs(nine, "full", EXACT, random.Random(0))
     assert (full.group_write, full.cluster_write) == (16, 16)
+
+
+def test_a_cluster_write_does_not_wait_for_the_read_only_followers() -> None:
+    # 20 us a message, no jitter. hakv, whatever N: n0 first reads the 2 acks of the g0
+    # write just before (2c, write_costs), then 2 sends (2c), out, fsync, back (2.2 ms),
+    # 1 ack read (c). Full replication: the group write before leaves 199 acks to read,
+    # then 199 sends, the round trip and 100 acks read (a majority of 200 is 101, the
+    # leader's own vote included): (199 + 199 + 100) c.
+    params = SimParams(link_jitter=0.0)
+    c = params.msg_cpu
+    for n in (50, 200):
+        w = write_costs(chain_topology(n, 3), "hakv", params, random.Random(0))
+        assert w.cluster_write == 2 * (n - 1)
+        assert w.cluster_commit == pytest.approx(0.0022 + 5 * c)
+    full = write_costs(chain_topology(200, 3), "full", params, random.Random(0))
+    assert full.cluster_commit == pytest.approx(0.0022 + (199 + 199 + 100) * c)
 
 
 def test_node_208_fails_counted_by_hand(nine: Topology) -> None:
@@ -196,13 +296,19 @@ def test_node_208_fails_counted_by_hand(nine: Topology) -> None:
     kinds = _kinds(f.by_category)
     # 226 elects between 210 and 212: PreVote 2, vote 2, no-op 2.
     assert kinds["election"] == 6
-    # Marks: 202 writes "208 down" into 220 (to 214: 2), 226's leader into 226 (2). Both
-    # record it in the cluster ensemble: 202 leads it, its own write to the 7 nodes up
-    # (14); 226's leader follows it, forwarded: 2 + 14 + 14 = 30.
-    assert kinds["mark"] == 2 + 2 + 14 + 30
+    # Marks: 202 writes "208 down" into 220 (to 214: 2), 226's leader into 226 (2). In the
+    # cluster ensemble, 202 leads: its own write, to the voters 204 and 206 (4), then to
+    # the 5 read-only followers up (10): 14. 226's leader follows read-only: forwarded,
+    # 2 + 4 + the commit notice to the 7 nodes up (14) = 20. Whichever of the two looks
+    # second skips it if the first one's mark has reached its node by then
+    # (hakv.manager.Manager._cluster_marker); with this seed it had.
+    (winner,) = dict(f.elected).values()
+    cost = {"202": 14, winner: 20}
+    assert sorted(f.cluster_marks + f.cluster_marks_skipped) == sorted(cost)
+    assert len(f.cluster_marks) == 1
+    assert kinds["mark"] == 2 + 2 + sum(cost[n] for n in f.cluster_marks)
     # Its Fig. 3 route would go through the bridge on 208 itself: down, so not carried.
     assert f.skipped_hops == 2
-    (winner,) = dict(f.elected).values()
     if winner == "210":
         # 210 leads 226 and allocates on itself: a barrier in 222 (it follows there:
         # 2 + 4 + 4 = 10), a ReadIndex in 226 (2), the allocation in 226 (2); the notice
@@ -228,14 +334,33 @@ def test_node_208_fails_counted_by_hand(nine: Topology) -> None:
     ha = HaTuning()
     assert ha.takeover_wait - ha.renew_interval < f.replace_seconds < ha.takeover_wait + 0.2
     # Replacing 208 for good by the spare 216 (first node outside its sphere, no voter),
-    # in 220 (202 leads 220 and the cluster ensemble) and 226 (210 follows the cluster):
-    # per group the owner list (cluster write, 14), 216's status in the group as a new
-    # read-only member (2 + 4 + 4), its joins/ record (2 + 14 + 14), +216 (4), the voters
-    # recorded (14 or 30), -208 (4), the voters recorded (14 or 30).
+    # in 220 (202 leads 220 and the cluster ensemble) and 226 (210 follows the cluster
+    # read-only): per group the owner list (202's cluster write, 14); 216's status in the
+    # group as a new read-only member, forwarded: 2, the round to the one voter up (2),
+    # the commit notice to it and 216 (4); its joins/ record, forwarded into the cluster
+    # ensemble: 2 + 4 + 14; +216 (2 to the voter, 2 to 216 once committed); the voters
+    # recorded (14 by 202, or 20 forwarded by 210); -208 (4); the voters recorded (14/20).
     assert f.replace_steps == (("220", "+216"), ("220", "-208"), ("226", "+216"),
                                ("226", "-208"))
-    assert f.replace_node_messages == (14 + 10 + 30 + 4 + 14 + 4 + 14) + (
-        14 + 10 + 30 + 4 + 30 + 4 + 30)
+    assert f.replace_node_messages == (14 + 8 + 20 + 4 + 14 + 4 + 14) + (
+        14 + 8 + 20 + 4 + 20 + 4 + 20)
+
+
+def test_a_failure_is_marked_in_the_cluster_ensemble_once_unless_two_leaders_race(
+        nine: Topology) -> None:
+    # 208 fails: 202 (leads 220) and 226's new leader both mark it. The one that looks
+    # second finds the first one's mark in its copy, unless it looks before that mark
+    # reached it (then both propose: 202's own write costs 14, the other's 20).
+    outcomes = set()
+    for seed in range(12):
+        f = node_failure(nine, "hakv", SimParams(), random.Random(seed), node="208")
+        (winner,) = dict(f.elected).values()
+        cost = {"202": 14, winner: 20}
+        assert sorted(f.cluster_marks + f.cluster_marks_skipped) == sorted(cost)
+        assert _kinds(f.by_category)["mark"] == 2 + 2 + sum(cost[n] for n in f.cluster_marks)
+        assert f.all_node_messages == sum(cost[n] for n in f.cluster_marks)
+        outcomes.add(len(f.cluster_marks))
+    assert outcomes == {1, 2}  # usually once; twice when the two look within ms
 
 
 def test_node_208_fails_under_full_replication(nine: Topology) -> None:
@@ -269,6 +394,32 @@ def test_patent_quorum_scenarios_by_hand(nine: Topology) -> None:
     cut = {n: int(n >= "212") for n in nine.node_ids}
     assert serving_under(nine, "hakv", sides=cut).serving == 4
     assert serving_under(nine, "full", sides=cut).serving == 4
+
+
+# --------------------------------------------------------------------------- steady state
+
+
+def test_node_heartbeats_of_the_cluster_leader_counted_by_hand() -> None:
+    # 1,000 nodes, M = 3: n0 leads the quiet cluster ensemble, g0 (n0 n1 n2) and follows
+    # g499 (n998 n999 n0). hakv.raft _send_node_heartbeats: a round every 0.2 s; to the
+    # peers it votes with (n1, n2: cluster voters and g0; n998, n999: g499) every round,
+    # to the 995 others every 4th (0.8 s); each answers at the same cadence:
+    # 2 x (4 / 0.2 + 995 / 0.8) = 2,527.5. Its groups, apps renewing every 0.25 s, so 12
+    # rounds a second: g0's 2 followers (48) and g499 as a follower (24).
+    load = steady_load(chain_topology(1000, 3), "hakv", SimParams())
+    assert load.busiest == "n0"
+    assert load.busiest_rate == pytest.approx(2 * (4 / 0.2 + 995 / 0.8) + 48 + 24)
+    # 2.5 messages a second per node: 10 times the nodes, about 10 times the rate.
+    big = steady_load(chain_topology(10000, 3), "hakv", SimParams())
+    assert big.busiest_rate == pytest.approx(2 * (4 / 0.2 + 9995 / 0.8) + 48 + 24)
+
+
+def test_node_heartbeats_on_the_nine_node_example(nine: Topology) -> None:
+    # 202 leads the cluster ensemble and 220 (202 208 214); it votes with 204 and 206
+    # (cluster voters), 208 and 214 (220): every 0.2 s; 210, 212, 216 and 218 every 0.8 s.
+    # 2 x (4 / 0.2 + 4 / 0.8) = 50, and 220's renewals: 12 rounds x 2 followers x 2 = 48.
+    load = steady_load(nine, "hakv", SimParams())
+    assert (load.busiest, load.busiest_rate) == ("202", pytest.approx(50 + 48))
 
 
 # --------------------------------------------------------------------------- invariants
@@ -346,13 +497,22 @@ def test_main_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_constants_match_their_sources() -> None:
-    from hakv import node, raft
-    from hakv.sim import model
+    from hakv import manager, node, raft
+    from hakv.sim import model, scenarios
 
-    assert model.PRE_VOTE_LEASE == raft.PRE_VOTE_LEASE
-    assert model.NODE_HEARTBEAT == raft.NODE_HEARTBEAT
-    assert model.QUIESCE_AFTER == raft.QUIESCE_AFTER
+    # hakv.raft's constants are imported, not copied.
+    for name in ("PRE_VOTE_LEASE", "NODE_HEARTBEAT", "QUIESCE_AFTER", "READONLY_ROUNDS",
+                 "CONNECTION_SILENCE"):
+        assert getattr(model, name) is getattr(raft, name)
     assert SimParams().heartbeat == raft.RaftSettings().heartbeat_period
+    # hakv.node and hakv.manager write these as literals: read them from the source.
+    seed = inspect.getsource(node.Node._seed_cluster_records)
+    assert f"wait({model.SEED_POLL})" in seed and f"wait({model.PUBLISH_RETRY})" in seed
+    assert f"wait({model.PUBLISH_RETRY})" in inspect.getsource(node.Node._publish_status)
+    marker = inspect.getsource(manager.Manager._cluster_marker)
+    assert f"stopping.wait({scenarios.MARKER_RETRY})" in marker
+    request_timeout = inspect.signature(node.Node).parameters["request_timeout"].default
+    assert scenarios.REQUEST_TIMEOUT == request_timeout
     # A node's status goes to its groups (the route of its status report), or to the
     # cluster ensemble when it owns none: hakv.node.status_home.
     t = chain_topology(9, 3)

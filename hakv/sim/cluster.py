@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from hakv.ha import AppSpec, HaTuning
+from hakv.node import status_home
 from hakv.placement import CLUSTER_ENSEMBLE, ClusterRecord, GroupRecord, replication_set
 from hakv.routing import Change, NodeChange, route
 from hakv.sim.model import Ensemble, Sim
@@ -116,14 +117,19 @@ class SimCluster:
     def status_targets(self, node: str) -> tuple[Ensemble, ...]:
         """Where ``node`` writes its own status when it starts, in the order it does.
 
-        hakv (hakv.node.Node._publish_status and ``status_home``): into each group that
-        lists it, which is the route of its own status report (hakv.routing), one after
-        the other in the order of their ids; into the cluster ensemble only when it owns
-        no group (its status has no other home). Full replication: its one status record.
+        hakv: ``hakv.node.status_home`` of the groups it owns, in the order
+        hakv.node.Node._publish_status takes them (sorted): each group that lists it, or
+        the cluster ensemble when it owns none (its status has no other home). Those
+        groups are the route of its own status report (hakv.routing); ValueError if the
+        two ever disagree. Full replication: its one status record.
         """
         if self.scheme == "full":
             return (self.all_nodes,)
-        names = [e.name for e in self.targets(NodeChange(node, "status"))] or [CLUSTER_ENSEMBLE]
+        names = status_home({g.id for g in self.topology.groups_of(node)})
+        routed = {e.name for e in self.targets(NodeChange(node, "status"))}
+        if routed and routed != names:
+            raise ValueError(f"status of {node}: status_home {sorted(names)} but "
+                             f"hakv.routing routes it to {sorted(routed)}")
         return tuple(self.ensembles[name] for name in sorted(names))
 
     def voter_of(self) -> dict[str, list[Ensemble]]:

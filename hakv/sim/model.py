@@ -31,6 +31,17 @@ sends; hakv.placement.WriteMessages has the same breakdown):
   AppendEntries and ack per follower, 2f more. Commit needs acks from a majority of the
   voters (hakv.ha.quorum_size); read-only followers (the cluster ensemble's non-voters)
   receive and ack every entry but never count for it.
+- **Read-only followers get entries once committed** (hakv.raft
+  ``GroupMember._SyncObj__sendAppendEntries`` and ``send_to_readonly``). While an entry is
+  uncommitted, a round goes to the v reachable voters only (2v messages); once it
+  commits, the leader sends it to the r reachable read-only followers (2r: 2f in all,
+  as before), after the proposer's answer. A forwarded write's commit notice goes to
+  everyone at once and carries the entry to the read-only followers with it: 2 + 2v + 2f.
+  A write's latency is the voters' round alone; the read-only sends cost the leader's
+  CPU after it (and delay its next round). ``Ensemble.applied_at`` says when a given
+  member has applied a committed entry: at the commit on the leader; on a follower when
+  the post-commit send reaches it (the leader sends in member order, one ``msg_cpu``
+  each); a voter that got no commit notice learns the commit with the next heartbeat.
 - **Batching.** A leader with nothing in flight sends a proposal at once; proposals that
   arrive while a round is in flight go out together in one round, at the first ack of the
   round in flight (the raft thread's next pass) or when the leader's CPU is free,
@@ -49,8 +60,10 @@ sends; hakv.placement.WriteMessages has the same breakdown):
   AppendEntries round to every reachable follower each heartbeat period in which no other
   round went out, charged to its CPU like any round, until the ensemble goes quiet
   (hakv.raft: idle for ``QUIESCE_AFTER`` heartbeat periods, every member up and caught
-  up); a member that connects wakes it. Node heartbeats of quiet ensembles are counted by
-  the steady-state figures (hakv.sim.scenarios.steady_load), not played.
+  up); a member that connects wakes it. A heartbeat that falls due while a round waits to
+  go out is that round (pysyncobj's heartbeat carries the new entry, to the voters only).
+  Node heartbeats of quiet ensembles are counted by the steady-state figures
+  (hakv.sim.scenarios.steady_load), not played.
 
 Not modelled: packet loss, message sizes and bandwidth, log compaction and snapshots,
 clock drift, disk stalls, split votes, the CPU of followers.
@@ -66,13 +79,23 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hakv.ha import HaTuning, has_quorum, quorum_size
+from hakv.raft import (
+    CONNECTION_SILENCE,
+    NODE_HEARTBEAT,
+    PRE_VOTE_LEASE,
+    QUIESCE_AFTER,
+    READONLY_ROUNDS,
+)
 from hakv.topology import HEARTBEAT_PERIOD, RaftTuning
 
 __all__ = [
+    "CONNECTION_SILENCE",
     "NODE_HEARTBEAT",
     "PRE_VOTE_LEASE",
     "PUBLISH_RETRY",
     "QUIESCE_AFTER",
+    "READONLY_ROUNDS",
+    "SEED_POLL",
     "Ensemble",
     "Network",
     "Proposal",
@@ -80,17 +103,19 @@ __all__ = [
     "SimParams",
 ]
 
-# Constants of hakv.raft and hakv.node, which the simulator must not import (they import
-# pysyncobj and LMDB). tests/test_sim.py checks that they still match their sources.
-PRE_VOTE_LEASE = 0.75
-"""hakv.raft.PRE_VOTE_LEASE: a voter refuses a PreVote while it heard a live leader within
-this many minimum election timeouts."""
-NODE_HEARTBEAT = 2.0
-"""hakv.raft.NODE_HEARTBEAT: node heartbeats go every this many heartbeat periods."""
-QUIESCE_AFTER = 3.0
-"""hakv.raft.QUIESCE_AFTER: an idle leader goes quiet after this many heartbeat periods."""
+# hakv.raft's constants are imported, not copied (importing hakv.raft loads pysyncobj but
+# starts nothing): PRE_VOTE_LEASE (a voter refuses a PreVote while it heard a live leader
+# within this many minimum election timeouts), NODE_HEARTBEAT (node heartbeats go every
+# this many heartbeat periods), READONLY_ROUNDS (a peer met only through read-only members
+# hears every this many node-heartbeat rounds), CONNECTION_SILENCE (pysyncobj's connection
+# timeout), QUIESCE_AFTER (an idle leader goes quiet after this many heartbeat periods).
+# hakv.node writes the next two as literals; tests/test_sim.py reads them from its source.
 PUBLISH_RETRY = 0.5
-"""hakv.node.Node._publish_status and _seed_cluster_records: the wait between passes."""
+"""hakv.node.Node._publish_status and _seed_cluster_records: the wait after a failed
+proposal before the next pass."""
+SEED_POLL = 0.25
+"""hakv.node.Node._seed_cluster_records: a cluster voter that does not lead the cluster
+ensemble looks again after this long (it proposes nothing)."""
 
 NEVER = -math.inf
 
@@ -249,12 +274,23 @@ class Sim:
 @dataclass
 class Proposal:
     """A command on its way into an ensemble's log. ``on_commit`` runs when the proposer
-    has it applied: at the commit on the leader, one link delay later on a follower."""
+    has it applied: at the commit on the leader; on a follower when the commit notice
+    reaches it (:meth:`Ensemble.applied_at`).
+
+    Set when its round commits: ``committed_at``, the ``leader`` that committed it, when
+    its round began (``round_start``), when the post-commit sends began (``sends_from``)
+    and whether they went to every follower (a commit notice, ``to_all``) or to the
+    read-only followers only (``send_to_readonly``)."""
 
     origin: str
     category: str
     on_commit: Callable[[], None] | None
     forwarded: bool
+    committed_at: float | None = None
+    leader: str | None = None
+    round_start: float = NEVER
+    sends_from: float = NEVER
+    to_all: bool = False
 
 
 class Ensemble:
@@ -296,6 +332,7 @@ class Ensemble:
         # An ensemble over every node counts its reachable members through the network's
         # per-side counts instead of looking at 10,000 of them for every round.
         self._everyone = len(set(self.members)) == sim.net.size
+        self._positions: tuple[dict[str, int], dict[str, int]] | None = None
         self.categories: Counter[str] = Counter()
         self.kinds: set[str] = set()  # every kind of command it carried or sent for
 
@@ -304,6 +341,7 @@ class Ensemble:
         self.members = self.voters + self.readonly
         self.quorum = quorum_size(len(self.voters))
         self._everyone = len(set(self.members)) == self.sim.net.size
+        self._positions = None
 
     def add_readonly(self, node: str) -> None:
         """A new owner starts as a read-only member (hakv.membership: it catches up)."""
@@ -492,22 +530,23 @@ class Ensemble:
     # ---- writes
 
     def propose(self, origin: str, category: str,
-                on_commit: Callable[[], None] | None = None) -> bool:
-        """``origin`` proposes a command now. False (nothing sent) when it knows no
-        leader: pysyncobj fails such a proposal at once (MISSING_LEADER)."""
+                on_commit: Callable[[], None] | None = None) -> Proposal | None:
+        """``origin`` proposes a command now; the proposal, or None (nothing sent) when it
+        knows no leader: pysyncobj fails such a proposal at once (MISSING_LEADER)."""
         sim = self.sim
         leader = self.leader
         if leader is None or self.electing or not self.knows_leader(origin, sim.now):
-            return False
+            return None
         if origin == leader:
-            self._arrive(Proposal(origin, category, on_commit, False), leader)
-            return True
+            proposal = Proposal(origin, category, on_commit, False)
+            self._arrive(proposal, leader)
+            return proposal
         c = sim.params.msg_cpu
         self.count(category, 2)  # apply_command, apply_command_response
         sent = sim.cpu(origin, c, sim.now) + c
         proposal = Proposal(origin, category, on_commit, True)
         sim.at(sent + sim.one_way(), lambda: self._arrive(proposal, leader))
-        return True
+        return proposal
 
     def _arrive(self, proposal: Proposal, leader: str) -> None:
         sim = self.sim
@@ -537,10 +576,13 @@ class Ensemble:
         batch, self._queue = self._queue, []
         f, voting = self.reachable_followers(leader)
         need = self.quorum - 1
+        # Uncommitted entries go to the voters only; the read-only followers get them
+        # once committed (hakv.raft GroupMember._SyncObj__sendAppendEntries).
+        sent_to = voting
         self.kinds.update(p.category for p in batch)
-        self.count(batch[0].category, 2 * f)
-        start = sim.cpu(leader, f * c, sim.now)
-        sent = start + f * c
+        self.count(batch[0].category, 2 * sent_to)
+        start = sim.cpu(leader, sent_to * c, sim.now)
+        sent = start + sent_to * c
         self.rounds += 1
         self._last_round = self._last_entries = start
         self.quiet = False
@@ -549,24 +591,59 @@ class Ensemble:
             self.stalled.extend(batch)  # no quorum: the entries wait in the log
             return
         commit = max(sent + sim.round_trip(need, voting) + need * c, start + sim.params.fsync)
-        self._next_send = sent + sim.round_trip(1, f) if f else commit
-        sim.cpu(leader, f * c, commit)  # reading the acks
-        sim.at(commit, lambda: self._commit(batch, leader, f))
+        self._next_send = sent + sim.round_trip(1, sent_to) if sent_to else commit
+        sim.cpu(leader, sent_to * c, commit)  # reading the acks
+        sim.at(commit, lambda: self._commit(batch, leader, f, f - voting, start))
 
-    def _commit(self, batch: list[Proposal], leader: str, followers: int) -> None:
+    def _commit(self, batch: list[Proposal], leader: str, followers: int, readonly: int,
+                round_start: float) -> None:
         sim = self.sim
-        if any(p.forwarded for p in batch):
-            # notify_commit: a follower waits for this, so the commit index goes at once.
+        c = sim.params.msg_cpu
+        to_all = any(p.forwarded for p in batch)
+        sends_from = sim.now
+        if to_all:
+            # notify_commit: a follower waits for this, so the commit index goes at once,
+            # to every follower (the read-only ones get the entry with it).
             self.count(batch[0].category, 2 * followers)
-            sim.cpu(leader, 2 * followers * sim.params.msg_cpu, sim.now)
+            sends_from = sim.cpu(leader, 2 * followers * c, sim.now)
+        elif readonly:
+            # send_to_readonly: the entry, now committed, to the read-only followers.
+            self.count(batch[0].category, 2 * readonly)
+            sends_from = sim.cpu(leader, 2 * readonly * c, sim.now)
         self.committed += len(batch)
+        for p in batch:
+            p.committed_at, p.leader, p.round_start = sim.now, leader, round_start
+            p.sends_from, p.to_all = sends_from, to_all
         for p in batch:
             if p.on_commit is None:
                 continue
             if p.origin == leader:
                 p.on_commit()
             else:
-                sim.at(sim.now + sim.one_way(), p.on_commit)
+                sim.at(self.applied_at(p, p.origin), p.on_commit)
+
+    def applied_at(self, proposal: Proposal, node: str) -> float:
+        """When ``node`` has applied ``proposal`` (inf: not committed yet). On the leader
+        at the commit; on a follower when the post-commit send reaches it (the leader
+        sends in member order, ``msg_cpu`` a message); a voter that got no commit notice
+        learns the commit with the leader's next heartbeat, one period after the round."""
+        sim = self.sim
+        if proposal.committed_at is None:
+            return math.inf
+        leader = proposal.leader
+        if node == leader:
+            return proposal.committed_at
+        if self._positions is None:
+            self._positions = ({m: i for i, m in enumerate(self.members)},
+                               {m: i for i, m in enumerate(self.readonly)})
+        everyone, readonly = self._positions
+        if not proposal.to_all and node not in readonly:
+            return proposal.round_start + sim.params.heartbeat + sim.one_way()
+        order = everyone if proposal.to_all else readonly
+        position = order.get(node, 0)
+        if leader is not None and order.get(leader, math.inf) < position:
+            position -= 1  # the leader sends nothing to itself
+        return proposal.sends_from + (position + 1) * sim.params.msg_cpu + sim.one_way()
 
     def read_index(self, category: str, on_done: Callable[[], None]) -> None:
         """A linearizable read on the leader (ReadIndex): one probe and its answer per
@@ -607,6 +684,8 @@ class Ensemble:
             return
         hb = sim.params.heartbeat
         now = sim.now
+        if self._round_pending:
+            return  # the round about to go is this heartbeat; it re-arms the timer
         if now < self._last_round + hb - 1e-12:
             self._arm_heartbeat()
             return

@@ -117,6 +117,7 @@ ROWS: tuple[tuple[str, Callable[[Result], str]], ...] = (
     ("up: seconds until the last start-up write", lambda r: _secs(r.startup.seconds)),
     ("messages per group write", lambda r: _int(r.writes.group_write)),
     ("messages per cluster-level write", lambda r: _int(r.writes.cluster_write)),
+    ("a cluster-level write commits in (ms)", lambda r: _ms(r.writes.cluster_commit)),
     ("node failure: groups that react", lambda r: _int(len(r.failure.reacting))),
     ("node failure: nodes that store its new status", lambda r: _int(r.failure.stored_on)),
     ("node failure: messages, group ensembles and probes",
@@ -162,6 +163,10 @@ def format_details(results: Sequence[Result]) -> str:
                      f"{', '.join(f'{g} on {n}' for g, n in f.placed) or 'nothing'}")
         lines.append("failure, messages by kind: " + ", ".join(
             f"{k} {v:,}" for k, v in f.by_category))
+        if r.config.scheme == "hakv":
+            lines.append("failure in the cluster ensemble: marked by "
+                         f"{', '.join(f.cluster_marks) or 'nobody'}; found recorded "
+                         f"already by {', '.join(f.cluster_marks_skipped) or 'nobody'}")
         lines.append(f"replacing {f.node}: " + (", ".join(
             f"{g} {s}" for g, s in f.replace_steps) or "no Raft step (the spare votes already)"))
         lines.append(f"steady: busiest {r.load.busiest}, cluster total "

@@ -11,10 +11,13 @@ decision                    hakv code the scenario calls
 who stores a record         hakv.placement.replication_set (ensemble members)
 where a change goes         hakv.routing.route (status, marks, allocations)
 failover, marks, hand-over  hakv.ha.decide, node_marks, handover_target
-failure detection           hakv.manager.raft_evidence_window, probe_backoff, ROUND
+failure detection           hakv.manager.raft_evidence_window, probe_backoff, jittered,
+                            ROUND
 the placement record        hakv.ha.command, apply_command (place, report, renew)
 quorum                      hakv.ha.has_quorum, quorum_size
 seeding the cluster         hakv.cluster.seed_transactions
+where a node's status goes  hakv.node.status_home (via SimCluster.status_targets)
+node heartbeats             hakv.raft.NODE_HEARTBEAT, READONLY_ROUNDS, CONNECTION_SILENCE
 replacing a node            hakv.membership.plan_membership
 the patent's formulas       hakv.placement.startup_messages, messages_per_write
 ==========================  ==================================================
@@ -53,10 +56,14 @@ from hakv.placement import (
 from hakv.routing import ClusterChange, GroupChange, NodeChange, route
 from hakv.sim.cluster import Scheme, SimCluster
 from hakv.sim.model import (
+    CONNECTION_SILENCE,
     NEVER,
     NODE_HEARTBEAT,
     PUBLISH_RETRY,
+    READONLY_ROUNDS,
+    SEED_POLL,
     Ensemble,
+    Proposal,
     Sim,
     SimParams,
 )
@@ -86,6 +93,8 @@ REACTIONS = frozenset({"election", "mark", "place", "report", "handover"})
 """Message categories of a group's own reaction to a failure (patent Fig. 4)."""
 NOTICES = frozenset({"allocate", "bridge"})
 """Message categories a group gets because a node it shares is allocated to (Fig. 3)."""
+MARKER_RETRY = 0.5
+"""hakv.manager.Manager._cluster_marker: the wait after a mark it could not submit."""
 
 
 def _categories(counter: Counter[str]) -> tuple[tuple[str, int], ...]:
@@ -103,9 +112,10 @@ class Startup:
     heartbeats until they go quiet); ``all_node_messages``: the ensemble every node is in
     (hakv's cluster ensemble, or full replication's one ensemble): elections, seeding the
     cluster-level records, heartbeats, and the status of the nodes it is the home of
-    (full replication: every node; hakv: nodes that own no group). ``formula_messages``: the patent's
-    accounting, one replicated write per status event, no batching, as hakv.placement
-    counts it (``startup_messages(t).group_messages`` for hakv; N x 2(N-1) for full).
+    (full replication: every node; hakv: nodes that own no group). ``formula_messages``:
+    the patent's accounting, one replicated write per status event, no batching, as
+    hakv.placement counts it (``startup_messages(t).total`` for hakv: the groups' part,
+    and 2(N-1) for each node that owns no group; N x 2(N-1) for full).
     ``seconds``: from the first power-on until the last start-up write committed;
     ``groups_ready``: until every group has a leader and every owner's status.
     """
@@ -189,26 +199,49 @@ class _Publisher:
 
 
 class _Seeder:
-    """hakv.node.Node._seed_cluster_records on one cluster voter: every seed transaction
-    in turn, each waited for; without a leader it retries PUBLISH_RETRY seconds later.
-    Every voter seeds; the state machine deduplicates, the log carries each copy."""
+    """hakv.node.Node._seed_cluster_records, on every voter of the all-node ensemble.
 
-    def __init__(self, sim: Sim, node: str, ensemble: Ensemble, count: int,
+    Only the voter that leads the ensemble proposes: each seed transaction in turn, each
+    waited for; the others look every SEED_POLL seconds whether their copy shows the
+    chunk's marker or they lead now, and propose nothing, so only the leader's loop is
+    played here. A voter's loop looks every SEED_POLL seconds from its power-on, so a new
+    leader proposes at its first look after it was elected, from the first chunk not yet
+    committed; a proposal that finds no leader is tried again PUBLISH_RETRY later.
+    ``seeders``: the nodes that run the loop (hakv: the cluster voters; full replication:
+    every node, all of them voters of the one ensemble)."""
+
+    def __init__(self, sim: Sim, ensemble: Ensemble, count: int, seeders: Iterable[str],
                  on_commit: Callable[[int], None]) -> None:
-        self.sim, self.node, self.ensemble, self.count = sim, node, ensemble, count
+        self.sim, self.ensemble, self.count = sim, ensemble, count
+        self.seeders = frozenset(seeders)
         self.on_commit = on_commit
         self.index = 0
+        self.proposals = 0
+        ensemble.on_leader.append(self._leader)
 
-    def step(self) -> None:
-        if self.index >= self.count:
+    def _leader(self, ensemble: Ensemble) -> None:
+        node, sim = ensemble.leader, self.sim
+        if node is None or node not in self.seeders or self.index >= self.count:
             return
-        if not self.ensemble.propose(self.node, "seed", partial(self._done, self.index)):
-            self.sim.at(self.sim.now + PUBLISH_RETRY, self.step)
+        boot = sim.boot.get(node, 0.0)
+        look = boot + math.ceil((sim.now - boot) / SEED_POLL - 1e-9) * SEED_POLL
+        sim.at(look, partial(self._step, node, ensemble.term))
 
-    def _done(self, index: int) -> None:
+    def _step(self, node: str, term: int) -> None:
+        ensemble = self.ensemble
+        if self.index >= self.count or ensemble.leader != node or ensemble.term != term:
+            return  # done, or no longer the leader (the next leader's loop goes on)
+        index = self.index
+        if ensemble.propose(node, "seed", partial(self._done, node, term, index)) is None:
+            self.sim.at(self.sim.now + PUBLISH_RETRY, partial(self._step, node, term))
+            return
+        self.proposals += 1
+
+    def _done(self, node: str, term: int, index: int) -> None:
         self.on_commit(index)
-        self.index = index + 1
-        self.step()
+        if index == self.index:
+            self.index = index + 1
+        self._step(node, term)
 
 
 def startup(topology: Topology, scheme: Scheme, params: SimParams,
@@ -218,8 +251,9 @@ def startup(topology: Topology, scheme: Scheme, params: SimParams,
 
     What each node does is what a hakv node does at start (hakv.node.Node.start): its
     election timers run in every ensemble it votes in; it writes its status into each
-    target (:meth:`SimCluster.status_targets`); a cluster voter seeds the cluster-level
-    records (``seed_transactions``). Placing the apps afterwards is not part of it.
+    target (:meth:`SimCluster.status_targets`); the cluster voter that leads the cluster
+    ensemble seeds the cluster-level records (``seed_transactions``, :class:`_Seeder`).
+    Placing the apps afterwards is not part of it.
 
     ``boots`` (node -> power-on time) replaces the random power-on times.
     """
@@ -243,7 +277,9 @@ def startup(topology: Topology, scheme: Scheme, params: SimParams,
 
     def seeded(index: int) -> None:
         tracker.committed()
-        tracker.seeded.setdefault(index, sim.now)  # other voters' copies: deduplicated
+        tracker.seeded.setdefault(index, sim.now)
+
+    _Seeder(sim, all_nodes, seeds, all_nodes.voters, seeded)
 
     def boot(node: str) -> None:
         sim.net.set_up(node, True)
@@ -252,8 +288,6 @@ def startup(topology: Topology, scheme: Scheme, params: SimParams,
         for ensemble in voter_of[node]:
             ensemble.arm(node, sim.now + sim.timeout())
         _Publisher(sim, node, cluster.status_targets(node), tracker).start()
-        if node in topology.cluster_voters:
-            _Seeder(sim, node, all_nodes, seeds, seeded).step()
 
     for n in nodes:
         sim.at(boots[n], partial(boot, n))
@@ -268,7 +302,7 @@ def startup(topology: Topology, scheme: Scheme, params: SimParams,
         group_kinds.update(ensemble.categories)
     group_messages = sum(e.messages for e in cluster.group_ensembles)
     if scheme == "hakv":
-        formula = startup_messages(topology).group_messages
+        formula = startup_messages(topology).total
         ready = max(tracker.ready[e.name] for e in cluster.group_ensembles)
     else:
         formula = cluster_startup_messages_full(len(nodes))
@@ -360,6 +394,10 @@ class Failure:
     failure timeout, backed off) while the node stays down, and the heartbeats of the
     ensembles that can no longer go quiet (both in :func:`steady_load`).
 
+    ``cluster_marks``: hakv, the group leaders that proposed the failure to the cluster
+    ensemble, in order; ``cluster_marks_skipped``: those that found it recorded there
+    already (hakv.manager.Manager._cluster_marker reads its own copy first).
+
     ``replace_seconds``: from the crash until the last of its apps is placed on another
     owner (committed). ``stored_on``: nodes that store the failed node's new status
     ("down"). ``replace_node_messages``: afterwards, re-owning every group that listed it
@@ -382,6 +420,8 @@ class Failure:
     skipped_hops: int
     replace_node_messages: int
     replace_steps: tuple[tuple[str, str], ...]
+    cluster_marks: tuple[str, ...] = ()
+    cluster_marks_skipped: tuple[str, ...] = ()
 
 
 class _FailureRun:
@@ -403,6 +443,8 @@ class _FailureRun:
         self.watching: dict[str, tuple[float | None, float, float, int]] = {}
         self.last_ae: dict[str, float] = {}
         self.cluster_marked: set[str] = set()
+        self.cluster_marks: list[Proposal] = []  # in the order they were proposed
+        self.cluster_skipped: list[str] = []
         self.took_over: set[tuple[str, str]] = set()
         self.elected: dict[str, str] = {}
         self.marked: set[str] = set()
@@ -510,27 +552,29 @@ class _FailureRun:
                 ) -> tuple[float | None, float, float, int]:
         """(last_ok, watched since, when it is marked down, HTTP probes until then).
 
-        Each pass of the prober: raft traffic from the peer within
-        ``raft_evidence_window`` counts as a sign of life (``last_ok`` = that traffic),
-        and the next pass comes a jittered probe interval later; after that it probes,
-        unanswered, and waits ``probe_backoff`` (doubling) between probes. The manager
-        marks the peer down at its first round a failure timeout after the last sign of
-        life (or, with none, after it started watching)."""
+        The manager's ``Prober.classify`` reads the peer's last raft contact here itself
+        (``heard``: its last AppendEntries, ack or node heartbeat): the peer counts as
+        alive until a failure timeout after it, and the manager marks it down at its first
+        round after that (and not before it leads: ``since``). The probe thread, in the
+        meantime: while raft evidence lasts (``raft_evidence_window``) it sleeps until the
+        evidence runs out (jittered, at least a probe interval); after that it probes,
+        unanswered, and waits ``probe_backoff`` (doubling, jittered) between probes. A
+        thread that has been running (``since`` NEVER) makes its next pass within about
+        one evidence window of the crash: that is how long it slept while contact was
+        fresh."""
         tuning, rng = self.params.ha, self.rng
         window = raft_evidence_window(tuning)
-        t = since if since > NEVER else heard + rng.uniform(0.0, tuning.probe_interval)
-        last_ok: float | None = None
-        while t - heard < window:
-            last_ok = heard
-            t += jittered(tuning.probe_interval, rng)
-        basis = last_ok if last_ok is not None else since
-        mark_at = self.round_at(leader, basis + tuning.failure_timeout)
+        t = since if since > NEVER else rng.uniform(0.0, jittered(window, rng))
+        mark_at = self.round_at(leader, max(heard + tuning.failure_timeout, since))
         probes = failures = 0
         while t < mark_at:
+            if t - heard < window:
+                t += jittered(max(tuning.probe_interval, heard + window - t), rng)
+                continue
             probes += 1
             failures += 1
             t += jittered(probe_backoff(tuning, failures), rng)
-        return last_ok, since, mark_at, probes
+        return heard, since, mark_at, probes
 
     def _classify(self, leader: str, owners: Iterable[str]
                   ) -> tuple[frozenset[str], frozenset[str]]:
@@ -567,9 +611,28 @@ class _FailureRun:
             if ensemble.propose(leader, "mark", partial(self._stored, ensemble)):
                 self.marked.add(ensemble.name)
             if self.scheme == "hakv" and leader not in self.cluster_marked and state == "down":
-                # Manager.mark: each leader records it in the cluster ensemble too, once.
+                # Manager.mark queues it for the cluster ensemble, once per node and state,
+                # and wakes the marker thread, which looks at once (its 1 s wait is only the
+                # fallback poll).
                 self.cluster_marked.add(leader)
-                self.cluster.all_nodes.propose(leader, "mark")
+                self._cluster_marker(leader)
+
+    def _cluster_marker(self, leader: str) -> None:
+        """hakv.manager.Manager._cluster_marker on ``leader``: skip the mark if this node's
+        copy of the cluster records shows the node down already (another group leader's
+        mark, applied here: :meth:`Ensemble.applied_at`); else propose it (forwarded, on
+        a read-only follower), and after a failed proposal look again MARKER_RETRY later.
+        Two leaders that mark within the time one's entry takes to reach the other both
+        propose: the check reads the local copy, nothing more."""
+        all_nodes, now = self.cluster.all_nodes, self.sim.now
+        if any(all_nodes.applied_at(p, leader) <= now for p in self.cluster_marks):
+            self.cluster_skipped.append(leader)
+            return
+        proposal = all_nodes.propose(leader, "mark")
+        if proposal is None:
+            self.sim.at(now + MARKER_RETRY, partial(self._cluster_marker, leader))
+            return
+        self.cluster_marks.append(proposal)
 
     def _stored(self, ensemble: Ensemble) -> None:
         self.stored.update(m for m in ensemble.members if self.sim.net.up(m))
@@ -811,7 +874,9 @@ def node_failure(topology: Topology, scheme: Scheme, params: SimParams,
                    by_category=by_category,
                    replace_seconds=replace_seconds, stored_on=stored, sphere=len(sphere - {x}),
                    skipped_hops=run.skipped_hops, replace_node_messages=replace_messages,
-                   replace_steps=steps)
+                   replace_steps=steps,
+                   cluster_marks=tuple(p.origin for p in run.cluster_marks),
+                   cluster_marks_skipped=tuple(run.cluster_skipped))
 
 
 # =========================================================================== partitions
@@ -913,11 +978,15 @@ class Load:
 
     hakv: each group's leader is its app's runner; a renewal every ``renew_interval`` is
     its own write, with heartbeats between (a group that renews is never quiet); the
-    cluster ensemble is quiet, so its leader sends a node heartbeat to every node every
-    NODE_HEARTBEAT heartbeat periods (hakv.raft ``_send_node_heartbeats``: its read-only
-    followers included), answered by its voters. Full replication: every renewal is
-    forwarded to the one leader, which sends rounds back to back, as long as its CPU
-    needs for each, every round to all N-1 followers plus the commit notice.
+    cluster ensemble is quiet, so its leader sends node heartbeats (hakv.raft
+    ``RaftHost._send_node_heartbeats``, a round every NODE_HEARTBEAT heartbeat periods):
+    every round to a peer it votes with in some ensemble (the other cluster voters, its
+    groups' other owners), every READONLY_ROUNDS-th round to a peer it meets only through
+    read-only members; each peer answers ("followed") at the same cadence. (The model
+    holds while that cadence keeps a read-only connection alive: CONNECTION_SILENCE.)
+    Full replication: every renewal is forwarded to the one leader, which sends rounds
+    back to back, as long as its CPU needs for each, every round to all N-1 followers
+    plus the commit notice.
 
     After a node fails nothing here grows: the cluster ensemble's leader drops the
     disconnected read-only follower (pysyncobj) and goes quiet again; each group that
@@ -956,13 +1025,21 @@ def _rates(topology: Topology, scheme: Scheme, params: SimParams
                 rates[follower] += rounds * 2
         voters = topology.cluster_voters
         leader = voters[0]
-        others = [n for n in live if n != leader]
         period = NODE_HEARTBEAT * hb
-        rates[leader] += (len(others) + len(voters) - 1) / period
-        for node in others:
-            rates[node] += 1 / period
-        for voter in voters[1:]:
-            rates[voter] += 1 / period
+        readonly_period = READONLY_ROUNDS * period
+        timeout = max(CONNECTION_SILENCE, params.raft.election_timeout_max)
+        if readonly_period >= timeout:
+            raise ValueError(f"node heartbeats to read-only peers every {readonly_period:g}s "
+                             f"would not keep a connection alive ({timeout:g}s timeout)")
+        # Peers the leader votes with (hakv.raft: ``voting``): every round, both ways.
+        voting = set(voters) | {o for g in topology.groups_of(leader) for o in g.owners}
+        voting.discard(leader)
+        for node in live:
+            if node == leader:
+                continue
+            beat = 2 / (period if node in voting else readonly_period)  # "led" and back
+            rates[leader] += beat
+            rates[node] += beat
         f = max(len(topology.groups[0].owners) - 1, 0)
         need = ha.quorum_size(f + 1) - 1
         renewal = f * c + 2 * params.link_delay + params.fsync + need * c
