@@ -101,7 +101,10 @@ QUIET_SLACK = 2.0
 STEP_ASIDE = float(os.environ.get("HAKV_STEP_ASIDE", "0.0004"))  # seconds; 0 = off
 QUIET_TICK = 0.5  # seconds between housekeeping ticks of a quiet member (on a shared grid)
 MIN_POLL = 0.001  # seconds: the shortest sleep of an idle raft loop (see RaftHost._pass)
-READONLY_LAG = 0.01  # seconds: the longest read-only followers wait for what voters got
+#: Seconds read-only followers wait for what the voters got: entries proposed meanwhile go
+#: to them together (on one machine, each message to N-3 read-only followers wakes N-3
+#: processes; back-to-back cluster writes then paid that herd once per write).
+READONLY_LAG = 0.02
 READONLY_ROUNDS = 4  # node-heartbeat rounds between two to a peer met only read-only
 #: Seconds a connection may read nothing before pysyncobj drops it: 3 node heartbeats to a
 #: read-only peer (READONLY_ROUNDS x 0.2 s), so a late one never drops a live connection
@@ -480,7 +483,8 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         self._next_tick = 0.0
         self._last_leader_contact = time.monotonic()
         self._last_append = 0.0  # when the last AppendEntries from a leader arrived
-        self._readonly_behind = False  # read-only followers wait for committed entries
+        self._readonly_behind = False  # read-only followers wait (send_to_readonly)
+        self.readonly_due = 0.0  # when they get what they wait for
         self._peer_nodes: dict[Any, Any] = {}  # peer address -> node object (peer_alive)
         self._peer_nodes_seen = -1  # how many connections that index was built from
         self._quiet_since: float | None = None
@@ -1027,14 +1031,13 @@ class GroupMember(SyncObj):  # type: ignore[misc]
                 os.close(fd)
 
     def _SyncObj__sendAppendEntries(self) -> None:
-        """AppendEntries to the voters now; read-only followers get theirs in the raft
-        thread's next pass, and only entries that are committed (``send_to_readonly``).
+        """AppendEntries to the voters now; read-only followers get theirs
+        ``READONLY_LAG`` later, with whatever was proposed meanwhile (``send_to_readonly``).
 
         Their acks never count toward commit. Sending them N-3 messages in the same pass
         (and reading N-3 acks, and waking N-3 processes that then compete with the voters
         for the CPU) put a cluster-level write's latency in proportion to the cluster size
-        (issue 12): 54 ms at 99 nodes on one machine. They lag by one pass, at most
-        ``READONLY_LAG``."""
+        (issue 12): 54 ms at 99 nodes on one machine. They lag by ``READONLY_LAG``."""
         readonly = self._SyncObj__readonlyNodes  # type: ignore[has-type]
         if not readonly or self._SyncObj__raftState != _LEADER:
             SyncObj._SyncObj__sendAppendEntries(self)
@@ -1044,15 +1047,18 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             SyncObj._SyncObj__sendAppendEntries(self)
         finally:
             self._SyncObj__readonlyNodes = readonly
-        self._readonly_behind = True
+        if not self._readonly_behind:
+            self._readonly_behind = True
+            self.readonly_due = time.monotonic() + READONLY_LAG
 
     def readonly_behind(self) -> bool:
         return self._readonly_behind
 
     def send_to_readonly(self) -> None:
-        """At the start of the pass after the voters got their AppendEntries: the same to
-        the read-only followers (by then the voters' acks are on their way; a steady
-        stream of writes never holds the read-only followers back for longer)."""
+        """At the start of a pass ``READONLY_LAG`` after the voters got AppendEntries the
+        read-only followers did not: the same to them, with everything proposed since
+        (the voters' acks are on their way by then; a steady stream of writes holds the
+        read-only followers back no longer than that)."""
         if not self._readonly_behind:
             return
         if self._SyncObj__raftState != _LEADER:
@@ -1530,7 +1536,7 @@ class RaftHost:
         # idle cost. A member that got messages during another's tick has work, so
         # it is ticked (and its acks released) on the next pass, without sleeping.
         for member in self._readonly_next:
-            if self.members.get(member.group) is member:
+            if self.members.get(member.group) is member and now >= member.readonly_due:
                 member.send_to_readonly()
         ticked = [m for m in members if m.needs_tick(now, self._idle_wait)]
         for member in ticked:
@@ -1558,7 +1564,7 @@ class RaftHost:
         if self._loop_proposals or any([member.has_work() for member in ticked]):
             return 0.0
         if self._readonly_next:
-            wishes = [*wishes, now + READONLY_LAG]
+            wishes = [*wishes, min(m.readonly_due for m in self._readonly_next)]
         due = [m._next_tick for m in members]
         if members:
             due.append(self._next_node_heartbeat)
