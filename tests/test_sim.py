@@ -5,11 +5,14 @@ a leader's own write costs 2f (an AppendEntries to each of its f reachable follo
 an ack each); a follower's write is forwarded, 2 more (apply_command and its response),
 and the leader sends the commit index at once after it, 2f more; an election is a PreVote
 round (2 per reachable voter), a vote round (2 each) and the new leader's no-op round
-(2f). With read-only followers (the cluster ensemble's), an uncommitted entry goes to the
-v reachable voters only (2v) and to the read-only ones once committed, so a leader's own
-write is still 2f but a forwarded one is 2 + 2v + 2f (its commit notice carries the entry
-to the read-only followers). Messages to a node that is down are not sent. Pure and fast:
-no processes.
+(2f). With read-only followers (the cluster ensemble's), every AppendEntries call goes to
+the v reachable voters at once, and the r read-only ones get one call READONLY_LAG (20 ms)
+after the first they missed, with everything appended meanwhile and the commit index of
+that moment: a leader's own write is still 2v + 2r = 2f, a forwarded one 2 + 2v, its
+commit notice to the voters 2v, and the read-only call 2r, entry and commit together
+(2 + 2v + 2f). An AppendEntries message carries at most 64 KB of entries (the seed
+transactions are about 12 KB each). Messages to a node that is down are not sent. Pure
+and fast: no processes.
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ from hakv.placement import GroupRecord, records_on, replication_set
 from hakv.sim import chain_topology
 from hakv.sim.__main__ import main
 from hakv.sim.cluster import SIM_APP, SimCluster
-from hakv.sim.model import Ensemble, Sim, SimParams
+from hakv.sim.model import Ensemble, Sim, SimParams, append_entries_messages
 from hakv.sim.report import Config, format_table, run_all, run_config
 from hakv.sim.scenarios import (
     node_failure,
+    seed_sizes,
     serving,
     serving_under,
     startup,
@@ -139,12 +143,15 @@ def test_read_only_followers_ack_but_never_count_for_the_quorum() -> None:
     ensemble.propose("a", "w")  # no voter to send it to: it never commits...
     sim.run()
     assert ensemble.committed == 1 and len(ensemble.stalled) == 1
-    assert ensemble.messages == 10  # ...so the read-only followers never get it
+    # ...but the read-only followers get it 20 ms later all the same (hakv.raft
+    # send_to_readonly does not wait for the commit): 3 entries, 3 acks.
+    assert ensemble.messages == 10 + 6
 
 
-def test_read_only_followers_get_entries_once_committed() -> None:
-    # hakv.raft GroupMember._SyncObj__sendAppendEntries / send_to_readonly. One ms of CPU
-    # a message makes every send visible in the times; no jitter.
+def test_read_only_followers_get_what_the_voters_got_20_ms_later() -> None:
+    # hakv.raft GroupMember._SyncObj__sendAppendEntries, send_to_readonly, readonly_due,
+    # RaftHost._pass. One ms of CPU a message makes every send visible in the times; no
+    # jitter.
     c = 0.001
     params = SimParams(link_jitter=0.0, msg_cpu=c)
     sim = Sim(params, random.Random(0), ("a", "b", "c", "r1", "r2", "r3"))
@@ -156,27 +163,66 @@ def test_read_only_followers_get_entries_once_committed() -> None:
     assert p is not None
     # The leader's own write: the round to b and c (4), then the entry to r1..r3 (6).
     assert ensemble.messages == 4 + 6
-    # It commits after the voters' round alone: 2 sends (2c), out, fsync, back (2.2 ms),
-    # one ack read (c). The three read-only sends come after (none of its latency).
+    # 2 sends (2 ms), out, fsync, back (2.2 ms), one ack read (1 ms): it commits at
+    # 5.2 ms, after the voters' round alone.
     assert done == [pytest.approx(0.0022 + 3 * c)]
     commit = done[0]
-    # Reading b's and c's acks (2c), then r1, r2, r3 in turn, one link delay each way.
     assert ensemble.applied_at(p, "a") == commit
-    assert [ensemble.applied_at(p, r) for r in ("r1", "r2", "r3")] == [
-        pytest.approx(commit + 2 * c + k * c + 0.0001) for k in (1, 2, 3)]
-    # A voter without a commit notice learns the commit with the next heartbeat.
+    # b and c had it before the commit and apply it when the next heartbeat brings the
+    # commit index, 0.1 s after the round began, one link delay later. r1..r3 get their
+    # call 20 ms after the voters' (at 22 ms: a is free again, having read b's and c's
+    # acks from 5.2 ms), entry and commit index together, in turn.
     assert ensemble.applied_at(p, "b") == pytest.approx(p.round_start + 0.1 + 0.0001)
-    # r2 forwards a write: 2; the round to the voters: 4; the commit notice to all five
-    # (it carries the entry to r1..r3): 10. 16, where sending it to all five before the
-    # commit, and the commit notice after, made 2 + 10 + 10 = 22.
+    assert p.readonly_from == pytest.approx(0.022)
+    assert [ensemble.applied_at(p, r) for r in ("r1", "r2", "r3")] == [
+        pytest.approx(0.022 + k * c + 0.0001) for k in (1, 2, 3)]
+    # r2 forwards a write: 2; the round to the voters: 4; the commit notice to the voters
+    # at once: 4; the read-only followers' call, 20 ms after the round, carries entry and
+    # commit index: 6. 16 (2 + 2v + 2f).
     before = ensemble.messages
     forwarded = ensemble.propose("r2", "w", lambda: done.append(sim.now))
     sim.run()
-    assert ensemble.messages - before == 2 + 4 + 10
+    assert ensemble.messages - before == 2 + 4 + 4 + 6
     assert forwarded is not None and forwarded.to_all
-    # r2 applies it when the notice reaches it: b, c, r1 come first in member order.
-    assert done[1] == ensemble.applied_at(forwarded, "r2") == pytest.approx(
-        forwarded.sends_from + 4 * c + 0.0001)
+    # At 22 ms a is busy until 28 ms with the read-only call (3 sends, 3 acks). r2 sends
+    # (1 ms), the request arrives at 23.1 ms, a reads it and answers from 28 ms (2 ms);
+    # the round to b and c from 30 ms (2 ms), the ack at 34.2 ms, the commit at 35.2 ms.
+    # The read-only call is due 20 ms after the voters' (52 ms); r2 is the second: 2 ms,
+    # then one link delay: 54.1 ms.
+    assert forwarded.round_start == pytest.approx(0.030)
+    assert forwarded.committed_at == pytest.approx(0.0352)
+    assert forwarded.readonly_from == pytest.approx(0.052)
+    assert done[1] == ensemble.applied_at(forwarded, "r2") == pytest.approx(0.0541)
+
+
+def test_a_call_stops_filling_followers_after_a_heartbeat_period() -> None:
+    # pysyncobj __sendAppendEntries: a follower gets its messages in turn until the call
+    # has run for appendEntriesPeriod (0.1 s), then each other follower one; the rest go
+    # with the next heartbeat calls. 10 ms a message, no jitter; one 192 KB entry: three
+    # 64 KB messages to each follower.
+    c = 0.01
+    params = SimParams(link_jitter=0.0, msg_cpu=c)
+    readonly = tuple(f"r{i}" for i in range(1, 7))
+    sim = Sim(params, random.Random(0), ("a", "b", "c", *readonly))
+    ensemble = Ensemble(sim, "_cluster", ("a", "b", "c"), readonly)
+    ensemble.install_leader("a", since=-10.0)
+    assert append_entries_messages([3 * 65536]) == 1  # one entry: never split
+    assert append_entries_messages([65536, 65536, 1]) == 3
+    done: list[float] = []
+    ensemble.propose("a", "seed", lambda: done.append(sim.now), size=65536)
+    ensemble.propose("a", "seed", size=65536)
+    ensemble.propose("a", "seed", size=65536)
+    sim.run()
+    # The voters get all three at once: 6 sends (60 ms); the ack 2.2 ms later, read in
+    # 10 ms: the commit at 72.2 ms. The read-only call, due 20 ms after the voters' (80
+    # ms), waits for a to read the round's 6 acks (until 132.2 ms); it has run 0.1 s after
+    # 10 messages and stops filling after the 11th, in r4's turn (the model fills r4 too:
+    # 12), then one to each of r5 and r6 (2): 14 messages. The next heartbeat brings r5
+    # and r6 their other 2 each (4; 40 ms is within the period).
+    # 2 x (6 + 14 + 4) = 48 = 2 x 8 followers x 3.
+    assert done == [pytest.approx(0.0722)]
+    assert ensemble.messages == 2 * (6 + 14 + 4) == 2 * 8 * 3
+    assert ensemble.caught_up_at > done[0]
 
 
 def test_an_election_after_the_leader_died() -> None:
@@ -236,21 +282,36 @@ def test_a_homeless_nodes_status_goes_to_the_cluster_ensemble() -> None:
     up = startup(t, "hakv", EXACT, random.Random(0), boots=boots)
     assert up.formula_messages == 36 + 12
     # n6 follows read-only: forwarded (2), the round to the 2 other voters (4), the commit
-    # notice to all 6 others (12). It knows the leader a heartbeat after it powered on,
-    # so its first try failed and the next pass, 0.5 s later, wrote it.
-    assert _kinds(up.all_node_by_category)["status"] == 2 + 4 + 12
+    # notice to them (4), and 20 ms after the round the call to the 4 read-only followers
+    # n3..n6 with entry and commit index (8). It knows the leader a heartbeat after it
+    # powered on, so its first try failed and the next pass, 0.5 s later, wrote it; it
+    # applies it with that call: 61.39 s + 20 ms.
+    assert _kinds(up.all_node_by_category)["status"] == 2 + 4 + 4 + 8
     assert up.status_writes == 9 + 1
-    assert 61.39 < up.seconds < 61.40
+    assert 61.41 < up.seconds < 61.42
 
 
-def test_only_the_cluster_leader_seeds() -> None:
-    # Every node powers on at 0: the leader writes each seed transaction once, to all
-    # 199 others (2 x 199), and no other voter proposes one.
-    t = chain_topology(200, 3)
-    chunks = len(seed_transactions(t))
-    assert chunks == 6  # 200 nodes + 100 groups + the cluster's name: 301, 60 a transaction
-    up = startup(t, "hakv", EXACT, random.Random(0), boots=dict.fromkeys(t.node_ids, 0.0))
-    assert _kinds(up.all_node_by_category)["seed"] == chunks * 2 * 199
+def test_only_the_cluster_leader_seeds_every_chunk_at_once() -> None:
+    # 400 nodes + 200 groups + the cluster's name: 601 records, 60 a transaction: 11.
+    t = chain_topology(400, 3)
+    assert len(seed_transactions(t)) == 11
+    sizes = seed_sizes(t)
+    assert sizes == (16360, 16568, 16404, 11567, 8935, 8926, 8885, 8875, 8911, 8756, 336)
+    # The leader proposes all 11 at once (hakv.node _seed_cluster_records): one round.
+    # A message takes entries until they reach 64 KB: the first five (69,834 bytes), then
+    # the other six (44,689): 2 messages to each follower.
+    assert append_entries_messages(sizes) == 2
+    # Every node but n399 powers on at 0: the leader sends the round to the 398 others up,
+    # 2 messages and 2 acks each, and no other voter proposes anything.
+    boots = {**dict.fromkeys(t.node_ids, 0.0), "n399": 30.0}
+    up = startup(t, "hakv", EXACT, random.Random(0), boots=boots)
+    cluster = _kinds(up.all_node_by_category)
+    assert cluster["seed"] == 2 * 398 * 2
+    # n399 comes up later and misses the whole log (the no-op and the seed): the next
+    # heartbeat (the leader heartbeats on while a member is down: within 0.1 s) brings it
+    # the first 64 KB, the same call the second (2 + 2 acks).
+    assert cluster["catch-up"] == 2 * 2
+    assert 30.0 <= up.records_everywhere <= 30.1
 
 
 def test_writes_on_the_nine_node_example(nine: Topology) -> None:
@@ -268,7 +329,8 @@ def test_writes_on_the_nine_node_example(nine: Topology) -> None:
 def test_a_cluster_write_does_not_wait_for_the_read_only_followers() -> None:
     # 20 us a message, no jitter. hakv, whatever N: n0 first reads the 2 acks of the g0
     # write just before (2c, write_costs), then 2 sends (2c), out, fsync, back (2.2 ms),
-    # 1 ack read (c). Full replication: the group write before leaves 199 acks to read,
+    # 1 ack read (c); the n-3 read-only followers get it 20 ms after the voters, once it
+    # has committed. Full replication: the group write before leaves 199 acks to read,
     # then 199 sends, the round trip and 100 acks read (a majority of 200 is 101, the
     # leader's own vote included): (199 + 199 + 100) c.
     params = SimParams(link_jitter=0.0)
@@ -297,16 +359,15 @@ def test_node_208_fails_counted_by_hand(nine: Topology) -> None:
     # 226 elects between 210 and 212: PreVote 2, vote 2, no-op 2.
     assert kinds["election"] == 6
     # Marks: 202 writes "208 down" into 220 (to 214: 2), 226's leader into 226 (2). In the
-    # cluster ensemble, 202 leads: its own write, to the voters 204 and 206 (4), then to
-    # the 5 read-only followers up (10): 14. 226's leader follows read-only: forwarded,
-    # 2 + 4 + the commit notice to the 7 nodes up (14) = 20. Whichever of the two looks
-    # second skips it if the first one's mark has reached its node by then
-    # (hakv.manager.Manager._cluster_marker); with this seed it had.
+    # cluster ensemble, 220 is 208's first group (hakv.manager.mark_rank 0): 202, which
+    # leads the cluster ensemble too, records it at once, its own write, to the voters 204
+    # and 206 (4), 20 ms later to the 5 read-only followers up (10): 14. 226's leader
+    # (rank 1) looks 0.5 s after it decided, finds it in its copy and skips it; forwarded
+    # it would have cost 2 + 4 + the commit notice to the voters, 4, + 10: 20.
     (winner,) = dict(f.elected).values()
-    cost = {"202": 14, winner: 20}
-    assert sorted(f.cluster_marks + f.cluster_marks_skipped) == sorted(cost)
-    assert len(f.cluster_marks) == 1
-    assert kinds["mark"] == 2 + 2 + sum(cost[n] for n in f.cluster_marks)
+    assert (f.cluster_marks, f.cluster_marks_skipped) == (("202",), (winner,))
+    assert kinds["mark"] == 2 + 2 + 14
+    assert f.all_node_messages == 14
     # Its Fig. 3 route would go through the bridge on 208 itself: down, so not carried.
     assert f.skipped_hops == 2
     if winner == "210":
@@ -333,34 +394,49 @@ def test_node_208_fails_counted_by_hand(nine: Topology) -> None:
     # (hakv.ha.lease_expiry); a manager round and the allocation on top.
     ha = HaTuning()
     assert ha.takeover_wait - ha.renew_interval < f.replace_seconds < ha.takeover_wait + 0.2
-    # Replacing 208 for good by the spare 216 (first node outside its sphere, no voter),
-    # in 220 (202 leads 220 and the cluster ensemble) and 226 (210 follows the cluster
-    # read-only): per group the owner list (202's cluster write, 14); 216's status in the
-    # group as a new read-only member, forwarded: 2, the round to the one voter up (2),
-    # the commit notice to it and 216 (4); its joins/ record, forwarded into the cluster
-    # ensemble: 2 + 4 + 14; +216 (2 to the voter, 2 to 216 once committed); the voters
-    # recorded (14 by 202, or 20 forwarded by 210); -208 (4); the voters recorded (14/20).
+    # Replacing 208 for good by the spare 216 (first node outside its sphere, no voter).
+    # In 220, which 202 leads with the cluster ensemble: the owner list (202's cluster
+    # write: 4 to the voters, 20 ms later 10 to the 5 read-only followers up: 14); 216's
+    # status in 220 as a new read-only member, forwarded: 2, the round to 214 (2), the
+    # commit notice to it (2), 20 ms after the round the call to 216 (2): 8; its joins/
+    # record, forwarded into the cluster ensemble: 2 + 4 + the notice 4 + 10 = 20; +216
+    # (2, to 214: 216 votes once it is applied and gets it with the next round); the
+    # voters recorded (202's: 4); -208 (to 214 and 216: 4); the voters recorded (4); 226's
+    # owner list (4). Those last three cluster writes come within 20 ms: their read-only
+    # followers get them in one call (10). 14 + 8 + 20 + 2 + 4 + 4 + 4 + 4 + 10 = 70.
+    # In 226, which 210 leads, following the cluster ensemble read-only: 216's status (8),
+    # joins/ (20), +216 (2), the voters recorded, forwarded by 210 once it applied +216,
+    # after the joins/ call went (2 + 4 + 4 + 10 = 20), -208 (4), the voters recorded
+    # (20): 74.
     assert f.replace_steps == (("220", "+216"), ("220", "-208"), ("226", "+216"),
                                ("226", "-208"))
-    assert f.replace_node_messages == (14 + 8 + 20 + 4 + 14 + 4 + 14) + (
-        14 + 8 + 20 + 4 + 20 + 4 + 20)
+    assert f.replace_node_messages == (14 + 8 + 20 + 2 + 4 + 4 + 4 + 4 + 10) + (
+        8 + 20 + 2 + 20 + 4 + 20)
 
 
-def test_a_failure_is_marked_in_the_cluster_ensemble_once_unless_two_leaders_race(
+def test_the_first_groups_leader_records_a_failure_in_the_cluster_ensemble(
         nine: Topology) -> None:
-    # 208 fails: 202 (leads 220) and 226's new leader both mark it. The one that looks
-    # second finds the first one's mark in its copy, unless it looks before that mark
-    # reached it (then both propose: 202's own write costs 14, the other's 20).
-    outcomes = set()
+    # 208 fails: 202 (leads 220, 208's first group) and 226's new leader both mark it.
+    # 202 records it in the cluster ensemble at once (14); 226's leader looks 0.5 s after
+    # it decided (hakv.manager.MARK_STAGGER), by when 202's mark has reached it (the
+    # heartbeat after 202's round brings the commit index, 0.1 s): once, whatever the seed.
     for seed in range(12):
         f = node_failure(nine, "hakv", SimParams(), random.Random(seed), node="208")
         (winner,) = dict(f.elected).values()
-        cost = {"202": 14, winner: 20}
-        assert sorted(f.cluster_marks + f.cluster_marks_skipped) == sorted(cost)
-        assert _kinds(f.by_category)["mark"] == 2 + 2 + sum(cost[n] for n in f.cluster_marks)
-        assert f.all_node_messages == sum(cost[n] for n in f.cluster_marks)
-        outcomes.add(len(f.cluster_marks))
-    assert outcomes == {1, 2}  # usually once; twice when the two look within ms
+        assert (f.cluster_marks, f.cluster_marks_skipped) == (("202",), (winner,))
+        assert _kinds(f.by_category)["mark"] == 2 + 2 + 14
+        assert f.all_node_messages == 14
+    # The chain: n(2k) runs g(k)'s app and is the last owner of g(k-1), its first group,
+    # whose leader n(2k-2) records it; n(2k)'s successor in g(k) skips it. Both follow the
+    # cluster ensemble read-only: a forwarded write, 2 + 4, the notice to the voters 4, the
+    # read-only call 2 x 37 (f = 39 followers up, 2 of them voters, 37 read-only).
+    t = chain_topology(41, 3)
+    for k in (3, 7, 12):
+        x = f"n{2 * k}"
+        f = node_failure(t, "hakv", SimParams(), random.Random(k), node=x)
+        assert f.cluster_marks == (f"n{2 * k - 2}",)
+        assert f.cluster_marks_skipped == (dict(f.elected)[f"g{k}"],)
+        assert f.all_node_messages == 2 + 4 + 4 + 2 * 37
 
 
 def test_node_208_fails_under_full_replication(nine: Topology) -> None:
@@ -500,14 +576,21 @@ def test_constants_match_their_sources() -> None:
     from hakv import manager, node, raft
     from hakv.sim import model, scenarios
 
-    # hakv.raft's constants are imported, not copied.
+    # hakv.raft's and hakv.manager's constants are imported, not copied.
+    assert raft.READONLY_LAG == 0.02  # the hand counts above assume it
     for name in ("PRE_VOTE_LEASE", "NODE_HEARTBEAT", "QUIESCE_AFTER", "READONLY_ROUNDS",
-                 "CONNECTION_SILENCE"):
+                 "CONNECTION_SILENCE", "READONLY_LAG"):
         assert getattr(model, name) is getattr(raft, name)
+    assert scenarios.MARK_STAGGER is manager.MARK_STAGGER
+    assert scenarios.mark_rank is manager.mark_rank
     assert SimParams().heartbeat == raft.RaftSettings().heartbeat_period
+    assert model.APPEND_ENTRIES_BYTES == 2 ** 16  # pysyncobj's default; hakv keeps it
     # hakv.node and hakv.manager write these as literals: read them from the source.
     seed = inspect.getsource(node.Node._seed_cluster_records)
     assert f"wait({model.SEED_POLL})" in seed and f"wait({model.PUBLISH_RETRY})" in seed
+    # scenarios.seed_sizes encodes each chunk as the node does.
+    assert 'client = f"seed-{self.seed_topology.fingerprint()[:16]}"' in seed
+    assert 'codec.encode(codec.write_command("txn", body, client, n + 1))' in seed
     assert f"wait({model.PUBLISH_RETRY})" in inspect.getsource(node.Node._publish_status)
     marker = inspect.getsource(manager.Manager._cluster_marker)
     assert f"stopping.wait({scenarios.MARKER_RETRY})" in marker

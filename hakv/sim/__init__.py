@@ -5,10 +5,13 @@ around them is simulated. Nodes, links, CPU and time are simulated (hakv.sim.mod
 which node stores what (hakv.placement), where a change goes (hakv.routing), how a group
 fails over (hakv.ha), how the cluster records are seeded (hakv.cluster) and how owners
 are replaced (hakv.membership) are hakv's pure core, called as a node calls them; where a
-node's status goes is hakv.node.status_home, and the node-heartbeat and quiescence
-constants are hakv.raft's own, imported (importing them starts nothing). Nothing here
-opens a socket, starts a thread, touches LMDB or reads a clock: time and randomness are
-arguments, so a seed fixes every number.
+node's status goes is hakv.node.status_home, which group leader records a failure in the
+cluster ensemble when is hakv.manager.mark_rank and MARK_STAGGER, the size of a seed
+transaction is hakv.codec's encoding of it, and the Raft constants (node heartbeats,
+quiescence, the read-only followers' lag, pysyncobj's message size) are hakv.raft's own,
+imported (importing them starts nothing). Nothing here opens a socket, starts a thread,
+touches LMDB or reads a clock: time and randomness are arguments, so a seed fixes every
+number.
 
 Layering (lower modules never import higher ones):
   model       simulated time, links, CPU and Raft ensembles; every message counted

@@ -31,22 +31,40 @@ sends; hakv.placement.WriteMessages has the same breakdown):
   AppendEntries and ack per follower, 2f more. Commit needs acks from a majority of the
   voters (hakv.ha.quorum_size); read-only followers (the cluster ensemble's non-voters)
   receive and ack every entry but never count for it.
-- **Read-only followers get entries once committed** (hakv.raft
-  ``GroupMember._SyncObj__sendAppendEntries`` and ``send_to_readonly``). While an entry is
-  uncommitted, a round goes to the v reachable voters only (2v messages); once it
-  commits, the leader sends it to the r reachable read-only followers (2r: 2f in all,
-  as before), after the proposer's answer. A forwarded write's commit notice goes to
-  everyone at once and carries the entry to the read-only followers with it: 2 + 2v + 2f.
-  A write's latency is the voters' round alone; the read-only sends cost the leader's
-  CPU after it (and delay its next round). ``Ensemble.applied_at`` says when a given
-  member has applied a committed entry: at the commit on the leader; on a follower when
-  the post-commit send reaches it (the leader sends in member order, one ``msg_cpu``
-  each); a voter that got no commit notice learns the commit with the next heartbeat.
+- **Read-only followers get what the voters got ``READONLY_LAG`` later** (hakv.raft
+  ``GroupMember._SyncObj__sendAppendEntries``, ``send_to_readonly``, ``readonly_due`` and
+  ``RaftHost._pass``): every AppendEntries call of a leader that has read-only followers
+  goes to the v reachable voters at once; the r reachable read-only followers get one
+  call ``READONLY_LAG`` (20 ms) after the first voters' call they missed, carrying
+  everything appended meanwhile and the commit index of that moment (``Ensemble
+  ._readonly_call``). The pass that sends it does so before its tick, so a commit whose
+  quorum's acks come in while that call goes out waits for it; an ordinary write
+  commits within 20 ms, before it. A leader's own write: 2v + 2r = 2f. A forwarded one:
+  2 + 2v, the commit notice to the voters at once (2v, ``notify_commit``), and the
+  read-only followers' call, which still waits and carries entry and commit index
+  together (2r): 2 + 2v + 2f. A commit notice after the read-only followers' call went
+  (a commit later than 20 ms) makes another one, 20 ms later. ``Ensemble.applied_at``
+  says when a member has applied a committed entry (the leader sends in member order,
+  one ``msg_cpu`` each).
+- **Message size** (pysyncobj ``__sendAppendEntries`` and ``__getEntries``). One
+  AppendEntries message carries a follower's entries until they reach
+  ``APPEND_ENTRIES_BYTES`` (64 KB, the configuration hakv.raft gives pysyncobj), so a round
+  of large entries (the seed transactions, ``Proposal.size``) is k messages to each
+  follower, each acked (:func:`append_entries_messages`); other commands are small, one
+  message. One call of ``__sendAppendEntries`` stops filling followers once it has run
+  for ``appendEntriesPeriod`` (the heartbeat period): every later follower gets one
+  message and the rest with the next calls, the heartbeats (:meth:`Sim.fill`). The
+  model applies that to the read-only followers; to the voters it sends a round's k
+  messages in one go (a commit needs them on a majority anyway, so it waits about as
+  long: a lower bound for full replication). A node that comes up after entries went out
+  gets what it missed the same way, from the next heartbeat on (``Ensemble.wake``): more
+  than the heartbeat's one message only when that is over 64 KB.
 - **Batching.** A leader with nothing in flight sends a proposal at once; proposals that
   arrive while a round is in flight go out together in one round, at the first ack of the
   round in flight (the raft thread's next pass) or when the leader's CPU is free,
   whichever is later (hakv.raft ``propose_now`` and ``_checkCommandsToApply``). A round's
-  messages are counted under the category of its first proposal.
+  messages are counted under the category of its largest proposal (the first of equals:
+  a new leader's no-op and the seed it proposes at once count as seed).
 - **Elections** (``Ensemble.arm``). A voter that hears no leader for its election timeout
   (uniform in ``[election_timeout_min, election_timeout_max]``) asks every reachable voter
   for a PreVote (one request and one answer each). Voters that heard a live leader within
@@ -58,15 +76,17 @@ sends; hakv.placement.WriteMessages has the same breakdown):
   millisecond round trips they are rare.
 - **Heartbeats** (when ``Sim.heartbeats`` is on, as at start-up): a leader sends an empty
   AppendEntries round to every reachable follower each heartbeat period in which no other
-  round went out, charged to its CPU like any round, until the ensemble goes quiet
+  round went out (the read-only followers' part READONLY_LAG later, with whatever else is
+  due to them), charged to its CPU like any round, until the ensemble goes quiet
   (hakv.raft: idle for ``QUIESCE_AFTER`` heartbeat periods, every member up and caught
   up); a member that connects wakes it. A heartbeat that falls due while a round waits to
-  go out is that round (pysyncobj's heartbeat carries the new entry, to the voters only).
-  Node heartbeats of quiet ensembles are counted by the steady-state figures
-  (hakv.sim.scenarios.steady_load), not played.
+  go out is that round. A heartbeat while followers still miss messages (see Message
+  size) is the call that brings them the next ones. Node heartbeats of quiet ensembles
+  are counted by the steady-state figures (hakv.sim.scenarios.steady_load), not played.
 
-Not modelled: packet loss, message sizes and bandwidth, log compaction and snapshots,
-clock drift, disk stalls, split votes, the CPU of followers.
+Not modelled: packet loss, bandwidth (a message costs ``msg_cpu`` whatever its size),
+log compaction and snapshots, clock drift, disk stalls, split votes, the CPU of
+followers.
 """
 
 from __future__ import annotations
@@ -77,6 +97,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from hakv.ha import HaTuning, has_quorum, quorum_size
 from hakv.raft import (
@@ -84,16 +105,20 @@ from hakv.raft import (
     NODE_HEARTBEAT,
     PRE_VOTE_LEASE,
     QUIESCE_AFTER,
+    READONLY_LAG,
     READONLY_ROUNDS,
+    RaftSettings,
 )
 from hakv.topology import HEARTBEAT_PERIOD, RaftTuning
 
 __all__ = [
+    "APPEND_ENTRIES_BYTES",
     "CONNECTION_SILENCE",
     "NODE_HEARTBEAT",
     "PRE_VOTE_LEASE",
     "PUBLISH_RETRY",
     "QUIESCE_AFTER",
+    "READONLY_LAG",
     "READONLY_ROUNDS",
     "SEED_POLL",
     "Ensemble",
@@ -101,6 +126,7 @@ __all__ = [
     "Proposal",
     "Sim",
     "SimParams",
+    "append_entries_messages",
 ]
 
 # hakv.raft's constants are imported, not copied (importing hakv.raft loads pysyncobj but
@@ -108,7 +134,9 @@ __all__ = [
 # within this many minimum election timeouts), NODE_HEARTBEAT (node heartbeats go every
 # this many heartbeat periods), READONLY_ROUNDS (a peer met only through read-only members
 # hears every this many node-heartbeat rounds), CONNECTION_SILENCE (pysyncobj's connection
-# timeout), QUIESCE_AFTER (an idle leader goes quiet after this many heartbeat periods).
+# timeout), QUIESCE_AFTER (an idle leader goes quiet after this many heartbeat periods),
+# READONLY_LAG (read-only followers get their AppendEntries call this long after the
+# first voters' call they missed, with everything appended meanwhile).
 # hakv.node writes the next two as literals; tests/test_sim.py reads them from its source.
 PUBLISH_RETRY = 0.5
 """hakv.node.Node._publish_status and _seed_cluster_records: the wait after a failed
@@ -118,6 +146,33 @@ SEED_POLL = 0.25
 ensemble looks again after this long (it proposes nothing)."""
 
 NEVER = -math.inf
+
+
+def _unused(*_: object) -> None:
+    return None
+
+
+APPEND_ENTRIES_BYTES: int = RaftSettings().to_conf(
+    "", "", _unused, _unused, "").appendEntriesBatchSizeBytes
+"""pysyncobj's ``appendEntriesBatchSizeBytes`` in the configuration hakv gives it
+(hakv.raft ``RaftSettings.to_conf``, which builds it and opens nothing): one AppendEntries
+message carries entries until they reach this many bytes."""
+
+
+def append_entries_messages(sizes: Iterable[int], limit: int = APPEND_ENTRIES_BYTES) -> int:
+    """How many AppendEntries messages carry entries of these sizes (bytes) to a follower.
+
+    pysyncobj ``__getEntries``: a message takes entries until their total reaches
+    ``limit``, the entry that reaches it included; the call goes on with the next ones.
+    No entry at all (a heartbeat) is still one message."""
+    messages = pending = total = 0
+    for size in sizes:
+        total += size
+        pending += 1
+        if total >= limit:
+            messages += 1
+            total = pending = 0
+    return messages + (1 if pending or not messages else 0)
 
 
 @dataclass(frozen=True)
@@ -270,26 +325,60 @@ class Sim:
         raft = self.params.raft
         return self.rng.uniform(raft.election_timeout_min, raft.election_timeout_max)
 
+    def fill(self, behind: Mapping[tuple[int, str], int]
+             ) -> tuple[Counter[str], dict[tuple[int, str], int]]:
+        """One call of pysyncobj's ``__sendAppendEntries`` to followers that miss messages.
+
+        ``behind`` maps (messages a follower misses, category) to how many followers miss
+        that many. pysyncobj sends each follower its messages in turn and, once the call
+        has run for ``appendEntriesPeriod`` (the heartbeat period, at ``msg_cpu`` a
+        message), only one more to each of the others (the rest go in the next calls; the
+        follower in whose turn the time ran out is counted as filled). Returns the
+        messages sent by category and the followers still behind."""
+        c, budget = self.params.msg_cpu, self.params.heartbeat
+        sent: Counter[str] = Counter()
+        left: dict[tuple[int, str], int] = {}
+        total = sum(k * n for (k, _), n in behind.items())
+        if c <= 0 or total * c <= budget:
+            for (k, category), n in behind.items():
+                sent[category] += k * n
+            return sent, left
+        within = math.floor(budget / c) + 1  # messages until the call has run too long
+        for (k, category), n in behind.items():
+            full = min(n, math.ceil(within / k)) if within > 0 else 0
+            within -= full * k
+            rest = n - full
+            sent[category] += full * k + rest
+            if rest and k > 1:
+                left[(k - 1, category)] = left.get((k - 1, category), 0) + rest
+        return sent, left
+
 
 @dataclass
 class Proposal:
     """A command on its way into an ensemble's log. ``on_commit`` runs when the proposer
-    has it applied: at the commit on the leader; on a follower when the commit notice
-    reaches it (:meth:`Ensemble.applied_at`).
+    has it applied: at the commit on the leader; on a follower when the commit index
+    reaches it (:meth:`Ensemble.applied_at`). ``size``: the encoded command's bytes, for
+    the large ones (0: small, it shares a message with others).
 
     Set when its round commits: ``committed_at``, the ``leader`` that committed it, when
-    its round began (``round_start``), when the post-commit sends began (``sends_from``)
-    and whether they went to every follower (a commit notice, ``to_all``) or to the
-    read-only followers only (``send_to_readonly``)."""
+    its round began (``round_start``), whether a commit notice went out (``to_all``: a
+    follower forwarded a command of the round) and when its sends to the voters began
+    (``sends_from``). ``readonly_from``: when the read-only followers' call that brought
+    them its commit began (NEVER until then); ``readonly_missed``: a read-only call went
+    out before it committed."""
 
     origin: str
     category: str
     on_commit: Callable[[], None] | None
     forwarded: bool
+    size: int = 0
     committed_at: float | None = None
     leader: str | None = None
     round_start: float = NEVER
     sends_from: float = NEVER
+    readonly_from: float = NEVER
+    readonly_missed: bool = False
     to_all: bool = False
 
 
@@ -329,6 +418,21 @@ class Ensemble:
         self._last_entries = NEVER
         self._hb_timer = False
         self.quiet = False
+        self.log: list[int] = []  # the size of every entry appended so far, in order
+        # Followers that miss messages: (messages, category) -> followers; they get them
+        # with the leader's next heartbeats, not before ``_behind_from`` (Sim.fill).
+        self._behind: dict[tuple[int, str], int] = {}
+        self._behind_from = NEVER
+        self.caught_up_at = NEVER  # when the last follower that missed messages got them
+        # The read-only followers' next call (hakv.raft readonly_due): when it is due
+        # (None: none pending), the entries it carries, its label, the proposals whose
+        # commit the read-only followers have not heard of; the last call (due, end).
+        self._ro_due: float | None = None
+        self._ro_gen = 0
+        self._ro_sizes: list[int] = []
+        self._ro_label: tuple[int, str] | None = None
+        self._ro_waiting: list[Proposal] = []
+        self._ro_last = (NEVER, NEVER)
         # An ensemble over every node counts its reachable members through the network's
         # per-side counts instead of looking at 10,000 of them for every round.
         self._everyone = len(set(self.members)) == sim.net.size
@@ -498,6 +602,8 @@ class Ensemble:
         self.leader = node
         self.leader_since = self.sim.now
         self._next_send = self.sim.now
+        self._behind = {}  # a new leader finds out what each follower has (not modelled)
+        self._ro_due, self._ro_sizes, self._ro_label, self._ro_waiting = None, [], None, []
         self._queue.insert(0, Proposal(node, category, None, False))
         self._maybe_send()
         for callback in list(self.on_leader):
@@ -530,21 +636,23 @@ class Ensemble:
     # ---- writes
 
     def propose(self, origin: str, category: str,
-                on_commit: Callable[[], None] | None = None) -> Proposal | None:
-        """``origin`` proposes a command now; the proposal, or None (nothing sent) when it
-        knows no leader: pysyncobj fails such a proposal at once (MISSING_LEADER)."""
+                on_commit: Callable[[], None] | None = None, size: int = 0
+                ) -> Proposal | None:
+        """``origin`` proposes a command (of ``size`` bytes, 0: small) now; the proposal,
+        or None (nothing sent) when it knows no leader: pysyncobj fails such a proposal at
+        once (MISSING_LEADER)."""
         sim = self.sim
         leader = self.leader
         if leader is None or self.electing or not self.knows_leader(origin, sim.now):
             return None
         if origin == leader:
-            proposal = Proposal(origin, category, on_commit, False)
+            proposal = Proposal(origin, category, on_commit, False, size)
             self._arrive(proposal, leader)
             return proposal
         c = sim.params.msg_cpu
         self.count(category, 2)  # apply_command, apply_command_response
         sent = sim.cpu(origin, c, sim.now) + c
-        proposal = Proposal(origin, category, on_commit, True)
+        proposal = Proposal(origin, category, on_commit, True, size)
         sim.at(sent + sim.one_way(), lambda: self._arrive(proposal, leader))
         return proposal
 
@@ -575,75 +683,187 @@ class Ensemble:
         c = sim.params.msg_cpu
         batch, self._queue = self._queue, []
         f, voting = self.reachable_followers(leader)
+        readonly = f - voting
         need = self.quorum - 1
-        # Uncommitted entries go to the voters only; the read-only followers get them
-        # once committed (hakv.raft GroupMember._SyncObj__sendAppendEntries).
-        sent_to = voting
+        sizes = [p.size for p in batch]
+        self.log.extend(sizes)
+        k = append_entries_messages(sizes)
+        category = max(batch, key=lambda p: p.size).category
+        # The voters get the round at once, k messages each (hakv.raft
+        # GroupMember._SyncObj__sendAppendEntries); the read-only followers READONLY_LAG
+        # later (_readonly_later).
+        sends = voting * k
         self.kinds.update(p.category for p in batch)
-        self.count(batch[0].category, 2 * sent_to)
-        start = sim.cpu(leader, sent_to * c, sim.now)
-        sent = start + sent_to * c
+        self.count(category, 2 * sends)
+        start = sim.cpu(leader, sends * c, sim.now)
+        sent = start + sends * c
         self.rounds += 1
         self._last_round = self._last_entries = start
         self.quiet = False
         self._arm_heartbeat()
+        if readonly:
+            self._readonly_later(leader, sent, sizes, category, batch)
         if voting < need:
             self.stalled.extend(batch)  # no quorum: the entries wait in the log
             return
-        commit = max(sent + sim.round_trip(need, voting) + need * c, start + sim.params.fsync)
-        self._next_send = sent + sim.round_trip(1, sent_to) if sent_to else commit
-        sim.cpu(leader, sent_to * c, commit)  # reading the acks
-        sim.at(commit, lambda: self._commit(batch, leader, f, f - voting, start))
+        to_quorum = sim.round_trip(need, voting)
+        first_ack = min(sim.round_trip(1, voting), to_quorum) if voting else to_quorum
+        self._next_send = sent + first_ack if voting else max(sent + to_quorum,
+                                                               start + sim.params.fsync)
+        if readonly:
+            sim.at(sent + to_quorum,
+                   partial(self._quorum, batch, category, leader, voting, start, sends))
+            return
+        commit = max(sent + to_quorum + need * c, start + sim.params.fsync)
+        sim.at(commit, partial(self._commit, batch, category, leader, voting, start, sends))
 
-    def _commit(self, batch: list[Proposal], leader: str, followers: int, readonly: int,
-                round_start: float) -> None:
+    def _quorum(self, batch: list[Proposal], category: str, leader: str, voting: int,
+                round_start: float, acks: int) -> None:
+        """The quorum's acks are in. The pass that reads them commits, after its call to
+        the read-only followers if one is due then (hakv.raft ``RaftHost._pass`` sends
+        it before the tick)."""
+        sim = self.sim
+        due, end = self._ro_last
+        base = end if due <= sim.now < end else sim.now
+        commit = max(base + (self.quorum - 1) * sim.params.msg_cpu,
+                     round_start + sim.params.fsync)
+        sim.at(commit, partial(self._commit, batch, category, leader, voting, round_start,
+                               acks))
+
+    def _readonly_later(self, leader: str, sent: float, sizes: Sequence[int], category: str,
+                        batch: Sequence[Proposal] = ()) -> None:
+        """The voters got a call at ``sent`` that the read-only followers did not: they get
+        theirs READONLY_LAG after the first such call, with everything appended until
+        then (hakv.raft ``readonly_due``)."""
+        self._ro_sizes.extend(sizes)
+        weight = max(sizes, default=-1)
+        if self._ro_label is None or weight > self._ro_label[0]:
+            self._ro_label = (weight, category)
+        self._ro_waiting.extend(batch)
+        if self._ro_due is None:
+            self._ro_due = sent + READONLY_LAG
+            self._ro_gen += 1
+            self.sim.at(self._ro_due, partial(self._readonly_call, leader, self._ro_gen))
+
+    def _readonly_call(self, leader: str, gen: int) -> None:
+        """hakv.raft ``send_to_readonly``, at the start of the pass READONLY_LAG after the
+        voters' call: what the read-only followers miss, in 64 KB messages (Sim.fill),
+        with the commit index of that moment; then the acks."""
+        if gen != self._ro_gen or self._ro_due is None:
+            return
+        sim = self.sim
+        sizes, label = self._ro_sizes, self._ro_label
+        self._ro_due, self._ro_sizes, self._ro_label = None, [], None
+        if self.leader != leader or not sim.net.up(leader):
+            self._ro_waiting = []
+            return
+        c = sim.params.msg_cpu
+        f, voting = self.reachable_followers(leader)
+        category = label[1] if label is not None else "heartbeat"
+        k = append_entries_messages(sizes) if sizes else 1
+        sent, left = sim.fill({(k, category): f - voting})
+        sends = sum(sent.values())
+        for name, n in sent.items():
+            self.count(name, 2 * n)
+        begin = sim.cpu(leader, 2 * sends * c, sim.now)  # the sends, then the acks
+        end = begin + sends * c
+        self._ro_last = (sim.now, end)
+        self._lagging(left, end)
+        self._deliver(begin)
+
+    def _deliver(self, begin: float) -> None:
+        """A call to the read-only followers began at ``begin``: it carries the commit of
+        every proposal committed by now; a read-only proposer applies its own then."""
+        sim = self.sim
+        waiting = []
+        readonly = self._member_positions()[1]
+        for p in self._ro_waiting:
+            if p.committed_at is None or p.committed_at > sim.now:
+                p.readonly_missed = True
+                waiting.append(p)
+                continue
+            p.readonly_from = begin
+            if p.on_commit is not None and p.origin in readonly:
+                sim.at(self.applied_at(p, p.origin), p.on_commit)
+        self._ro_waiting = waiting
+
+    def _lagging(self, left: Mapping[tuple[int, str], int], after: float) -> None:
+        """Followers that did not get all of a call's messages get the rest with the
+        leader's heartbeats from ``after`` on."""
+        if not left:
+            return
+        for key, n in left.items():
+            self._behind[key] = self._behind.get(key, 0) + n
+        self._behind_from = max(self._behind_from, after)
+        self._arm_heartbeat()
+
+    def _commit(self, batch: list[Proposal], category: str, leader: str, voting: int,
+                round_start: float, acks: int) -> None:
         sim = self.sim
         c = sim.params.msg_cpu
         to_all = any(p.forwarded for p in batch)
-        sends_from = sim.now
+        sends_from = NEVER
         if to_all:
             # notify_commit: a follower waits for this, so the commit index goes at once,
-            # to every follower (the read-only ones get the entry with it).
-            self.count(batch[0].category, 2 * followers)
-            sends_from = sim.cpu(leader, 2 * followers * c, sim.now)
-        elif readonly:
-            # send_to_readonly: the entry, now committed, to the read-only followers.
-            self.count(batch[0].category, 2 * readonly)
-            sends_from = sim.cpu(leader, 2 * readonly * c, sim.now)
+            # to the voters; the read-only followers get it with their next call.
+            self.count(category, 2 * voting)
+            sends_from = sim.cpu(leader, 2 * voting * c, sim.now)
+        sim.cpu(leader, acks * c, sim.now)  # reading the round's acks
         self.committed += len(batch)
         for p in batch:
             p.committed_at, p.leader, p.round_start = sim.now, leader, round_start
             p.sends_from, p.to_all = sends_from, to_all
+        if to_all and any(p.readonly_missed for p in batch):
+            # The read-only followers' call went before the commit: notify_commit is
+            # another AppendEntries call, theirs READONLY_LAG later.
+            f, now_voting = self.reachable_followers(leader)
+            if f > now_voting:
+                self._readonly_later(leader, sends_from + voting * c, (), category)
+        voters, readonly = self._member_positions()
         for p in batch:
-            if p.on_commit is None:
-                continue
+            if p.on_commit is None or p.origin in readonly:
+                continue  # a read-only proposer applies it when its call comes (_deliver)
             if p.origin == leader:
                 p.on_commit()
             else:
                 sim.at(self.applied_at(p, p.origin), p.on_commit)
 
+    def _member_positions(self) -> tuple[dict[str, int], dict[str, int]]:
+        if self._positions is None:
+            self._positions = ({m: i for i, m in enumerate(self.voters)},
+                               {m: i for i, m in enumerate(self.readonly)})
+        return self._positions
+
     def applied_at(self, proposal: Proposal, node: str) -> float:
-        """When ``node`` has applied ``proposal`` (inf: not committed yet). On the leader
-        at the commit; on a follower when the post-commit send reaches it (the leader
-        sends in member order, ``msg_cpu`` a message); a voter that got no commit notice
-        learns the commit with the leader's next heartbeat, one period after the round."""
+        """When ``node`` has applied ``proposal`` (inf: not yet). On the leader at the
+        commit. On a voter when the commit notice reaches it (the leader sends in member
+        order, ``msg_cpu`` a message); without one (the leader's own write), when the
+        leader's next heartbeat brings the commit index, one heartbeat period after the
+        round. On a read-only follower when the first call to the read-only followers
+        after the commit reaches it (``readonly_from``); if none carried it yet although
+        one went before the commit (a commit later than READONLY_LAG), the heartbeat's."""
         sim = self.sim
         if proposal.committed_at is None:
             return math.inf
         leader = proposal.leader
         if node == leader:
             return proposal.committed_at
-        if self._positions is None:
-            self._positions = ({m: i for i, m in enumerate(self.members)},
-                               {m: i for i, m in enumerate(self.readonly)})
-        everyone, readonly = self._positions
-        if not proposal.to_all and node not in readonly:
+        voters, readonly = self._member_positions()
+        c = sim.params.msg_cpu
+        position = voters.get(node)
+        if position is not None:
+            if leader is not None and voters.get(leader, -1) < position:
+                position -= 1  # the leader sends nothing to itself
+            if proposal.to_all:
+                return proposal.sends_from + (position + 1) * c + sim.one_way()
             return proposal.round_start + sim.params.heartbeat + sim.one_way()
-        order = everyone if proposal.to_all else readonly
-        position = order.get(node, 0)
-        if leader is not None and order.get(leader, math.inf) < position:
-            position -= 1  # the leader sends nothing to itself
-        return proposal.sends_from + (position + 1) * sim.params.msg_cpu + sim.one_way()
+        after = (readonly.get(node, 0) + 1) * c + sim.one_way()
+        if proposal.readonly_from != NEVER:
+            return proposal.readonly_from + after
+        if proposal.readonly_missed and not proposal.to_all:
+            beat = proposal.round_start + sim.params.heartbeat
+            return beat + (len(self.voters) - 1) * c + READONLY_LAG + after
+        return math.inf
 
     def read_index(self, category: str, on_done: Callable[[], None]) -> None:
         """A linearizable read on the leader (ReadIndex): one probe and its answer per
@@ -659,15 +879,20 @@ class Ensemble:
         start = sim.cpu(leader, 2 * voters * c, sim.now)
         sim.at(start + voters * c + sim.round_trip(need, voters, fsync=False), on_done)
 
-    # ---- heartbeats (only when ``Sim.heartbeats`` is on)
+    # ---- heartbeats (when ``Sim.heartbeats`` is on, or while followers miss messages)
 
     def _arm_heartbeat(self) -> None:
-        if not self.sim.heartbeats or self._hb_timer or self.leader is None:
+        if (not self.sim.heartbeats and not self._behind) or self._hb_timer or self.leader is None:
             return
         self._hb_timer = True
-        self.sim.at(self._last_round + self.sim.params.heartbeat, self._heartbeat)
+        when = self._last_round + self.sim.params.heartbeat
+        if self._behind:
+            when = max(when, self._behind_from)
+        self.sim.at(when, self._heartbeat)
 
     def _caught_up(self, leader: str) -> bool:
+        if self._behind:
+            return False
         net = self.sim.net
         if self._everyone:
             return net.up_with(leader) == net.size
@@ -676,7 +901,8 @@ class Ensemble:
     def _heartbeat(self) -> None:
         """A heartbeat period passed without an AppendEntries round: send an empty one to
         every reachable follower (and read the acks), or go quiet (hakv.raft: idle for
-        QUIESCE_AFTER periods, every member up and caught up)."""
+        QUIESCE_AFTER periods, every member up and caught up). While followers miss
+        messages, the heartbeat is the call that sends them the next ones (Sim.fill)."""
         self._hb_timer = False
         sim = self.sim
         leader = self.leader
@@ -686,20 +912,58 @@ class Ensemble:
         now = sim.now
         if self._round_pending:
             return  # the round about to go is this heartbeat; it re-arms the timer
-        if now < self._last_round + hb - 1e-12:
+        if now < self._last_round + hb - 1e-12 or (self._behind
+                                                    and now < self._behind_from - 1e-12):
             self._arm_heartbeat()
+            return
+        if self._behind:
+            self._catch_up(leader)
+            return
+        if not sim.heartbeats:
             return
         if now - self._last_entries >= QUIESCE_AFTER * hb - 1e-12 and self._caught_up(leader):
             self.quiet = True
             return
-        f, _ = self.reachable_followers(leader)
-        self.count("heartbeat", 2 * f)
-        self._last_round = sim.cpu(leader, 2 * f * sim.params.msg_cpu, now)
+        f, voting = self.reachable_followers(leader)
+        self.count("heartbeat", 2 * voting)
+        self._last_round = sim.cpu(leader, 2 * voting * sim.params.msg_cpu, now)
+        if f > voting:  # the read-only followers' part goes READONLY_LAG later
+            self._readonly_later(leader, self._last_round + voting * sim.params.msg_cpu, (),
+                                 "heartbeat")
         self._arm_heartbeat()
 
-    def wake(self) -> None:
-        """A member (re)connected: a quiet leader heartbeats again at once."""
-        if self.quiet and self.leader is not None:
+    def _catch_up(self, leader: str) -> None:
+        """A heartbeat call while followers miss messages: each of them gets the next ones
+        (as many as the call has time for, one at least); the others an empty
+        AppendEntries, counted as a heartbeat when heartbeats are played."""
+        sim = self.sim
+        f, _ = self.reachable_followers(leader)
+        lagging = sum(self._behind.values())
+        sent, self._behind = sim.fill(self._behind)
+        for category, n in sent.items():
+            self.count(category, 2 * n)
+        empty = max(0, f - lagging) if sim.heartbeats else 0
+        self.count("heartbeat", 2 * empty)
+        sends = sum(sent.values()) + empty
+        self._last_round = sim.cpu(leader, 2 * sends * sim.params.msg_cpu, sim.now)
+        self._deliver(self._last_round)
+        if not self._behind:
+            self.caught_up_at = self._last_round + 2 * sends * sim.params.msg_cpu
+        self._arm_heartbeat()
+
+    def wake(self, node: str | None = None) -> None:
+        """A member (re)connected: a quiet leader heartbeats again at once. ``node`` came
+        up just now and misses every entry so far: the leader's heartbeats bring it them
+        (one message, the heartbeat's own, unless they are over 64 KB)."""
+        leader = self.leader
+        if leader is None:
+            return
+        if node is not None and node != leader and self.log:
+            missed = append_entries_messages(self.log)
+            if missed > 1:
+                key = (missed, "catch-up")
+                self._behind[key] = self._behind.get(key, 0) + 1
+        if self.quiet:
             self.quiet = False
             self._last_round = self.sim.now - self.sim.params.heartbeat
-            self._arm_heartbeat()
+        self._arm_heartbeat()

@@ -155,7 +155,9 @@ def format_details(results: Sequence[Result]) -> str:
         lines.append("up, messages by kind: " + ", ".join(
             f"{k} {v:,}" for k, v in r.startup.by_category))
         lines.append(f"up: {r.startup.status_writes:,} status writes, "
-                     f"{r.startup.events:,} events")
+                     f"{r.startup.events:,} events; the seed committed at "
+                     f"{_secs(r.startup.seeded)} s; the last node that missed messages of "
+                     f"the all-node ensemble had them at {_secs(r.startup.records_everywhere)} s")
         lines.append(f"failure of {f.node}: reacting {', '.join(f.reacting[:8])}"
                      f"{' ...' if len(f.reacting) > 8 else ''}; elections "
                      f"{', '.join(f.elections) or 'none'}; notified "

@@ -13,9 +13,10 @@ where a change goes         hakv.routing.route (status, marks, allocations)
 failover, marks, hand-over  hakv.ha.decide, node_marks, handover_target
 failure detection           hakv.manager.raft_evidence_window, probe_backoff, jittered,
                             ROUND
+who records a failure       hakv.manager.mark_rank, MARK_STAGGER (the cluster ensemble)
 the placement record        hakv.ha.command, apply_command (place, report, renew)
 quorum                      hakv.ha.has_quorum, quorum_size
-seeding the cluster         hakv.cluster.seed_transactions
+seeding the cluster         hakv.cluster.seed_transactions, hakv.codec (their size)
 where a node's status goes  hakv.node.status_home (via SimCluster.status_targets)
 node heartbeats             hakv.raft.NODE_HEARTBEAT, READONLY_ROUNDS, CONNECTION_SILENCE
 replacing a node            hakv.membership.plan_membership
@@ -29,6 +30,10 @@ The node failure is played on a settled, idle cluster: every group's app runs on
 first owner, which also leads the group (hakv.ha.handover_target), no other write is in
 flight. The steady-state load (:func:`steady_load`) is counted, not played: it applies the
 same per-round rules to a cluster whose apps renew their leases every ``renew_interval``.
+
+No scenario freezes a node: hakv.manager's rule for a manager that did not run for
+``STALLED`` seconds (it marks nobody down for a failure timeout) changes nothing when a
+node crashes, since the managers that see it go silent keep running.
 """
 
 from __future__ import annotations
@@ -40,10 +45,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from hakv import ha
+from hakv import codec, ha
 from hakv.cluster import seed_transactions
+from hakv.manager import (
+    MARK_STAGGER,
+    jittered,
+    mark_rank,
+    probe_backoff,
+    raft_evidence_window,
+)
 from hakv.manager import ROUND as MANAGER_ROUND
-from hakv.manager import jittered, probe_backoff, raft_evidence_window
 from hakv.membership import plan_membership
 from hakv.placement import (
     NodeStatusRecord,
@@ -76,6 +87,7 @@ __all__ = [
     "Startup",
     "WriteCost",
     "node_failure",
+    "seed_sizes",
     "serving",
     "serving_under",
     "startup",
@@ -117,7 +129,11 @@ class Startup:
     hakv.placement counts it (``startup_messages(t).total`` for hakv: the groups' part,
     and 2(N-1) for each node that owns no group; N x 2(N-1) for full).
     ``seconds``: from the first power-on until the last start-up write committed;
-    ``groups_ready``: until every group has a leader and every owner's status.
+    ``groups_ready``: until every group has a leader and every owner's status;
+    ``seeded``: until the last seed transaction committed; ``records_everywhere``: until
+    the last node that missed messages of the all-node ensemble (the seed, sent in 64 KB
+    messages over heartbeat calls, or caught up when it came up late) got them (0: none
+    ever missed any).
     """
 
     group_messages: int
@@ -130,6 +146,8 @@ class Startup:
     group_by_category: tuple[tuple[str, int], ...]
     all_node_by_category: tuple[tuple[str, int], ...]
     events: int
+    seeded: float = 0.0
+    records_everywhere: float = 0.0
 
 
 class _Tracker:
@@ -198,30 +216,46 @@ class _Publisher:
             self._next(i)
 
 
+def seed_sizes(topology: Topology) -> tuple[int, ...]:
+    """The bytes of each seed transaction as hakv.node ``Node._seed_cluster_records``
+    proposes it: ``hakv.codec.encode`` of its ``write_command`` (about 12 KB for 60
+    records; pysyncobj's framing, a few dozen bytes, aside)."""
+    client = f"seed-{topology.fingerprint()[:16]}"
+    return tuple(len(codec.encode(codec.write_command("txn", body, client, n + 1)))
+                 for n, body in enumerate(seed_transactions(topology)))
+
+
 class _Seeder:
     """hakv.node.Node._seed_cluster_records, on every voter of the all-node ensemble.
 
-    Only the voter that leads the ensemble proposes: each seed transaction in turn, each
-    waited for; the others look every SEED_POLL seconds whether their copy shows the
-    chunk's marker or they lead now, and propose nothing, so only the leader's loop is
-    played here. A voter's loop looks every SEED_POLL seconds from its power-on, so a new
-    leader proposes at its first look after it was elected, from the first chunk not yet
-    committed; a proposal that finds no leader is tried again PUBLISH_RETRY later.
+    Only the voter that leads the ensemble proposes: every chunk not applied yet at once,
+    then it waits for them all and looks again (nothing left: done). The others look every
+    SEED_POLL seconds whether their copy shows every chunk's marker or they lead now, and
+    propose nothing, so only the leader's loop is played here. A voter's loop looks every
+    SEED_POLL seconds from its power-on, so a new leader proposes at its first look after
+    it was elected; a proposal that finds no leader fails at once and the loop looks again
+    PUBLISH_RETRY later. Proposed at one instant, the chunks go out in one round, in
+    AppendEntries messages of up to 64 KB (hakv.sim.model ``append_entries_messages``;
+    hakv's own raft thread may take the first of them into a round of its own: about the
+    same messages). The wait's request timeout is not played: the seed commits in a
+    fraction of a second (hakv), or the waits return chunk by chunk (full replication).
     ``seeders``: the nodes that run the loop (hakv: the cluster voters; full replication:
     every node, all of them voters of the one ensemble)."""
 
-    def __init__(self, sim: Sim, ensemble: Ensemble, count: int, seeders: Iterable[str],
-                 on_commit: Callable[[int], None]) -> None:
-        self.sim, self.ensemble, self.count = sim, ensemble, count
+    def __init__(self, sim: Sim, ensemble: Ensemble, sizes: Sequence[int],
+                 seeders: Iterable[str], on_commit: Callable[[int], None]) -> None:
+        self.sim, self.ensemble = sim, ensemble
+        self.sizes = tuple(sizes)
+        self.count = len(self.sizes)
         self.seeders = frozenset(seeders)
         self.on_commit = on_commit
-        self.index = 0
+        self.applied: set[int] = set()
         self.proposals = 0
         ensemble.on_leader.append(self._leader)
 
     def _leader(self, ensemble: Ensemble) -> None:
         node, sim = ensemble.leader, self.sim
-        if node is None or node not in self.seeders or self.index >= self.count:
+        if node is None or node not in self.seeders or len(self.applied) >= self.count:
             return
         boot = sim.boot.get(node, 0.0)
         look = boot + math.ceil((sim.now - boot) / SEED_POLL - 1e-9) * SEED_POLL
@@ -229,19 +263,23 @@ class _Seeder:
 
     def _step(self, node: str, term: int) -> None:
         ensemble = self.ensemble
-        if self.index >= self.count or ensemble.leader != node or ensemble.term != term:
+        if len(self.applied) >= self.count or ensemble.leader != node or ensemble.term != term:
             return  # done, or no longer the leader (the next leader's loop goes on)
-        index = self.index
-        if ensemble.propose(node, "seed", partial(self._done, node, term, index)) is None:
-            self.sim.at(self.sim.now + PUBLISH_RETRY, partial(self._step, node, term))
-            return
-        self.proposals += 1
+        chunks = [i for i in range(self.count) if i not in self.applied]
+        waiting = set(chunks)
+        for i in chunks:
+            done = partial(self._done, node, term, i, waiting)
+            if ensemble.propose(node, "seed", done, size=self.sizes[i]) is None:
+                self.sim.at(self.sim.now + PUBLISH_RETRY, partial(self._step, node, term))
+                return
+            self.proposals += 1
 
-    def _done(self, node: str, term: int, index: int) -> None:
+    def _done(self, node: str, term: int, index: int, waiting: set[int]) -> None:
         self.on_commit(index)
-        if index == self.index:
-            self.index = index + 1
-        self._step(node, term)
+        self.applied.add(index)
+        waiting.discard(index)
+        if not waiting:
+            self._step(node, term)  # it looks again: every chunk applied, it is done
 
 
 def startup(topology: Topology, scheme: Scheme, params: SimParams,
@@ -253,6 +291,8 @@ def startup(topology: Topology, scheme: Scheme, params: SimParams,
     election timers run in every ensemble it votes in; it writes its status into each
     target (:meth:`SimCluster.status_targets`); the cluster voter that leads the cluster
     ensemble seeds the cluster-level records (``seed_transactions``, :class:`_Seeder`).
+    A node that comes up after entries of an ensemble went out gets them from its
+    leader's heartbeats (hakv.sim.model ``Ensemble.wake``).
     Placing the apps afterwards is not part of it.
 
     ``boots`` (node -> power-on time) replaces the random power-on times.
@@ -273,18 +313,19 @@ def startup(topology: Topology, scheme: Scheme, params: SimParams,
     member_of = cluster.member_of()
     tracker = _Tracker(sim)
     all_nodes = cluster.all_nodes
-    seeds = len(seed_transactions(topology))
+    sizes = seed_sizes(topology)
+    seeds = len(sizes)
 
     def seeded(index: int) -> None:
         tracker.committed()
         tracker.seeded.setdefault(index, sim.now)
 
-    _Seeder(sim, all_nodes, seeds, all_nodes.voters, seeded)
+    _Seeder(sim, all_nodes, sizes, all_nodes.voters, seeded)
 
     def boot(node: str) -> None:
         sim.net.set_up(node, True)
         for ensemble in member_of[node]:
-            ensemble.wake()
+            ensemble.wake(node)
         for ensemble in voter_of[node]:
             ensemble.arm(node, sim.now + sim.timeout())
         _Publisher(sim, node, cluster.status_targets(node), tracker).start()
@@ -312,7 +353,9 @@ def startup(topology: Topology, scheme: Scheme, params: SimParams,
                    status_writes=len(tracker.status),
                    by_category=_categories(sim.messages),
                    group_by_category=_categories(group_kinds),
-                   all_node_by_category=_categories(all_nodes.categories), events=sim.events)
+                   all_node_by_category=_categories(all_nodes.categories), events=sim.events,
+                   seeded=max(tracker.seeded.values()),
+                   records_everywhere=max(all_nodes.caught_up_at, 0.0))
 
 
 # =========================================================================== writes
@@ -396,7 +439,9 @@ class Failure:
 
     ``cluster_marks``: hakv, the group leaders that proposed the failure to the cluster
     ensemble, in order; ``cluster_marks_skipped``: those that found it recorded there
-    already (hakv.manager.Manager._cluster_marker reads its own copy first).
+    already (hakv.manager.Manager._cluster_marker reads its own copy first). The leader of
+    the node's k-th group (topology order, hakv.manager.mark_rank) looks k x
+    MARK_STAGGER after it marked the node down in its group.
 
     ``replace_seconds``: from the crash until the last of its apps is placed on another
     owner (committed). ``stored_on``: nodes that store the failed node's new status
@@ -612,18 +657,22 @@ class _FailureRun:
                 self.marked.add(ensemble.name)
             if self.scheme == "hakv" and leader not in self.cluster_marked and state == "down":
                 # Manager.mark queues it for the cluster ensemble, once per node and state,
-                # and wakes the marker thread, which looks at once (its 1 s wait is only the
-                # fallback poll).
+                # not before MARK_STAGGER x the place of this group among the node's groups
+                # (mark_rank), and wakes the marker thread, which sleeps until then (its 1 s
+                # wait is only the fallback poll).
                 self.cluster_marked.add(leader)
-                self._cluster_marker(leader)
+                rank = mark_rank([g.id for g in self.topology.groups_of(node)], ensemble.name)
+                self.sim.at(self.sim.now + MARK_STAGGER * rank,
+                            partial(self._cluster_marker, leader))
 
     def _cluster_marker(self, leader: str) -> None:
-        """hakv.manager.Manager._cluster_marker on ``leader``: skip the mark if this node's
-        copy of the cluster records shows the node down already (another group leader's
-        mark, applied here: :meth:`Ensemble.applied_at`); else propose it (forwarded, on
-        a read-only follower), and after a failed proposal look again MARKER_RETRY later.
-        Two leaders that mark within the time one's entry takes to reach the other both
-        propose: the check reads the local copy, nothing more."""
+        """hakv.manager.Manager._cluster_marker on ``leader``, at its turn (see _mark):
+        skip the mark if this node's copy of the cluster records shows the node down
+        already (another group leader's mark, applied here: :meth:`Ensemble.applied_at`);
+        else propose it (forwarded, on a read-only follower), and after a failed proposal
+        look again MARKER_RETRY later. The check reads the local copy, nothing more: a
+        later leader proposes too if the earlier one's mark has not reached it
+        MARK_STAGGER after it decided (say, that group had no quorum)."""
         all_nodes, now = self.cluster.all_nodes, self.sim.now
         if any(all_nodes.applied_at(p, leader) <= now for p in self.cluster_marks):
             self.cluster_skipped.append(leader)
