@@ -1055,7 +1055,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         return self._readonly_behind
 
     def send_to_readonly(self) -> None:
-        """At the start of a pass ``READONLY_LAG`` after the voters got AppendEntries the
+        """At the end of a pass ``READONLY_LAG`` after the voters got AppendEntries the
         read-only followers did not: the same to them, with everything proposed since
         (the voters' acks are on their way by then; a steady stream of writes holds the
         read-only followers back no longer than that)."""
@@ -1535,9 +1535,6 @@ class RaftHost:
         # groups per node, per-member bookkeeping on every wake-up dominated the
         # idle cost. A member that got messages during another's tick has work, so
         # it is ticked (and its acks released) on the next pass, without sleeping.
-        for member in self._readonly_next:
-            if self.members.get(member.group) is member and now >= member.readonly_due:
-                member.send_to_readonly()
         ticked = [m for m in members if m.needs_tick(now, self._idle_wait)]
         for member in ticked:
             try:
@@ -1560,6 +1557,10 @@ class RaftHost:
         # Only a ticked member can have work now, or one the raft thread gave work
         # during this pass: messages arrive in the poll below, and other threads'
         # proposals and reads wake it through the pipe.
+        # After the ticks: a voter ack that came in this poll has been counted first.
+        for member in self._readonly_next:
+            if self.members.get(member.group) is member and now >= member.readonly_due:
+                member.send_to_readonly()
         self._readonly_next = [m for m in members if m.readonly_behind()]
         if self._loop_proposals or any([member.has_work() for member in ticked]):
             return 0.0
@@ -1587,20 +1588,11 @@ class RaftHost:
         readonly_round = self._beats % READONLY_ROUNDS == 0
         for member in members:
             others = member._SyncObj__otherNodes
-            if member.selfNode is not None:
-                voting.update(node.address for node in others)
-            if member.selfNode is None:
+            if member.selfNode is None:  # read-only: never a leader, so never quiesced
                 if not readonly_round:
                     continue
-                # A read-only member says it follows too: its quiet leader's connection
-                # to it stays alive (peer_alive), instead of timing out and reconnecting.
-                leader = member.hears_quiet_leader(now)
-                if leader is not None:
-                    followed.setdefault(leader.address, {})[member.group] = (
-                        member.raftCurrentTerm)
-                for node in others:
-                    routes.setdefault(node.address, []).append((member, node))
-                continue
+            else:
+                voting.update(node.address for node in others)
             if member.quiesced:
                 for node in others:
                     led.setdefault(node.address, {})[member.group] = member.raftCurrentTerm
@@ -1610,6 +1602,8 @@ class RaftHost:
                         led.setdefault(address, {})[member.group] = member.raftCurrentTerm
                         routes.setdefault(address, []).append((member, node))
             else:
+                # A follower says so to its quiet leader; a read-only one too, so that
+                # the leader's connection to it stays alive (peer_alive).
                 leader = member.hears_quiet_leader(now)
                 if leader is not None:
                     followed.setdefault(leader.address, {})[member.group] = (
