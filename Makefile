@@ -21,6 +21,7 @@ install: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check hakv tests chaos bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
@@ -30,7 +31,7 @@ test: lint $(STAMP)
 
 DEMO_DIR ?= /tmp/hakv-demo
 demo: $(STAMP)
-	$(BIN)/python -m hakv.demo --dir $(DEMO_DIR)
+	$(BIN)/python -m hakv.cli.demo --dir $(DEMO_DIR)
 
 demo-down: $(STAMP)
 	$(BIN)/hakv local down --dir $(DEMO_DIR)

@@ -4,7 +4,7 @@ healthy on another owner.
     python -m bench.failover [--trials 20] [--dir DIR] [--lease 1.0] [--json]
                              [--election-timeout 0.4,1.0]
 
-Starts three real node processes (hakv.local) with one group (owners n1 > n2 > n3) whose
+Starts three real node processes (hakv.dev.local) with one group (owners n1 > n2 > n3) whose
 app is tests/apps/heartbeat.py with its check command, default [ha] settings unless
 given. Each trial waits for a steady state (app running, every node up and recorded up),
 then SIGKILLs the node running the app and measures, on the wall clock all processes of
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos.checkers.single_runner import check_heartbeats, parse_heartbeat_file
-from hakv.local import LocalCluster
+from hakv.dev.local import LocalCluster
 from tests.support import free_ports, post, wait_for
 
 GROUP = "g"

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from bench.scale import client_traffic, cpu_percent
-from hakv.local import LocalCluster
+from hakv.dev.local import LocalCluster
 from tests.support import leader_of, wait_for, write_topology
 
 NODES = ["i1", "i2", "i3"]

@@ -5,7 +5,7 @@
                           [--json PATH] [--keep]
     make bench-scale
 
-For each N it starts N node processes with ``hakv.local.LocalCluster`` on 127.0.0.1 with
+For each N it starts N node processes with ``hakv.dev.local.LocalCluster`` on 127.0.0.1 with
 a generated topology (issue 12): nodes n0..n{N-1}; groups of M owners (``--owners``,
 default 3) chained so that neighbouring groups share one node, group k owning nodes
 (M-1)k .. (M-1)k+M-1 mod N (for M = 3: 2k, 2k+1, 2k+2; 9 nodes -> 5 groups, like the
@@ -52,7 +52,7 @@ listen on) and each is checked free by binding it. The machine report
                  first endpoint is a cluster voter): 10 ``Client.put`` of one key
                  (``bench/scale-probe``, outside the records' prefixes, deleted after) in
                  the cluster ensemble ``_cluster`` (median: the bare write),
-                 ``hakv.membership.add_node`` (the ``hakv cluster add-node`` command: a
+                 ``hakv.client.admin.add_node`` (the ``hakv cluster add-node`` command: a
                  linearizable read of the cluster records and an epoch-guarded txn in the
                  cluster ensemble; a node record only, no process is started) and
                  ``remove_node``, 3 times each (median); ``create_group`` of a new group on
@@ -96,9 +96,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hakv.client import Client, probe
-from hakv.local import LocalCluster
-from hakv.topology import CLUSTER_GROUP, NodeSpec
+from hakv.client.client import Client, probe
+from hakv.core.topology import CLUSTER_GROUP, NodeSpec
+from hakv.dev.local import LocalCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_NODES = (9, 27, 45, 99)
@@ -723,7 +723,7 @@ class Run:
     def cluster_writes(self) -> None:
         add, remove = [], []
         extra = pick_ports(6, avoid=[int(e.rsplit(":", 1)[1]) for e in self.endpoints])
-        from hakv import membership
+        from hakv.client import admin as membership
 
         with Client(self.endpoints, timeout=15.0) as c:
             puts = []

@@ -3,7 +3,7 @@
     python -m bench.throughput [--seconds 5] [--clients 1,16,64] [--procs 2] [--repeat 1]
                                [--etcd auto|yes|no]
 
-Starts three real node processes (hakv.local), then for each client count runs that many
+Starts three real node processes (hakv.dev.local), then for each client count runs that many
 client threads, each with its own ``hakv.Client``, doing sequential puts (100-byte values)
 and then linearizable gets for ``--seconds``. Prints ops/s, p50 and p99 latency. Client
 threads share their process's GIL, so ``--procs`` spreads them over several load
@@ -32,8 +32,8 @@ from typing import Protocol
 
 from bench.etcd import EtcdClient, EtcdCluster, EtcdMissing, etcd_binary
 from bench.machine import describe
-from hakv.client import Client
-from hakv.local import LocalCluster
+from hakv.client.client import Client
+from hakv.dev.local import LocalCluster
 from tests.support import leader_of, wait_for, write_topology
 
 GROUP = "bench"

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chaos.checkers.single_runner import FinalPlacement
-from hakv.ha import AppSpec
-from hakv.topology import Topology
+from hakv.core.ha import AppSpec
+from hakv.core.topology import Topology
 
 if TYPE_CHECKING:
     from chaos.cluster import ChaosCluster

@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from chaos.netns import API_PORT, RAFT_PORT, Network, enter_netns
-from hakv.client import probe
+from hakv.client.client import probe
+from hakv.core.ha import LIVE_STATES
+from hakv.core.topology import Topology
 from hakv.errors import HakvError
-from hakv.ha import LIVE_STATES
-from hakv.topology import Topology
 
 __all__ = ["ChaosCluster", "ClusterError", "readdress", "repo_env", "wait_each_group"]
 

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from chaos.netns import Delay, Link, cut_both
 from chaos.scenario import FAULT_KINDS, Scenario
-from hakv.topology import Topology
+from hakv.core.topology import Topology
 
 if TYPE_CHECKING:
     from chaos.cluster import ChaosCluster

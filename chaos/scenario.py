@@ -73,10 +73,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from hakv.core.ha import HaTuning
+from hakv.core.tomlcheck import type_name
+from hakv.core.topology import RaftTuning, Topology, load_topology
 from hakv.errors import ConfigError, HakvError
-from hakv.ha import HaTuning
-from hakv.tomlcheck import type_name
-from hakv.topology import RaftTuning, Topology, load_topology
 
 __all__ = [
     "CHECKERS",

@@ -8,7 +8,7 @@ Run by the harness inside the client namespace, one process per group::
 ``spec.out`` (``chaos.history.History.dump``) when it ends: at ``spec.until``, or on SIGTERM
 (operations still in flight are then recorded as ``unknown``).
 
-Each client thread is a logical client (its own ``hakv.client.Client``: own client id and
+Each client thread is a logical client (its own ``hakv.client.client.Client``: own client id and
 write sequence) issuing, at random by ``spec.mix``:
 
 - ``read``   ``get`` of a register -> output the value, ``None`` when not found;
@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos.history import History, Recorder, Status
-from hakv.client import Client, Compare, Op
+from hakv.client.client import Client, Compare, Op
 from hakv.errors import (
     HakvError,
     NotFoundError,

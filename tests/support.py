@@ -114,9 +114,9 @@ class MemoryMachine:
 @contextlib.contextmanager
 def group_cluster(directory: Path, node_ids: list[str], group: str,
                   cluster: str = "test") -> Iterator[Any]:
-    """A local cluster (hakv.local) of ``node_ids`` all owning ``group``, up and with a
+    """A local cluster (hakv.dev.local) of ``node_ids`` all owning ``group``, up and with a
     leader of it; taken down on exit."""
-    from hakv.local import LocalCluster
+    from hakv.dev.local import LocalCluster
 
     topo = write_topology(directory, node_ids, {group: node_ids}, cluster=cluster)
     lc = LocalCluster(directory / "run")
@@ -145,11 +145,11 @@ def wait_healthy(lc: Any, nodes: list[str], timeout: float = 30) -> None:
 
 
 def start_api_cluster(directory: Path, nodes: list[str], groups: dict[str, list[str]]) -> Any:
-    """A local cluster (hakv.local) of ``nodes`` and ``groups``, every node healthy and
+    """A local cluster (hakv.dev.local) of ``nodes`` and ``groups``, every node healthy and
     every group writable through every node (right after an election a follower may not
     know the new leader yet and answers no_quorum: the warm-up writes wait that out).
     The caller takes it down."""
-    from hakv.local import LocalCluster
+    from hakv.dev.local import LocalCluster
 
     directory.mkdir(parents=True, exist_ok=True)
     topo = write_topology(directory, nodes, groups)

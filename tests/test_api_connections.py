@@ -1,4 +1,4 @@
-"""The client API's connection handling (hakv.server) on real node processes, raw sockets.
+"""The client API's connection handling (hakv.node.api) on real node processes, raw sockets.
 
 The API is served on each node's raft thread, non-blocking, in the poller that carries the
 Raft traffic: requests are parsed from a per-connection buffer, key-value requests for a
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from hakv.local import LocalCluster
+from hakv.dev.local import LocalCluster
 from tests.support import start_api_cluster, wait_for
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ One shared 4-node cluster serves every test that does not hurt a node: group g1 
 by n1, n2, n3, group g2 by n1, n2, and n4 owns nothing (so every request through it is
 forwarded). The tests that kill or pause nodes run their own small 3-node cluster.
 Each error is checked on the wire (raw HTTP, tests.support.post) and, where the typed
-exception is the point, through hakv.client.Client.
+exception is the point, through hakv.client.client.Client.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from hakv import errors
-from hakv.client import Client, Compare, Op
-from hakv.local import LocalCluster
+from hakv.client.client import Client, Compare, Op
+from hakv.dev.local import LocalCluster
 from tests.support import leader_of, post, start_api_cluster, wait_for, wait_healthy
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,7 @@ from bench.scale import (
     spread,
     stat_cpu_seconds,
 )
-from hakv.topology import parse_topology
+from hakv.core.topology import parse_topology
 
 
 @pytest.mark.parametrize(("nodes", "groups"), [(3, 2), (9, 5), (27, 14), (45, 23), (99, 50)])

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hakv.local import LocalCluster
+from hakv.dev.local import LocalCluster
 from tests.support import leader_of, post, wait_for, write_topology
 
 pytestmark = pytest.mark.slow

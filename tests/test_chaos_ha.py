@@ -18,7 +18,7 @@ from chaos.checkers.single_runner import (
 )
 from chaos.report import ScenarioResult
 from chaos.scenario import ScenarioError, find_scenario, load_scenario, parse_scenario
-from hakv.topology import parse_topology
+from hakv.core.topology import parse_topology
 from tests.chaos_support import EXAMPLES, caught_violation, run_shipped_scenario
 
 BASE = "[scenario]\nname='x'\ntopology='three-node'\nduration=20\n"

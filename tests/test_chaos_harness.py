@@ -26,7 +26,7 @@ from chaos.scenario import (
 )
 from chaos.workload import WorkerSpec, classify
 from hakv import errors
-from hakv.topology import load_topology
+from hakv.core.topology import load_topology
 from tests.chaos_support import (
     EXAMPLES,
     caught_violation,

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from hakv import errors
-from hakv.cli import cli, render_table
+from hakv.cli.root import cli, render_table
 from tests.test_client import KV, Reply, ScriptedServer, err, ok, refused_endpoint
 
 
@@ -112,7 +112,7 @@ def test_bad_topology_is_a_topology_error(tmp_path: Path) -> None:
 
 
 def test_unexpected_exception_is_one_line_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hakv.client import Client
+    from hakv.client.client import Client
 
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise ValueError("boom\nsecond line")
@@ -342,7 +342,7 @@ def test_inspect_foreign_dir_and_parent_of_data_dirs(tmp_path: Path) -> None:
 
 
 def test_inspect_json_shape_on_an_empty_store(tmp_path: Path) -> None:
-    from hakv.store import GroupStore
+    from hakv.storage.store import GroupStore
 
     meta = {"format": 1, "cluster": "c", "node": "n1", "topology_fingerprint": "ab"}
     (tmp_path / "node.json").write_text(json.dumps(meta))
@@ -405,7 +405,7 @@ def test_render_table_aligns() -> None:
 @pytest.mark.slow
 def test_local_cluster_end_to_end(tmp_path: Path) -> None:
     """Real node processes: up, write, kill -9, inspect the dead node, restart, down."""
-    from hakv.local import LocalCluster
+    from hakv.dev.local import LocalCluster
 
     topo = write_topology(tmp_path / "t.toml", [free_port(), free_port(), free_port()])
     run_dir = str(tmp_path / "run")

@@ -1,4 +1,4 @@
-"""hakv.client against small real HTTP servers (127.0.0.1, port 0) that answer from a
+"""hakv.client.client against small real HTTP servers (127.0.0.1, port 0) that answer from a
 script: failover, retries with the same client id/seq, error mapping, malformed answers.
 
 ``ScriptedServer`` is reused by tests/test_cli.py.
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from hakv import errors
-from hakv.client import (
+from hakv.client.client import (
     Client,
     Compare,
     DeleteResult,

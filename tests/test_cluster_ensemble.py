@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from hakv.client import Client
-from hakv.cluster import seed_records
-from hakv.inspect import inspect_data_dir
-from hakv.local import LocalCluster
-from hakv.topology import CLUSTER_GROUP, load_topology
+from hakv.client.client import Client
+from hakv.core.seed import seed_records
+from hakv.core.topology import CLUSTER_GROUP, load_topology
+from hakv.dev.local import LocalCluster
+from hakv.storage.inspect import inspect_data_dir
 from tests.support import leader_of, wait_for, write_topology
 
 pytestmark = pytest.mark.slow

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from hakv.client import Client
-from hakv.local import LocalCluster
-from hakv.topology import load_topology
+from hakv.client.client import Client
+from hakv.core.topology import load_topology
+from hakv.dev.local import LocalCluster
 from tests.support import leader_of, wait_for, write_topology
 
 pytestmark = pytest.mark.slow
@@ -92,7 +92,7 @@ def test_a_node_with_another_secret_cannot_join(tmp_path: Path,
 
 def test_a_too_short_secret_is_a_clear_startup_error(tmp_path: Path) -> None:
     from hakv.errors import ConfigError
-    from hakv.node import read_secret
+    from hakv.node.process import read_secret
 
     with pytest.raises(ConfigError, match="at least 16"):
         read_secret(_secret(tmp_path / "short", "tiny"))

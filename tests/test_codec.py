@@ -1,4 +1,4 @@
-"""hakv.codec: request validation, normalization, command encoding."""
+"""hakv.core.codec: request validation, normalization, command encoding."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hakv import codec
+from hakv.core import codec
 from hakv.errors import BadRequestError, RequestTooLargeError
 
 BAD = BadRequestError

@@ -1,4 +1,4 @@
-"""The HA core (hakv.ha) as tables: app and [ha] specs, the fallback window, the quorum
+"""The HA core (hakv.core.ha) as tables: app and [ha] specs, the fallback window, the quorum
 rule, lease arithmetic, the placement record's state machine, the leader's decisions, node
 marks and the explanation. Pure: every time is an argument."""
 
@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hakv import ha
+from hakv.core import ha, quorum
+from hakv.core.ha import Decision, GroupView, HaTuning, Placement
+from hakv.core.topology import parse_topology
 from hakv.errors import BadRequestError, TopologyError
-from hakv.ha import Decision, GroupView, HaTuning, Placement
-from hakv.topology import parse_topology
 
 BASE = """
 [cluster]
@@ -144,13 +144,13 @@ QUORUM = [
 
 @pytest.mark.parametrize(("owners", "up", "expected"), QUORUM)
 def test_the_quorum_rule(owners: tuple[str, ...], up: tuple[str, ...], expected: bool) -> None:
-    assert ha.has_quorum(owners, up) is expected
+    assert quorum.has_quorum(owners, up) is expected
 
 
 def test_the_whole_cluster_needs_no_majority() -> None:
     nine = [str(n) for n in range(202, 219, 2)]
-    assert not ha.has_quorum(nine, ["202", "208"])  # the cluster: 2 of 9
-    assert ha.has_quorum(["202", "208", "214"], ["202", "208"])  # group 220 serves anyway
+    assert not quorum.has_quorum(nine, ["202", "208"])  # the cluster: 2 of 9
+    assert quorum.has_quorum(["202", "208", "214"], ["202", "208"])  # group 220 serves anyway
 
 
 # --------------------------------------------------------------------------- leases

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from hakv.cli import cli
-from hakv.client import Client
-from hakv.local import LocalCluster
-from hakv.topology import CLUSTER_GROUP
+from hakv.cli.root import cli
+from hakv.client.client import Client
+from hakv.core.topology import CLUSTER_GROUP
+from hakv.dev.local import LocalCluster
 from tests.support import leader_of, wait_for, write_topology
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hakv.raft import GroupMember, NodeListener, RaftHost, RaftSettings
+from hakv.raft.host import GroupMember, NodeListener, RaftHost, RaftSettings
 from tests.support import MemoryMachine, free_ports
 
 pytestmark = pytest.mark.slow

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hakv.client import Client
-from hakv.local import LocalCluster
+from hakv.client.client import Client
+from hakv.dev.local import LocalCluster
 from tests.support import leader_of, wait_for, write_topology
 
 pytestmark = pytest.mark.slow

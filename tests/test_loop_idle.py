@@ -7,7 +7,7 @@ had answered one client (every node ``hakv status`` or ``hakv local up`` asked) 
 core from then on.
 
 Each test opens and closes client connections of one kind, then reads the raft thread's
-wake-up counter (``loop.wakeups`` in ``/v1/health``, hakv.poller) twice over a short window
+wake-up counter (``loop.wakeups`` in ``/v1/health``, hakv.raft.poller) twice over a short window
 on a keep-alive connection of its own, and checks the rate is that of an idle node, and
 that the poller never had to drop a descriptor someone forgot to unregister.
 
@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 import hakv
-from hakv.local import LocalCluster
+from hakv.dev.local import LocalCluster
 from tests.support import start_api_cluster, wait_for
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Runtime membership (hakv.membership): the pure planner and record checks as tables, and
+"""Runtime membership (hakv.core.membership): the pure planner and record checks as tables, and
 a real cluster taken through add node -> create group -> move a group's owners -> remove
 a node, with data intact and the invariants checked after every step."""
 
@@ -14,24 +14,22 @@ import pytest
 from click.testing import CliRunner
 
 from hakv import errors
-from hakv.cli import cli
-from hakv.client import Client
-from hakv.inspect import inspect_data_dir
-from hakv.local import LocalCluster
-from hakv.membership import (
+from hakv.cli.root import cli
+from hakv.client.admin import add_node, create_group, read_records
+from hakv.client.client import Client
+from hakv.core.membership import (
     EPOCH_KEY,
     Records,
     Step,
-    add_node,
     build_view,
     check_add_node,
     check_group,
     check_remove_node,
-    create_group,
     plan_membership,
-    read_records,
 )
-from hakv.topology import CLUSTER_GROUP, NodeSpec, parse_topology
+from hakv.core.topology import CLUSTER_GROUP, NodeSpec, parse_topology
+from hakv.dev.local import LocalCluster
+from hakv.storage.inspect import inspect_data_dir
 from tests.support import free_ports, leader_of, wait_for, write_topology
 
 # --------------------------------------------------------------------------- the planner

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 import pytest
 
 from hakv import errors
-from hakv.client import Client
-from hakv.inspect import inspect_data_dir
-from hakv.local import LocalCluster
-from hakv.topology import load_topology
+from hakv.client.client import Client
+from hakv.core.topology import load_topology
+from hakv.dev.local import LocalCluster
+from hakv.storage.inspect import inspect_data_dir
 from tests.support import leader_of, wait_for, write_topology
 
 pytestmark = pytest.mark.slow

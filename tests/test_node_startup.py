@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 import hakv
-from hakv.client import Client
-from hakv.local import LocalCluster
-from hakv.node import prepare_data_dir
-from hakv.topology import load_topology
+from hakv.client.client import Client
+from hakv.core.topology import load_topology
+from hakv.dev.local import LocalCluster
+from hakv.node.process import prepare_data_dir
 from tests.support import post, wait_for, write_topology
 
 pytestmark = pytest.mark.slow
@@ -33,9 +33,11 @@ CONFIG_EXIT = 7
 _ROOT = str(Path(hakv.__file__).resolve().parent.parent)
 
 
-def _hakv(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+def _hakv(*args: str, timeout: float = 20,
+          extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.pop("HAKV_DEBUG", None)
+    env.update(extra_env or {})
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH", "")) if p)
     try:
         return subprocess.run(
@@ -93,6 +95,14 @@ def test_topology_with_an_unknown_owner_exits_7(tmp_path: Path) -> None:
     path = write_topology(tmp_path, NODES, {"g1": ["n1", "n2", "ghost"]})
     proc = _node(path, "n1", tmp_path / "data")
     _assert_config_error(proc, "ghost")
+
+
+def test_an_unsafe_failpoint_outside_a_test_exits_7(topo: Path, tmp_path: Path) -> None:
+    """hakv.failpoints: a stray HAKV_UNSAFE_* in a node's environment stops it at start-up."""
+    proc = _hakv("node", "--topology", str(topo), "--node", "n1", "--data-dir",
+                 str(tmp_path / "data"), extra_env={"HAKV_UNSAFE_LOCAL_READS": "1"})
+    _assert_config_error(proc, "HAKV_UNSAFE_LOCAL_READS=1", "HAKV_TEST_FAILPOINTS=1")
+    assert not (tmp_path / "data").exists()  # refused before touching the data dir
 
 
 # --------------------------------------------------------------------------- data dir

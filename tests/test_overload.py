@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from bench.scale import client_traffic, cpu_seconds, pick_ports, scale_topology
-from hakv.client import Client
-from hakv.local import LocalCluster
+from hakv.client.client import Client
+from hakv.dev.local import LocalCluster
 from tests.support import wait_for
 
 pytestmark = pytest.mark.slow

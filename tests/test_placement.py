@@ -1,7 +1,7 @@
-"""hakv.placement and hakv.explain on the patent's nine-node example (DESIGN.md, Figs. 2A-2H).
+"""hakv.core.replication and hakv.core.explain on the patent's nine-node example (DESIGN.md, Figs. 2A-2H).
 
 Every sphere of influence and replication set listed in DESIGN.md is a row below; message
-counts are checked against the formulas in hakv.placement's docstrings.
+counts are checked against the formulas in hakv.core.replication's docstrings.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hakv.errors import TopologyError, UnknownGroupError
-from hakv.explain import explain_group, explain_node, failure_effects
-from hakv.placement import (
+from hakv.core.explain import explain_group, explain_node, failure_effects
+from hakv.core.replication import (
     CLUSTER_ENSEMBLE,
     ClusterCopy,
     ClusterRecord,
@@ -33,7 +32,8 @@ from hakv.placement import (
     startup_messages,
     write_messages,
 )
-from hakv.topology import Topology, load_topology
+from hakv.core.topology import Topology, load_topology
+from hakv.errors import TopologyError, UnknownGroupError
 
 NINE = Path(__file__).resolve().parents[1] / "examples" / "nine-node.toml"
 ALL_NINE = frozenset(str(n) for n in range(202, 219, 2))
@@ -336,7 +336,7 @@ def test_messages_per_write_is_what_hakv_raft_sends(
     """
     import time
 
-    from hakv.raft import GroupMember, MuxTransport, NodeListener, RaftHost, RaftSettings
+    from hakv.raft.host import GroupMember, MuxTransport, NodeListener, RaftHost, RaftSettings
     from tests.support import MemoryMachine, free_ports
 
     sent: list[str] = []

@@ -15,7 +15,7 @@ import pytest
 
 from chaos.cluster import ChaosCluster
 from chaos.netns import cut_both
-from hakv.topology import load_topology
+from hakv.core.topology import load_topology
 from tests.chaos_support import EXAMPLES, need_root, throwaway_network
 
 GROUP = "g1"

@@ -1,4 +1,4 @@
-"""The HA prober's timing rules (hakv.manager): slack before an HTTP probe, back-off while a
+"""The HA prober's timing rules (hakv.node.manager): slack before an HTTP probe, back-off while a
 peer does not answer, jitter. Under overload a node must shed optional work, never add to it
 (docs/raft.md, "Overload")."""
 
@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from hakv.ha import HaTuning
-from hakv.manager import jittered, mark_rank, probe_backoff, raft_evidence_window
+from hakv.core.ha import HaTuning
+from hakv.node.manager import jittered, mark_rank, probe_backoff, raft_evidence_window
 
 DEFAULT = HaTuning()
 

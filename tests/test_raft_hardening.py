@@ -1,4 +1,4 @@
-"""Regression tests for the pysyncobj hardening in hakv.raft (RAFT-NOTES.md "Safety" 1, 2).
+"""Regression tests for the pysyncobj hardening in hakv.raft.host (RAFT-NOTES.md "Safety" 1, 2).
 
 Each test drives a real pysyncobj member (real journal file on disk) with the messages a
 leader sends under pipelined load, and runs twice: with hakv's fixes, where nothing an
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from pysyncobj.poller import createPoller
 
-from hakv.raft import GroupMember, NodeListener, RaftSettings, TCPNode
+from hakv.raft.host import GroupMember, NodeListener, RaftSettings, TCPNode
 
 LEADER = "127.0.0.1:9"  # never contacted: messages are fed in directly
 NO_OP = b"\x01"

@@ -1,4 +1,4 @@
-"""hakv.routing: the change router of patent Fig. 3, driven by tests/testdata/routing/*.txt.
+"""hakv.core.routing: the change router of patent Fig. 3, driven by tests/testdata/routing/*.txt.
 
 The data files follow etcd-raft's datadriven style. A case is::
 
@@ -30,8 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from hakv.errors import HakvError
-from hakv.routing import (
+from hakv.core.routing import (
     BridgeHop,
     ClusterChange,
     GroupChange,
@@ -41,7 +40,8 @@ from hakv.routing import (
     route,
     routing_table,
 )
-from hakv.topology import GroupSpec, NodeSpec, RaftTuning, Topology, load_topology
+from hakv.core.topology import GroupSpec, NodeSpec, RaftTuning, Topology, load_topology
+from hakv.errors import HakvError
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTDATA = Path(__file__).resolve().parent / "testdata" / "routing"

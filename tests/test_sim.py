@@ -1,6 +1,6 @@
 """hakv.sim: the simulation of the patent's claims, checked against counts made by hand.
 
-The hand counts use the rules of hakv/sim/model.py's docstring (what hakv/raft.py sends):
+The hand counts use the rules of hakv/sim/model.py's docstring (what hakv/raft/host.py sends):
 a leader's own write costs 2f (an AppendEntries to each of its f reachable followers and
 an ack each); a follower's write is forwarded, 2 more (apply_command and its response),
 and the leader sends the commit index at once after it, 2f more; an election is a PreVote
@@ -27,9 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from hakv.cluster import seed_transactions
-from hakv.ha import HaTuning
-from hakv.placement import GroupRecord, records_on, replication_set
+from hakv.core.ha import HaTuning
+from hakv.core.replication import GroupRecord, records_on, replication_set
+from hakv.core.seed import seed_transactions
+from hakv.core.topology import NodeSpec, Topology, load_topology
 from hakv.sim import chain_topology
 from hakv.sim.__main__ import main
 from hakv.sim.cluster import SIM_APP, SimCluster
@@ -44,7 +45,6 @@ from hakv.sim.scenarios import (
     steady_load,
     write_costs,
 )
-from hakv.topology import NodeSpec, Topology, load_topology
 
 ROOT = Path(__file__).resolve().parents[1]
 NINE = ROOT / "examples" / "nine-node.toml"
@@ -143,13 +143,13 @@ def test_read_only_followers_ack_but_never_count_for_the_quorum() -> None:
     ensemble.propose("a", "w")  # no voter to send it to: it never commits...
     sim.run()
     assert ensemble.committed == 1 and len(ensemble.stalled) == 1
-    # ...but the read-only followers get it 20 ms later all the same (hakv.raft
+    # ...but the read-only followers get it 20 ms later all the same (hakv.raft.host
     # send_to_readonly does not wait for the commit): 3 entries, 3 acks.
     assert ensemble.messages == 10 + 6
 
 
 def test_read_only_followers_get_what_the_voters_got_20_ms_later() -> None:
-    # hakv.raft GroupMember._SyncObj__sendAppendEntries, send_to_readonly, readonly_due,
+    # hakv.raft.host GroupMember._SyncObj__sendAppendEntries, send_to_readonly, readonly_due,
     # RaftHost._pass. One ms of CPU a message makes every send visible in the times; no
     # jitter.
     c = 0.001
@@ -255,15 +255,15 @@ def test_startup_of_a_six_node_chain_counted_by_hand() -> None:
     # forwarded with two followers up (2 + 4 + 4 = 10): 18; three groups: 54.
     assert groups["status"] == 54
     # The cluster ensemble: n0 and n1 elect (6). Only its leader seeds the one seed
-    # transaction (10 records), at its first look after it won (hakv.node
+    # transaction (10 records), at its first look after it won (hakv.node.process
     # _seed_cluster_records), with only the other of n0 and n1 up: 2. The other voters
     # propose nothing. No node status goes there: every node owns a group, its status's
-    # home (hakv.node.status_home).
+    # home (hakv.node.process.status_home).
     assert cluster["election"] == 6
     assert cluster["seed"] == 2
     assert "status" not in cluster
     assert up.status_writes == 9  # 3 per group
-    # The patent's count from hakv.placement: 3 groups x 3 owners x 4 messages.
+    # The patent's count from hakv.core.replication: 3 groups x 3 owners x 4 messages.
     assert up.formula_messages == 36
     # Every group serves once its third owner's status is in: g2's is n5's, at 50.73 s
     # (+0.5 s publisher pass, + the round).
@@ -272,7 +272,7 @@ def test_startup_of_a_six_node_chain_counted_by_hand() -> None:
 
 def test_a_homeless_nodes_status_goes_to_the_cluster_ensemble() -> None:
     # The six-node chain and n6, which owns no group: its status's home is the cluster
-    # ensemble (hakv.node.status_home), and hakv.placement.startup_messages counts it:
+    # ensemble (hakv.node.process.status_home), and hakv.core.replication.startup_messages counts it:
     # 36 for the groups + 2(7-1) = 12.
     t = chain_topology(6, 3)
     extra = NodeSpec(id="n6", host="10.0.0.6", raft_port=7000, api_port=8000)
@@ -297,7 +297,7 @@ def test_only_the_cluster_leader_seeds_every_chunk_at_once() -> None:
     assert len(seed_transactions(t)) == 11
     sizes = seed_sizes(t)
     assert sizes == (16360, 16568, 16404, 11567, 8935, 8926, 8885, 8875, 8911, 8756, 336)
-    # The leader proposes all 11 at once (hakv.node _seed_cluster_records): one round.
+    # The leader proposes all 11 at once (hakv.node.process _seed_cluster_records): one round.
     # A message takes entries until they reach 64 KB: the first five (69,834 bytes), then
     # the other six (44,689): 2 messages to each follower.
     assert append_entries_messages(sizes) == 2
@@ -359,7 +359,7 @@ def test_node_208_fails_counted_by_hand(nine: Topology) -> None:
     # 226 elects between 210 and 212: PreVote 2, vote 2, no-op 2.
     assert kinds["election"] == 6
     # Marks: 202 writes "208 down" into 220 (to 214: 2), 226's leader into 226 (2). In the
-    # cluster ensemble, 220 is 208's first group (hakv.manager.mark_rank 0): 202, which
+    # cluster ensemble, 220 is 208's first group (hakv.node.manager.mark_rank 0): 202, which
     # leads the cluster ensemble too, records it at once, its own write, to the voters 204
     # and 206 (4), 20 ms later to the 5 read-only followers up (10): 14. 226's leader
     # (rank 1) looks 0.5 s after it decided, finds it in its copy and skips it; forwarded
@@ -391,7 +391,7 @@ def test_node_208_fails_counted_by_hand(nine: Topology) -> None:
     assert 2 <= kinds["probe"] <= 8
     # The app is placed again once 208's lease has surely expired: at most a renewal
     # interval after the crash it saw the last renewal, plus lease * (1 + drift) + margin
-    # (hakv.ha.lease_expiry); a manager round and the allocation on top.
+    # (hakv.core.ha.lease_expiry); a manager round and the allocation on top.
     ha = HaTuning()
     assert ha.takeover_wait - ha.renew_interval < f.replace_seconds < ha.takeover_wait + 0.2
     # Replacing 208 for good by the spare 216 (first node outside its sphere, no voter).
@@ -418,7 +418,7 @@ def test_the_first_groups_leader_records_a_failure_in_the_cluster_ensemble(
         nine: Topology) -> None:
     # 208 fails: 202 (leads 220, 208's first group) and 226's new leader both mark it.
     # 202 records it in the cluster ensemble at once (14); 226's leader looks 0.5 s after
-    # it decided (hakv.manager.MARK_STAGGER), by when 202's mark has reached it (the
+    # it decided (hakv.node.manager.MARK_STAGGER), by when 202's mark has reached it (the
     # heartbeat after 202's round brings the commit index, 0.1 s): once, whatever the seed.
     for seed in range(12):
         f = node_failure(nine, "hakv", SimParams(), random.Random(seed), node="208")
@@ -477,7 +477,7 @@ def test_patent_quorum_scenarios_by_hand(nine: Topology) -> None:
 
 def test_node_heartbeats_of_the_cluster_leader_counted_by_hand() -> None:
     # 1,000 nodes, M = 3: n0 leads the quiet cluster ensemble, g0 (n0 n1 n2) and follows
-    # g499 (n998 n999 n0). hakv.raft _send_node_heartbeats: a round every 0.2 s; to the
+    # g499 (n998 n999 n0). hakv.raft.host _send_node_heartbeats: a round every 0.2 s; to the
     # peers it votes with (n1, n2: cluster voters and g0; n998, n999: g499) every round,
     # to the 995 others every 4th (0.8 s); each answers at the same cadence:
     # 2 x (4 / 0.2 + 995 / 0.8) = 2,527.5. Its groups, apps renewing every 0.25 s, so 12
@@ -573,10 +573,12 @@ def test_main_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_constants_match_their_sources() -> None:
-    from hakv import manager, node, raft
+    from hakv.node import manager
+    from hakv.node import process as node
+    from hakv.raft import host as raft
     from hakv.sim import model, scenarios
 
-    # hakv.raft's and hakv.manager's constants are imported, not copied.
+    # hakv.raft.host's and hakv.node.manager's constants are imported, not copied.
     assert raft.READONLY_LAG == 0.02  # the hand counts above assume it
     for name in ("PRE_VOTE_LEASE", "NODE_HEARTBEAT", "QUIESCE_AFTER", "READONLY_ROUNDS",
                  "CONNECTION_SILENCE", "READONLY_LAG"):
@@ -585,7 +587,7 @@ def test_constants_match_their_sources() -> None:
     assert scenarios.mark_rank is manager.mark_rank
     assert SimParams().heartbeat == raft.RaftSettings().heartbeat_period
     assert model.APPEND_ENTRIES_BYTES == 2 ** 16  # pysyncobj's default; hakv keeps it
-    # hakv.node and hakv.manager write these as literals: read them from the source.
+    # hakv.node.process and hakv.node.manager write these as literals: read them from the source.
     seed = inspect.getsource(node.Node._seed_cluster_records)
     assert f"wait({model.SEED_POLL})" in seed and f"wait({model.PUBLISH_RETRY})" in seed
     # scenarios.seed_sizes encodes each chunk as the node does.
@@ -597,7 +599,7 @@ def test_constants_match_their_sources() -> None:
     request_timeout = inspect.signature(node.Node).parameters["request_timeout"].default
     assert scenarios.REQUEST_TIMEOUT == request_timeout
     # A node's status goes to its groups (the route of its status report), or to the
-    # cluster ensemble when it owns none: hakv.node.status_home.
+    # cluster ensemble when it owns none: hakv.node.process.status_home.
     t = chain_topology(9, 3)
     sim = Sim(SimParams(), random.Random(0), t.node_ids)
     cluster = SimCluster(sim, t, "hakv")

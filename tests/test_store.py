@@ -1,4 +1,4 @@
-"""hakv.store: the group state machine on LMDB."""
+"""hakv.storage.store: the group state machine on LMDB."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hakv import codec
+from hakv.core import codec
 from hakv.errors import DataDirError
-from hakv.store import SEGMENT, GroupStore, StorageFailure, inspect_store
+from hakv.storage.store import SEGMENT, GroupStore, StorageFailure, inspect_store
 
 GROUP = "220"
 

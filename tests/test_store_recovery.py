@@ -1,6 +1,6 @@
 """A group store left unclean across a machine restart is rebuilt from the Raft journal.
 
-Store commits are not fsynced (hakv.group): after an OS crash the store could be torn, so a
+Store commits are not fsynced (hakv.storage.machine): after an OS crash the store could be torn, so a
 node that finds its store was last opened in another boot and not closed cleanly sets it
 aside and rebuilds it. Simulated here by rewriting the boot id in the store's marker.
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hakv.client import Client
-from hakv.local import LocalCluster
+from hakv.client.client import Client
+from hakv.dev.local import LocalCluster
 from tests.support import leader_of, wait_for, write_topology
 
 pytestmark = pytest.mark.slow

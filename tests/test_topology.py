@@ -1,4 +1,4 @@
-"""hakv.topology: parsing, validation, the queries the rest of hakv asks, serialisation."""
+"""hakv.core.topology: parsing, validation, the queries the rest of hakv asks, serialisation."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hakv.errors import TopologyError, UnknownGroupError
-from hakv.topology import (
+from hakv.core.topology import (
     GroupSpec,
     NodeSpec,
     RaftTuning,
@@ -19,6 +18,7 @@ from hakv.topology import (
     load_topology,
     parse_topology,
 )
+from hakv.errors import TopologyError, UnknownGroupError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NINE = EXAMPLES / "nine-node.toml"

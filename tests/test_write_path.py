@@ -12,9 +12,9 @@ from pathlib import Path
 import pysyncobj.tcp_connection
 import pytest
 
-from hakv.client import Client
-from hakv.local import LocalCluster
-from hakv.raft import _WireZlib
+from hakv.client.client import Client
+from hakv.dev.local import LocalCluster
+from hakv.raft.host import _WireZlib
 from tests.support import group_cluster, leader_of
 
 NODES = ["w1", "w2", "w3"]

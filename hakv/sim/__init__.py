@@ -2,13 +2,13 @@
 
 FoundationDB's simulation is the model: the decisions are the real ones, only the world
 around them is simulated. Nodes, links, CPU and time are simulated (hakv.sim.model);
-which node stores what (hakv.placement), where a change goes (hakv.routing), how a group
-fails over (hakv.ha), how the cluster records are seeded (hakv.cluster) and how owners
-are replaced (hakv.membership) are hakv's pure core, called as a node calls them; where a
-node's status goes is hakv.node.status_home, which group leader records a failure in the
-cluster ensemble when is hakv.manager.mark_rank and MARK_STAGGER, the size of a seed
-transaction is hakv.codec's encoding of it, and the Raft constants (node heartbeats,
-quiescence, the read-only followers' lag, pysyncobj's message size) are hakv.raft's own,
+which node stores what (hakv.core.replication), where a change goes (hakv.core.routing), how a group
+fails over (hakv.core.ha), how the cluster records are seeded (hakv.core.seed) and how owners
+are replaced (hakv.core.membership) are hakv's pure core, called as a node calls them; where a
+node's status goes is hakv.node.process.status_home, which group leader records a failure in the
+cluster ensemble when is hakv.node.manager.mark_rank and MARK_STAGGER, the size of a seed
+transaction is hakv.core.codec's encoding of it, and the Raft constants (node heartbeats,
+quiescence, the read-only followers' lag, pysyncobj's message size) are hakv.raft.host's own,
 imported (importing them starts nothing). Nothing here opens a socket, starts a thread,
 touches LMDB or reads a clock: time and randomness are arguments, so a seed fixes every
 number.

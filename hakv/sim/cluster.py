@@ -1,9 +1,9 @@
 """The simulated cluster: the chain topology of the benchmarks, and the ensembles of a scheme.
 
-This module's room: turning a :class:`~hakv.topology.Topology` into simulated Raft
+This module's room: turning a :class:`~hakv.core.topology.Topology` into simulated Raft
 ensembles (hakv.sim.model) the way hakv places records, or the way full replication
-would. Membership comes from hakv.placement (``replication_set``), never from a
-re-derivation; where a change goes comes from hakv.routing (``route``).
+would. Membership comes from hakv.core.replication (``replication_set``), never from a
+re-derivation; where a change goes comes from hakv.core.routing (``route``).
 
 Two schemes over the same topology (the same nodes, groups, owners and apps):
 
@@ -20,12 +20,12 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
-from hakv.ha import AppSpec, HaTuning
-from hakv.node import status_home
-from hakv.placement import CLUSTER_ENSEMBLE, ClusterRecord, GroupRecord, replication_set
-from hakv.routing import Change, NodeChange, route
+from hakv.core.ha import AppSpec, HaTuning
+from hakv.core.replication import CLUSTER_ENSEMBLE, ClusterRecord, GroupRecord, replication_set
+from hakv.core.routing import Change, NodeChange, route
+from hakv.core.topology import GroupSpec, NodeSpec, RaftTuning, Topology, default_voters
+from hakv.node.process import status_home
 from hakv.sim.model import Ensemble, Sim
-from hakv.topology import GroupSpec, NodeSpec, RaftTuning, Topology, default_voters
 
 __all__ = ["FULL_ENSEMBLE", "SCHEMES", "Scheme", "SimCluster", "chain_topology"]
 
@@ -36,7 +36,7 @@ FULL_ENSEMBLE = "_all"
 
 SIM_APP = AppSpec(start="sim-app")
 """Every simulated group runs an app (an HA application, the point of a group); it is
-never started: only hakv.ha's decisions about it are."""
+never started: only hakv.core.ha's decisions about it are."""
 
 
 def chain_topology(n_nodes: int, owners: int, *, raft: RaftTuning | None = None,
@@ -107,7 +107,7 @@ class SimCluster:
         return self.ensemble(group_id)
 
     def targets(self, change: Change) -> tuple[Ensemble, ...]:
-        """The ensembles a change goes to (patent Fig. 3, hakv.routing.route), each once."""
+        """The ensembles a change goes to (patent Fig. 3, hakv.core.routing.route), each once."""
         out: dict[str, Ensemble] = {}
         for name in route(self.topology, change).targets:
             ensemble = self.ensemble(name)
@@ -117,10 +117,10 @@ class SimCluster:
     def status_targets(self, node: str) -> tuple[Ensemble, ...]:
         """Where ``node`` writes its own status when it starts, in the order it does.
 
-        hakv: ``hakv.node.status_home`` of the groups it owns, in the order
-        hakv.node.Node._publish_status takes them (sorted): each group that lists it, or
+        hakv: ``hakv.node.process.status_home`` of the groups it owns, in the order
+        hakv.node.process.Node._publish_status takes them (sorted): each group that lists it, or
         the cluster ensemble when it owns none (its status has no other home). Those
-        groups are the route of its own status report (hakv.routing); ValueError if the
+        groups are the route of its own status report (hakv.core.routing); ValueError if the
         two ever disagree. Full replication: its one status record.
         """
         if self.scheme == "full":
@@ -129,7 +129,7 @@ class SimCluster:
         routed = {e.name for e in self.targets(NodeChange(node, "status"))}
         if routed and routed != names:
             raise ValueError(f"status of {node}: status_home {sorted(names)} but "
-                             f"hakv.routing routes it to {sorted(routed)}")
+                             f"hakv.core.routing routes it to {sorted(routed)}")
         return tuple(self.ensembles[name] for name in sorted(names))
 
     def voter_of(self) -> dict[str, list[Ensemble]]:

@@ -3,13 +3,13 @@
 This module's room: the *costs* of Raft as hakv runs it (how many messages a round, an
 election or a forwarded write sends, and how long they take), over simulated nodes, links
 and time. It decides nothing about placement, routing or failover: those questions go to
-hakv's own pure core (hakv.topology, hakv.placement, hakv.routing, hakv.ha), called from
+hakv's own pure core (hakv.core.topology, hakv.core.replication, hakv.core.routing, hakv.core.ha), called from
 hakv.sim.scenarios. Nothing here reads a clock, opens a socket or starts a thread; time
 is the simulation's own (:attr:`Sim.now`) and every random draw comes from the
 ``random.Random`` the caller passes in, so a seed fixes every number.
 
-What is modelled, and how (every count below is what hakv/raft.py on pysyncobj 0.3.17
-sends; hakv.placement.WriteMessages has the same breakdown):
+What is modelled, and how (every count below is what hakv/raft/host.py on pysyncobj 0.3.17
+sends; hakv.core.replication.WriteMessages has the same breakdown):
 
 - **Links.** A message takes ``link_delay`` one way. A round trip to a follower is two
   delays, the follower's journal fsync (``fsync``) and an exponential jitter of mean
@@ -29,9 +29,9 @@ sends; hakv.placement.WriteMessages has the same breakdown):
   ``apply_command_response`` back (2 more), and because a follower waits for it, the
   leader sends the new commit index at once after the commit (``notify_commit``): one more
   AppendEntries and ack per follower, 2f more. Commit needs acks from a majority of the
-  voters (hakv.ha.quorum_size); read-only followers (the cluster ensemble's non-voters)
+  voters (hakv.core.quorum.majority); read-only followers (the cluster ensemble's non-voters)
   receive and ack every entry but never count for it.
-- **Read-only followers get what the voters got ``READONLY_LAG`` later** (hakv.raft
+- **Read-only followers get what the voters got ``READONLY_LAG`` later** (hakv.raft.host
   ``GroupMember._SyncObj__sendAppendEntries``, ``send_to_readonly``, ``readonly_due`` and
   ``RaftHost._pass``): every AppendEntries call of a leader that has read-only followers
   goes to the v reachable voters at once; the r reachable read-only followers get one
@@ -48,7 +48,7 @@ sends; hakv.placement.WriteMessages has the same breakdown):
   one ``msg_cpu`` each).
 - **Message size** (pysyncobj ``__sendAppendEntries`` and ``__getEntries``). One
   AppendEntries message carries a follower's entries until they reach
-  ``APPEND_ENTRIES_BYTES`` (64 KB, the configuration hakv.raft gives pysyncobj), so a round
+  ``APPEND_ENTRIES_BYTES`` (64 KB, the configuration hakv.raft.host gives pysyncobj), so a round
   of large entries (the seed transactions, ``Proposal.size``) is k messages to each
   follower, each acked (:func:`append_entries_messages`); other commands are small, one
   message. One call of ``__sendAppendEntries`` stops filling followers once it has run
@@ -62,7 +62,7 @@ sends; hakv.placement.WriteMessages has the same breakdown):
 - **Batching.** A leader with nothing in flight sends a proposal at once; proposals that
   arrive while a round is in flight go out together in one round, at the first ack of the
   round in flight (the raft thread's next pass) or when the leader's CPU is free,
-  whichever is later (hakv.raft ``propose_now`` and ``_checkCommandsToApply``). A round's
+  whichever is later (hakv.raft.host ``propose_now`` and ``_checkCommandsToApply``). A round's
   messages are counted under the category of its largest proposal (the first of equals:
   a new leader's no-op and the seed it proposes at once count as seed).
 - **Elections** (``Ensemble.arm``). A voter that hears no leader for its election timeout
@@ -78,7 +78,7 @@ sends; hakv.placement.WriteMessages has the same breakdown):
   AppendEntries round to every reachable follower each heartbeat period in which no other
   round went out (the read-only followers' part READONLY_LAG later, with whatever else is
   due to them), charged to its CPU like any round, until the ensemble goes quiet
-  (hakv.raft: idle for ``QUIESCE_AFTER`` heartbeat periods, every member up and caught
+  (hakv.raft.host: idle for ``QUIESCE_AFTER`` heartbeat periods, every member up and caught
   up); a member that connects wakes it. A heartbeat that falls due while a round waits to
   go out is that round. A heartbeat while followers still miss messages (see Message
   size) is the call that brings them the next ones. Node heartbeats of quiet ensembles
@@ -99,8 +99,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-from hakv.ha import HaTuning, has_quorum, quorum_size
-from hakv.raft import (
+from hakv.core.ha import HaTuning
+from hakv.core.quorum import has_quorum, majority
+from hakv.core.topology import HEARTBEAT_PERIOD, RaftTuning
+from hakv.raft.host import (
     CONNECTION_SILENCE,
     NODE_HEARTBEAT,
     PRE_VOTE_LEASE,
@@ -109,7 +111,6 @@ from hakv.raft import (
     READONLY_ROUNDS,
     RaftSettings,
 )
-from hakv.topology import HEARTBEAT_PERIOD, RaftTuning
 
 __all__ = [
     "APPEND_ENTRIES_BYTES",
@@ -129,7 +130,7 @@ __all__ = [
     "append_entries_messages",
 ]
 
-# hakv.raft's constants are imported, not copied (importing hakv.raft loads pysyncobj but
+# hakv.raft.host's constants are imported, not copied (importing hakv.raft.host loads pysyncobj but
 # starts nothing): PRE_VOTE_LEASE (a voter refuses a PreVote while it heard a live leader
 # within this many minimum election timeouts), NODE_HEARTBEAT (node heartbeats go every
 # this many heartbeat periods), READONLY_ROUNDS (a peer met only through read-only members
@@ -137,12 +138,12 @@ __all__ = [
 # timeout), QUIESCE_AFTER (an idle leader goes quiet after this many heartbeat periods),
 # READONLY_LAG (read-only followers get their AppendEntries call this long after the
 # first voters' call they missed, with everything appended meanwhile).
-# hakv.node writes the next two as literals; tests/test_sim.py reads them from its source.
+# hakv.node.process writes the next two as literals; tests/test_sim.py reads them from its source.
 PUBLISH_RETRY = 0.5
-"""hakv.node.Node._publish_status and _seed_cluster_records: the wait after a failed
+"""hakv.node.process.Node._publish_status and _seed_cluster_records: the wait after a failed
 proposal before the next pass."""
 SEED_POLL = 0.25
-"""hakv.node.Node._seed_cluster_records: a cluster voter that does not lead the cluster
+"""hakv.node.process.Node._seed_cluster_records: a cluster voter that does not lead the cluster
 ensemble looks again after this long (it proposes nothing)."""
 
 NEVER = -math.inf
@@ -155,7 +156,7 @@ def _unused(*_: object) -> None:
 APPEND_ENTRIES_BYTES: int = RaftSettings().to_conf(
     "", "", _unused, _unused, "").appendEntriesBatchSizeBytes
 """pysyncobj's ``appendEntriesBatchSizeBytes`` in the configuration hakv gives it
-(hakv.raft ``RaftSettings.to_conf``, which builds it and opens nothing): one AppendEntries
+(hakv.raft.host ``RaftSettings.to_conf``, which builds it and opens nothing): one AppendEntries
 message carries entries until they reach this many bytes."""
 
 
@@ -397,7 +398,7 @@ class Ensemble:
         self.voters = tuple(voters)
         self.readonly = tuple(readonly)
         self.members = self.voters + self.readonly
-        self.quorum = quorum_size(len(self.voters))
+        self.quorum = majority(len(self.voters))
         self.leader: str | None = None
         self.leader_since = NEVER
         self.term = 0
@@ -424,7 +425,7 @@ class Ensemble:
         self._behind: dict[tuple[int, str], int] = {}
         self._behind_from = NEVER
         self.caught_up_at = NEVER  # when the last follower that missed messages got them
-        # The read-only followers' next call (hakv.raft readonly_due): when it is due
+        # The read-only followers' next call (hakv.raft.host readonly_due): when it is due
         # (None: none pending), the entries it carries, its label, the proposals whose
         # commit the read-only followers have not heard of; the last call (due, end).
         self._ro_due: float | None = None
@@ -443,17 +444,17 @@ class Ensemble:
     def _set_members(self, voters: Sequence[str], readonly: Sequence[str]) -> None:
         self.voters, self.readonly = tuple(voters), tuple(readonly)
         self.members = self.voters + self.readonly
-        self.quorum = quorum_size(len(self.voters))
+        self.quorum = majority(len(self.voters))
         self._everyone = len(set(self.members)) == self.sim.net.size
         self._positions = None
 
     def add_readonly(self, node: str) -> None:
-        """A new owner starts as a read-only member (hakv.membership: it catches up)."""
+        """A new owner starts as a read-only member (hakv.core.membership: it catches up)."""
         if node not in self.members:
             self._set_members(self.voters, (*self.readonly, node))
 
     def change_voters(self, action: str, node: str) -> None:
-        """Apply one single-server configuration change (hakv.membership.Step)."""
+        """Apply one single-server configuration change (hakv.core.membership.Step)."""
         if action == "add":
             readonly = tuple(m for m in self.readonly if m != node)
             self._set_members((*self.voters, node) if node not in self.voters else self.voters,
@@ -493,7 +494,7 @@ class Ensemble:
 
     def quorum_sides(self) -> tuple[int, ...]:
         """The partition sides on which a majority of the voters is up and together
-        (hakv.ha.has_quorum): where this ensemble can elect a leader and commit."""
+        (hakv.core.quorum.has_quorum): where this ensemble can elect a leader and commit."""
         net = self.sim.net
         by_side: dict[int, list[str]] = {}
         for v in self.voters:
@@ -610,7 +611,7 @@ class Ensemble:
             callback(self)
 
     def hand_over(self, target: str) -> None:
-        """Leadership hand-over (hakv.raft ``hand_over_leadership``): TimeoutNow to
+        """Leadership hand-over (hakv.raft.host ``hand_over_leadership``): TimeoutNow to
         ``target``, which runs an election at once, without PreVote (RequestVote and a
         vote from each reachable voter), then its no-op round."""
         sim = self.sim
@@ -689,7 +690,7 @@ class Ensemble:
         self.log.extend(sizes)
         k = append_entries_messages(sizes)
         category = max(batch, key=lambda p: p.size).category
-        # The voters get the round at once, k messages each (hakv.raft
+        # The voters get the round at once, k messages each (hakv.raft.host
         # GroupMember._SyncObj__sendAppendEntries); the read-only followers READONLY_LAG
         # later (_readonly_later).
         sends = voting * k
@@ -720,7 +721,7 @@ class Ensemble:
     def _quorum(self, batch: list[Proposal], category: str, leader: str, voting: int,
                 round_start: float, acks: int) -> None:
         """The quorum's acks are in. The pass that reads them commits, after its call to
-        the read-only followers if one is due then (hakv.raft ``RaftHost._pass`` sends
+        the read-only followers if one is due then (hakv.raft.host ``RaftHost._pass`` sends
         it before the tick)."""
         sim = self.sim
         due, end = self._ro_last
@@ -734,7 +735,7 @@ class Ensemble:
                         batch: Sequence[Proposal] = ()) -> None:
         """The voters got a call at ``sent`` that the read-only followers did not: they get
         theirs READONLY_LAG after the first such call, with everything appended until
-        then (hakv.raft ``readonly_due``)."""
+        then (hakv.raft.host ``readonly_due``)."""
         self._ro_sizes.extend(sizes)
         weight = max(sizes, default=-1)
         if self._ro_label is None or weight > self._ro_label[0]:
@@ -746,7 +747,7 @@ class Ensemble:
             self.sim.at(self._ro_due, partial(self._readonly_call, leader, self._ro_gen))
 
     def _readonly_call(self, leader: str, gen: int) -> None:
-        """hakv.raft ``send_to_readonly``, at the start of the pass READONLY_LAG after the
+        """hakv.raft.host ``send_to_readonly``, at the start of the pass READONLY_LAG after the
         voters' call: what the read-only followers miss, in 64 KB messages (Sim.fill),
         with the commit index of that moment; then the acks."""
         if gen != self._ro_gen or self._ro_due is None:
@@ -900,7 +901,7 @@ class Ensemble:
 
     def _heartbeat(self) -> None:
         """A heartbeat period passed without an AppendEntries round: send an empty one to
-        every reachable follower (and read the acks), or go quiet (hakv.raft: idle for
+        every reachable follower (and read the acks), or go quiet (hakv.raft.host: idle for
         QUIESCE_AFTER periods, every member up and caught up). While followers miss
         messages, the heartbeat is the call that sends them the next ones (Sim.fill)."""
         self._hb_timer = False

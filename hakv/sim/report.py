@@ -111,7 +111,7 @@ ROWS: tuple[tuple[str, Callable[[Result], str]], ...] = (
     ("groups", lambda r: _int(r.groups)),
     ("up: messages, group ensembles", lambda r: _int(r.startup.group_messages)),
     ("up: messages, all-node ensemble", lambda r: _int(r.startup.all_node_messages)),
-    ("up: messages, patent's count (one write per status event, hakv.placement)",
+    ("up: messages, patent's count (one write per status event, hakv.core.replication)",
      lambda r: _int(r.startup.formula_messages)),
     ("up: seconds until every group serves", lambda r: _secs(r.startup.groups_ready)),
     ("up: seconds until the last start-up write", lambda r: _secs(r.startup.seconds)),

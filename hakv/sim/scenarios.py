@@ -8,30 +8,30 @@ called as a node would call it; the simulator adds only time and message costs
 ==========================  ==================================================
 decision                    hakv code the scenario calls
 ==========================  ==================================================
-who stores a record         hakv.placement.replication_set (ensemble members)
-where a change goes         hakv.routing.route (status, marks, allocations)
-failover, marks, hand-over  hakv.ha.decide, node_marks, handover_target
-failure detection           hakv.manager.raft_evidence_window, probe_backoff, jittered,
+who stores a record         hakv.core.replication.replication_set (ensemble members)
+where a change goes         hakv.core.routing.route (status, marks, allocations)
+failover, marks, hand-over  hakv.core.ha.decide, node_marks, handover_target
+failure detection           hakv.node.manager.raft_evidence_window, probe_backoff, jittered,
                             ROUND
-who records a failure       hakv.manager.mark_rank, MARK_STAGGER (the cluster ensemble)
-the placement record        hakv.ha.command, apply_command (place, report, renew)
-quorum                      hakv.ha.has_quorum, quorum_size
-seeding the cluster         hakv.cluster.seed_transactions, hakv.codec (their size)
-where a node's status goes  hakv.node.status_home (via SimCluster.status_targets)
-node heartbeats             hakv.raft.NODE_HEARTBEAT, READONLY_ROUNDS, CONNECTION_SILENCE
-replacing a node            hakv.membership.plan_membership
-the patent's formulas       hakv.placement.startup_messages, messages_per_write
+who records a failure       hakv.node.manager.mark_rank, MARK_STAGGER (the cluster ensemble)
+the placement record        hakv.core.ha.command, apply_command (place, report, renew)
+quorum                      hakv.core.quorum.has_quorum, majority
+seeding the cluster         hakv.core.seed.seed_transactions, hakv.core.codec (their size)
+where a node's status goes  hakv.node.process.status_home (via SimCluster.status_targets)
+node heartbeats             hakv.raft.host.NODE_HEARTBEAT, READONLY_ROUNDS, CONNECTION_SILENCE
+replacing a node            hakv.core.membership.plan_membership
+the patent's formulas       hakv.core.replication.startup_messages, messages_per_write
 ==========================  ==================================================
 
 Each scenario takes a topology, a scheme (``hakv`` or ``full``), :class:`SimParams` and a
 ``random.Random``, and returns a frozen result. Same inputs, same seed: same result.
 
 The node failure is played on a settled, idle cluster: every group's app runs on its
-first owner, which also leads the group (hakv.ha.handover_target), no other write is in
+first owner, which also leads the group (hakv.core.ha.handover_target), no other write is in
 flight. The steady-state load (:func:`steady_load`) is counted, not played: it applies the
 same per-round rules to a cluster whose apps renew their leases every ``renew_interval``.
 
-No scenario freezes a node: hakv.manager's rule for a manager that did not run for
+No scenario freezes a node: hakv.node.manager's rule for a manager that did not run for
 ``STALLED`` seconds (it marks nobody down for a failure timeout) changes nothing when a
 node crashes, since the managers that see it go silent keep running.
 """
@@ -45,18 +45,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from hakv import codec, ha
-from hakv.cluster import seed_transactions
-from hakv.manager import (
-    MARK_STAGGER,
-    jittered,
-    mark_rank,
-    probe_backoff,
-    raft_evidence_window,
-)
-from hakv.manager import ROUND as MANAGER_ROUND
-from hakv.membership import plan_membership
-from hakv.placement import (
+from hakv.core import codec, ha, quorum
+from hakv.core.membership import plan_membership
+from hakv.core.replication import (
     NodeStatusRecord,
     cluster_startup_messages_full,
     messages_per_write,
@@ -64,7 +55,17 @@ from hakv.placement import (
     replication_set,
     startup_messages,
 )
-from hakv.routing import ClusterChange, GroupChange, NodeChange, route
+from hakv.core.routing import ClusterChange, GroupChange, NodeChange, route
+from hakv.core.seed import seed_transactions
+from hakv.core.topology import Topology
+from hakv.node.manager import (
+    MARK_STAGGER,
+    jittered,
+    mark_rank,
+    probe_backoff,
+    raft_evidence_window,
+)
+from hakv.node.manager import ROUND as MANAGER_ROUND
 from hakv.sim.cluster import Scheme, SimCluster
 from hakv.sim.model import (
     CONNECTION_SILENCE,
@@ -78,7 +79,6 @@ from hakv.sim.model import (
     Sim,
     SimParams,
 )
-from hakv.topology import Topology
 
 __all__ = [
     "Failure",
@@ -98,7 +98,7 @@ __all__ = [
 EPOCH = 1.8e9
 """Wall-clock seconds at simulated time 0: placement commands carry a wall time."""
 REQUEST_TIMEOUT = 3.0
-"""hakv.node.Node.request_timeout: how long a node waits for one of its own writes."""
+"""hakv.node.process.Node.request_timeout: how long a node waits for one of its own writes."""
 SETTLED = -60.0
 """When the settled cluster of the failure scenario elected its leaders."""
 REACTIONS = frozenset({"election", "mark", "place", "report", "handover"})
@@ -106,7 +106,7 @@ REACTIONS = frozenset({"election", "mark", "place", "report", "handover"})
 NOTICES = frozenset({"allocate", "bridge"})
 """Message categories a group gets because a node it shares is allocated to (Fig. 3)."""
 MARKER_RETRY = 0.5
-"""hakv.manager.Manager._cluster_marker: the wait after a mark it could not submit."""
+"""hakv.node.manager.Manager._cluster_marker: the wait after a mark it could not submit."""
 
 
 def _categories(counter: Counter[str]) -> tuple[tuple[str, int], ...]:
@@ -126,7 +126,7 @@ class Startup:
     cluster-level records, heartbeats, and the status of the nodes it is the home of
     (full replication: every node; hakv: nodes that own no group). ``formula_messages``:
     the patent's accounting, one replicated write per status event, no batching, as
-    hakv.placement counts it (``startup_messages(t).total`` for hakv: the groups' part,
+    hakv.core.replication counts it (``startup_messages(t).total`` for hakv: the groups' part,
     and 2(N-1) for each node that owns no group; N x 2(N-1) for full).
     ``seconds``: from the first power-on until the last start-up write committed;
     ``groups_ready``: until every group has a leader and every owner's status;
@@ -173,7 +173,7 @@ class _Tracker:
 
 
 class _Publisher:
-    """hakv.node.Node._publish_status on one node: its status into each target in turn,
+    """hakv.node.process.Node._publish_status on one node: its status into each target in turn,
     each waited for (up to REQUEST_TIMEOUT); a target without a known leader fails at once
     and is retried in the next pass, PUBLISH_RETRY seconds later."""
 
@@ -217,8 +217,8 @@ class _Publisher:
 
 
 def seed_sizes(topology: Topology) -> tuple[int, ...]:
-    """The bytes of each seed transaction as hakv.node ``Node._seed_cluster_records``
-    proposes it: ``hakv.codec.encode`` of its ``write_command`` (about 12 KB for 60
+    """The bytes of each seed transaction as hakv.node.process ``Node._seed_cluster_records``
+    proposes it: ``hakv.core.codec.encode`` of its ``write_command`` (about 12 KB for 60
     records; pysyncobj's framing, a few dozen bytes, aside)."""
     client = f"seed-{topology.fingerprint()[:16]}"
     return tuple(len(codec.encode(codec.write_command("txn", body, client, n + 1)))
@@ -226,7 +226,7 @@ def seed_sizes(topology: Topology) -> tuple[int, ...]:
 
 
 class _Seeder:
-    """hakv.node.Node._seed_cluster_records, on every voter of the all-node ensemble.
+    """hakv.node.process.Node._seed_cluster_records, on every voter of the all-node ensemble.
 
     Only the voter that leads the ensemble proposes: every chunk not applied yet at once,
     then it waits for them all and looks again (nothing left: done). The others look every
@@ -287,7 +287,7 @@ def startup(topology: Topology, scheme: Scheme, params: SimParams,
     """Power every node on at a random time within ``params.boot_spread`` and run until
     every start-up write has committed (see :class:`Startup`).
 
-    What each node does is what a hakv node does at start (hakv.node.Node.start): its
+    What each node does is what a hakv node does at start (hakv.node.process.Node.start): its
     election timers run in every ensemble it votes in; it writes its status into each
     target (:meth:`SimCluster.status_targets`); the cluster voter that leads the cluster
     ensemble seeds the cluster-level records (``seed_transactions``, :class:`_Seeder`).
@@ -399,7 +399,7 @@ def _one_write(sim: Sim, ensemble: Ensemble) -> tuple[int, float]:
 def write_costs(topology: Topology, scheme: Scheme, params: SimParams,
                 rng: random.Random) -> WriteCost:
     """A key-value write to the first group and a cluster-level change ("a group was
-    defined"), each routed by hakv.routing.route and proposed by its ensemble's leader."""
+    defined"), each routed by hakv.core.routing.route and proposed by its ensemble's leader."""
     sim = Sim(params, rng, topology.node_ids)
     cluster = SimCluster(sim, topology, scheme)
     _settle(sim, cluster)
@@ -439,15 +439,15 @@ class Failure:
 
     ``cluster_marks``: hakv, the group leaders that proposed the failure to the cluster
     ensemble, in order; ``cluster_marks_skipped``: those that found it recorded there
-    already (hakv.manager.Manager._cluster_marker reads its own copy first). The leader of
-    the node's k-th group (topology order, hakv.manager.mark_rank) looks k x
+    already (hakv.node.manager.Manager._cluster_marker reads its own copy first). The leader of
+    the node's k-th group (topology order, hakv.node.manager.mark_rank) looks k x
     MARK_STAGGER after it marked the node down in its group.
 
     ``replace_seconds``: from the crash until the last of its apps is placed on another
     owner (committed). ``stored_on``: nodes that store the failed node's new status
     ("down"). ``replace_node_messages``: afterwards, re-owning every group that listed it
     to a spare node (``hakv group set-owners``, planned by
-    hakv.membership.plan_membership).
+    hakv.core.membership.plan_membership).
     """
 
     node: str
@@ -471,7 +471,7 @@ class Failure:
 
 class _FailureRun:
     """The failure scenario's state: the managers of the nodes that lead affected groups
-    (hakv.manager.Manager, reduced to its decisions) and the placement records."""
+    (hakv.node.manager.Manager, reduced to its decisions) and the placement records."""
 
     def __init__(self, topology: Topology, scheme: Scheme, params: SimParams,
                  rng: random.Random, node: str | None) -> None:
@@ -520,7 +520,7 @@ class _FailureRun:
         k = math.ceil((t - phase) / MANAGER_ROUND - 1e-9)
         return phase + k * MANAGER_ROUND
 
-    # ---- the placement record (hakv.ha's state machine)
+    # ---- the placement record (hakv.core.ha's state machine)
 
     def _apply(self, record: ha.Placement, action: str, when: float,
                **fields: object) -> ha.Placement:
@@ -582,12 +582,12 @@ class _FailureRun:
                         self.seen[gid] = seen
                         sim.at(self.round_at(leader, 0.0), partial(self._decide, gid, leader))
 
-    # ---- failure detection (hakv.manager.Prober.classify, Manager.mark)
+    # ---- failure detection (hakv.node.manager.Prober.classify, Manager.mark)
 
     def _watch(self, ensemble: Ensemble, leader: str, heard: float, since: float) -> None:
-        """``leader``'s prober watches the failed node (hakv.manager.Prober, one thread per
+        """``leader``'s prober watches the failed node (hakv.node.manager.Prober, one thread per
         peer): it last heard raft traffic from it at ``heard``; the thread runs since
-        ``since`` (NEVER: long ago). Schedules the mark (hakv.manager.Manager.mark)."""
+        ``since`` (NEVER: long ago). Schedules the mark (hakv.node.manager.Manager.mark)."""
         state = self.watching.get(leader)
         if state is None:
             state = self.watching[leader] = self._prober(leader, heard, since)
@@ -666,7 +666,7 @@ class _FailureRun:
                             partial(self._cluster_marker, leader))
 
     def _cluster_marker(self, leader: str) -> None:
-        """hakv.manager.Manager._cluster_marker on ``leader``, at its turn (see _mark):
+        """hakv.node.manager.Manager._cluster_marker on ``leader``, at its turn (see _mark):
         skip the mark if this node's copy of the cluster records shows the node down
         already (another group leader's mark, applied here: :meth:`Ensemble.applied_at`);
         else propose it (forwarded, on a read-only follower), and after a failed proposal
@@ -686,7 +686,7 @@ class _FailureRun:
     def _stored(self, ensemble: Ensemble) -> None:
         self.stored.update(m for m in ensemble.members if self.sim.net.up(m))
 
-    # ---- failover (hakv.manager.Manager.tick, hakv.ha.decide)
+    # ---- failover (hakv.node.manager.Manager.tick, hakv.core.ha.decide)
 
     def _elected(self, ensemble: Ensemble) -> None:
         """A new leader (elected, or handed the leadership): its manager takes over the
@@ -738,7 +738,7 @@ class _FailureRun:
         if self.scheme == "full":
             propose_place()  # the leader holds every record: it checks capacity itself
             return
-        # hakv.manager.Manager.allocate: ask the bridge on the candidate for the load.
+        # hakv.node.manager.Manager.allocate: ask the bridge on the candidate for the load.
         if candidate == leader:
             self._allocate(gid, candidate, propose_place)
             return
@@ -752,7 +752,7 @@ class _FailureRun:
         sim.at(ask, partial(self._allocate, gid, candidate, answered))
 
     def _allocate(self, gid: str, node: str, then: Callable[[], None]) -> None:
-        """hakv.bridge.Bridge.allocate on ``node``: a linearizable read in each group it
+        """hakv.node.bridge.Bridge.allocate on ``node``: a linearizable read in each group it
         owns (ReadIndex where it leads, a barrier through the log where it follows), then
         the allocation recorded in the asking group; applying it there forwards a notice
         to the node's other groups (the Fig. 3 route of an allocation)."""
@@ -817,7 +817,7 @@ class _FailureRun:
         if target is not None and ensemble.leader == leader:
             self.sim.at(self.round_at(leader, self.sim.now), partial(ensemble.hand_over, target))
 
-    # ---- replacing the node for good (hakv.membership)
+    # ---- replacing the node for good (hakv.core.membership)
 
     def replace_node(self) -> tuple[int, tuple[tuple[str, str], ...]]:
         """Re-own every group that listed the failed node to a spare node, as ``hakv group
@@ -934,7 +934,7 @@ def node_failure(topology: Topology, scheme: Scheme, params: SimParams,
 @dataclass(frozen=True)
 class Serving:
     """Which groups keep serving under one fault: hakv, a group serves on a side where a
-    majority of its owners is up (hakv.ha.has_quorum), whatever the rest of the cluster
+    majority of its owners is up (hakv.core.quorum.has_quorum), whatever the rest of the cluster
     does (I2); full replication, only the side with a majority of all nodes serves, and
     only groups with an owner there (an app runs on its owners). ``split_brain``: groups
     with a quorum on two sides at once (must be 0). ``cluster_quorum``: the cluster-level
@@ -978,7 +978,7 @@ def serving_under(topology: Topology, scheme: Scheme, sides: Mapping[str, int] |
                   down: Iterable[str] = (), fault: str = "") -> Serving:
     """Which groups can serve with the network cut into ``sides`` (node -> side; default:
     one side) and the ``down`` nodes failed (see :class:`Serving`): each ensemble's quorum
-    on each side (hakv.ha.has_quorum over the voters up on that side)."""
+    on each side (hakv.core.quorum.has_quorum over the voters up on that side)."""
     nodes = topology.node_ids
     sim = Sim(SimParams(), random.Random(0), nodes)
     cluster = SimCluster(sim, topology, scheme)
@@ -1027,7 +1027,7 @@ class Load:
 
     hakv: each group's leader is its app's runner; a renewal every ``renew_interval`` is
     its own write, with heartbeats between (a group that renews is never quiet); the
-    cluster ensemble is quiet, so its leader sends node heartbeats (hakv.raft
+    cluster ensemble is quiet, so its leader sends node heartbeats (hakv.raft.host
     ``RaftHost._send_node_heartbeats``, a round every NODE_HEARTBEAT heartbeat periods):
     every round to a peer it votes with in some ensemble (the other cluster voters, its
     groups' other owners), every READONLY_ROUNDS-th round to a peer it meets only through
@@ -1080,7 +1080,7 @@ def _rates(topology: Topology, scheme: Scheme, params: SimParams
         if readonly_period >= timeout:
             raise ValueError(f"node heartbeats to read-only peers every {readonly_period:g}s "
                              f"would not keep a connection alive ({timeout:g}s timeout)")
-        # Peers the leader votes with (hakv.raft: ``voting``): every round, both ways.
+        # Peers the leader votes with (hakv.raft.host: ``voting``): every round, both ways.
         voting = set(voters) | {o for g in topology.groups_of(leader) for o in g.owners}
         voting.discard(leader)
         for node in live:
@@ -1090,7 +1090,7 @@ def _rates(topology: Topology, scheme: Scheme, params: SimParams
             rates[leader] += beat
             rates[node] += beat
         f = max(len(topology.groups[0].owners) - 1, 0)
-        need = ha.quorum_size(f + 1) - 1
+        need = quorum.majority(f + 1) - 1
         renewal = f * c + 2 * params.link_delay + params.fsync + need * c
     else:
         leader = nodes[0]
@@ -1116,7 +1116,7 @@ def _rates(topology: Topology, scheme: Scheme, params: SimParams
             for node in live:
                 if node != leader:
                     rates[node] += renew_rounds * 4 + beats * 2
-            need = ha.quorum_size(f + 1) - 1
+            need = quorum.majority(f + 1) - 1
             renewal = 1.5 * period if batched else f * c + base + need * c
     return rates, renewal
 

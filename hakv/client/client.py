@@ -1,0 +1,976 @@
+"""The client library: ``hakv.Client`` speaks the HTTP/JSON client API (docs/api.md).
+
+::
+
+    from hakv.client.client import Client, Compare, Op
+
+    with Client("127.0.0.1:8202,127.0.0.1:8208") as c:
+        c.put("220", "color", "blue")
+        kv = c.get("220", "color")                      # linearizable by default
+        r = c.txn("220",
+                  compare=[Compare.version("lock", "==", 0)],
+                  success=[Op.put("lock", "me")],
+                  failure=[Op.get("lock")])
+
+Retries and failover (one policy for every call):
+
+- connection errors, retryable server errors (``no_quorum``, ``not_leader``,
+  ``unavailable``) and ``outcome_unknown`` → try the next endpoint, with a small backoff
+  (50 ms doubling to 500 ms), until the client's ``timeout`` has elapsed overall;
+- every write carries this client's id and a sequence number; a retry reuses both, so the
+  group's state machine returns the first result and never applies a write twice;
+- when time runs out: a write any attempt of which may have reached a server (sent but no
+  answer, or ``outcome_unknown``) raises :class:`~hakv.errors.OutcomeUnknownError` — it may
+  or may not have applied; otherwise the last retryable error (``NoQuorumError`` ...) or
+  ``UnavailableError("no endpoint answered: ...")``;
+- permanent errors (``not_found``, ``conflict``, ``bad_request`` ...) are raised at once;
+  a malformed answer is an :class:`~hakv.errors.InternalError` naming the endpoint.
+
+Connections: HTTP/1.1 keep-alive, one connection per endpoint per thread (a ``Client`` may
+be shared between threads), TCP_NODELAY, and each request goes out in one ``send`` (headers
+and body together), so neither Nagle nor delayed ACKs add latency.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+
+from hakv.errors import (
+    BadRequestError,
+    ConfigError,
+    HakvError,
+    InternalError,
+    OutcomeUnknownError,
+    RetryableError,
+    UnavailableError,
+    from_wire,
+)
+
+__all__ = [
+    "ENDPOINTS_ENV",
+    "Client",
+    "Compare",
+    "DeleteResult",
+    "GetResult",
+    "KeyValue",
+    "Op",
+    "PutResult",
+    "RangeResult",
+    "TxnResult",
+    "endpoints_from_env",
+    "parse_endpoints",
+    "probe",
+]
+
+ENDPOINTS_ENV = "HAKV_ENDPOINTS"
+
+_BACKOFF_START = 0.05
+_BACKOFF_MAX = 0.5
+_CONNECT_TIMEOUT_MAX = 1.0
+_REQUEST_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_MAX_RESPONSE = 64 * 1024 * 1024  # a range of 10000 keys of 32 KiB fits with room to spare
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+def parse_endpoints(endpoints: Sequence[str] | str) -> list[str]:
+    """Normalise ``"h1:p1,h2:p2"`` or a list of ``"host:port"`` into a list of ``host:port``.
+
+    An ``http://`` prefix and a trailing ``/`` are tolerated; IPv6 literals are written
+    ``[::1]:8202``. Raises ConfigError naming the bad entry.
+    """
+    raw = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
+    result: list[str] = []
+    for item in raw:
+        if not isinstance(item, str):
+            raise ConfigError(f"endpoint {item!r} is not a string; use 'host:port'")
+        entry = item.strip()
+        if not entry:
+            continue
+        if entry.startswith("http://"):
+            entry = entry[len("http://") :]
+        entry = entry.rstrip("/")
+        _split_endpoint(entry)  # validates
+        if entry not in result:
+            result.append(entry)
+    return result
+
+
+def _split_endpoint(endpoint: str) -> tuple[str, int]:
+    host, sep, port_text = endpoint.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(
+            f"bad endpoint {endpoint!r}: expected 'host:port' (e.g. 127.0.0.1:8202), "
+            "several separated by commas"
+        )
+    return host, int(port_text)
+
+
+def endpoints_from_env() -> list[str]:
+    """The endpoints listed in ``$HAKV_ENDPOINTS`` (comma-separated), or an empty list."""
+    return parse_endpoints(os.environ.get(ENDPOINTS_ENV, ""))
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _want(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    """``body[key]`` checked against ``kind``; a missing or mistyped field is a protocol
+    error (KeyError/TypeError), turned into InternalError by the caller."""
+    value = body[key]
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"field {key!r} should be an integer, got {value!r}")
+    elif not isinstance(value, kind):
+        raise TypeError(f"field {key!r} has the wrong type: {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class KeyValue:
+    """One key with its value and revisions (docs/api.md "Records")."""
+
+    key: str
+    value: str
+    create_revision: int
+    mod_revision: int
+    version: int
+
+    @classmethod
+    def from_wire(cls, body: Any) -> KeyValue:
+        if not isinstance(body, Mapping):
+            raise TypeError(f"a kv record should be an object, got {body!r}")
+        return cls(
+            key=_want(body, "key", str),
+            value=_want(body, "value", str),
+            create_revision=_want(body, "create_revision", int),
+            mod_revision=_want(body, "mod_revision", int),
+            version=_want(body, "version", int),
+        )
+
+    @classmethod
+    def from_wire_or_none(cls, body: Any) -> KeyValue | None:
+        return None if body is None else cls.from_wire(body)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "value": self.value,
+            "create_revision": self.create_revision,
+            "mod_revision": self.mod_revision,
+            "version": self.version,
+        }
+
+
+def _kv_dict(kv: KeyValue | None) -> dict[str, Any] | None:
+    return None if kv is None else kv.to_dict()
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """``revision``: the group revision of this write; ``prev``: the record it replaced."""
+
+    revision: int
+    prev: KeyValue | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"revision": self.revision, "prev": _kv_dict(self.prev)}
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """``deleted``: 1 if the key existed, else 0 (and ``revision`` did not move)."""
+
+    revision: int
+    deleted: int
+    prev: KeyValue | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"revision": self.revision, "deleted": self.deleted, "prev": _kv_dict(self.prev)}
+
+
+@dataclass(frozen=True)
+class GetResult:
+    """The answer of a ``get`` operation inside a transaction (``kv`` is None if absent)."""
+
+    kv: KeyValue | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kv": _kv_dict(self.kv)}
+
+
+@dataclass(frozen=True)
+class RangeResult:
+    """Keys sorted by key; ``more``: the limit cut the answer short."""
+
+    kvs: list[KeyValue]
+    more: bool
+    revision: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kvs": [kv.to_dict() for kv in self.kvs],
+            "more": self.more,
+            "revision": self.revision,
+        }
+
+
+@dataclass(frozen=True)
+class TxnResult:
+    """``results``: one per operation of the branch that ran, typed by operation."""
+
+    succeeded: bool
+    revision: int
+    results: list[PutResult | DeleteResult | GetResult]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "succeeded": self.succeeded,
+            "revision": self.revision,
+            "results": [r.to_dict() for r in self.results],
+        }
+
+
+# --------------------------------------------------------------------------- txn builders
+
+CompareTarget = Literal["value", "version", "mod_revision", "create_revision"]
+CompareOp = Literal["==", "!=", "<", ">"]
+_TARGETS = ("value", "version", "mod_revision", "create_revision")
+_COMPARE_OPS = ("==", "!=", "<", ">")
+_OPS = ("put", "delete", "get")
+
+
+@dataclass(frozen=True)
+class Compare:
+    """One compare of a transaction: ``key``'s ``target`` ``op`` ``operand``.
+
+    Build with the helpers: ``Compare.value("k", "==", "v")``,
+    ``Compare.version("k", "==", 0)`` (0: the key does not exist),
+    ``Compare.mod_revision("k", "<", 9)``, ``Compare.create_revision("k", "==", 5)``.
+    """
+
+    key: str
+    target: str
+    op: str
+    operand: str | int | None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, str):
+            raise BadRequestError(f"compare key must be a string, got {self.key!r}")
+        if self.target not in _TARGETS:
+            raise BadRequestError(
+                f"compare target {self.target!r} is not one of {', '.join(_TARGETS)}"
+            )
+        if self.op not in _COMPARE_OPS:
+            raise BadRequestError(f"compare op {self.op!r} is not one of {' '.join(_COMPARE_OPS)}")
+        if self.target == "value":
+            if self.operand is not None and not isinstance(self.operand, str):
+                raise BadRequestError(
+                    f"compare on value needs a string (or None), got {self.operand!r}"
+                )
+        elif isinstance(self.operand, bool) or not isinstance(self.operand, int):
+            raise BadRequestError(
+                f"compare on {self.target} needs an integer, got {self.operand!r}"
+            )
+
+    @classmethod
+    def value(cls, key: str, op: CompareOp, value: str | None) -> Compare:
+        return cls(key, "value", op, value)
+
+    @classmethod
+    def version(cls, key: str, op: CompareOp, version: int) -> Compare:
+        return cls(key, "version", op, version)
+
+    @classmethod
+    def mod_revision(cls, key: str, op: CompareOp, revision: int) -> Compare:
+        return cls(key, "mod_revision", op, revision)
+
+    @classmethod
+    def create_revision(cls, key: str, op: CompareOp, revision: int) -> Compare:
+        return cls(key, "create_revision", op, revision)
+
+    @classmethod
+    def from_dict(cls, body: Any) -> Compare:
+        """From the wire/file shape ``{"key", "target", "op", "value"}``."""
+        if not isinstance(body, Mapping):
+            raise BadRequestError(f"a compare must be an object, got {body!r}")
+        try:
+            return cls(body["key"], body["target"], body["op"], body.get("value"))
+        except KeyError as err:
+            raise BadRequestError(f"compare {dict(body)!r} lacks {err.args[0]!r}") from None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"key": self.key, "target": self.target, "op": self.op, "value": self.operand}
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operation of a transaction branch: ``Op.put(k, v)``, ``Op.delete(k)``,
+    ``Op.get(k)``."""
+
+    op: str
+    key: str
+    value: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.op not in _OPS:
+            raise BadRequestError(f"txn op {self.op!r} is not one of {', '.join(_OPS)}")
+        if not isinstance(self.key, str):
+            raise BadRequestError(f"txn {self.op} key must be a string, got {self.key!r}")
+        if self.op == "put" and not isinstance(self.value, str):
+            raise BadRequestError(f"txn put of {self.key!r} needs a string value")
+
+    @classmethod
+    def put(cls, key: str, value: str) -> Op:
+        return cls("put", key, value)
+
+    @classmethod
+    def delete(cls, key: str) -> Op:
+        return cls("delete", key)
+
+    @classmethod
+    def get(cls, key: str) -> Op:
+        return cls("get", key)
+
+    @classmethod
+    def from_dict(cls, body: Any) -> Op:
+        """From the wire/file shape ``{"op", "key", "value"?}``."""
+        if not isinstance(body, Mapping):
+            raise BadRequestError(f"a txn operation must be an object, got {body!r}")
+        try:
+            return cls(body["op"], body["key"], body.get("value"))
+        except KeyError as err:
+            raise BadRequestError(f"txn operation {dict(body)!r} lacks {err.args[0]!r}") from None
+
+    def to_wire(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"op": self.op, "key": self.key}
+        if self.op == "put":
+            body["value"] = self.value
+        return body
+
+
+# --------------------------------------------------------------------------- transport
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection to an endpoint, speaking just what the API needs.
+
+    ``http.client`` parses every answer's headers with ``email.parser`` and costs ~150 us of
+    CPU per request here, as much as a leader spends on a write; on a machine where the
+    load generator shares the cores with the nodes, that halved the writes/s the benchmark
+    could show (docs/benchmarks.md). This sends each request in one ``send`` (headers and
+    body together, TCP_NODELAY: neither Nagle nor delayed ACKs add latency) and reads the
+    status line, ``Content-Length`` and ``Connection`` of the answer; a chunked answer is
+    not part of the API and is refused as malformed. Failures surface as the exceptions
+    ``http.client`` raises, so the retry policy tells "never sent" from "maybe applied".
+    """
+
+    def __init__(self, host: str, port: int, timeout: float | None = None) -> None:
+        self.host, self.port = host, port
+        self.timeout = timeout
+        self.sock: socket.socket | None = None
+        self._buf = bytearray()
+        self._head = f"Host: {host}:{port}\r\nContent-Type: application/json\r\n"
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # load-bearing
+        self._buf.clear()
+
+    def close(self) -> None:
+        sock, self.sock = self.sock, None
+        self._buf.clear()
+        if sock is not None:
+            sock.close()
+
+    def send(self, data: bytes) -> None:
+        assert self.sock is not None
+        self.sock.sendall(data)
+
+    def request(self, path: str, body: bytes) -> None:
+        self.send(f"POST {path} HTTP/1.1\r\n{self._head}Content-Length: {len(body)}\r\n\r\n"
+                  .encode("latin-1") + body)
+
+    def response(self) -> tuple[int, bytes]:
+        """(status, body) of the next answer; closes the connection if the server will."""
+        head_end = self._fill_until(b"\r\n\r\n")
+        head = bytes(self._buf[:head_end]).split(b"\r\n")
+        del self._buf[: head_end + 4]
+        status_line = head[0].split(None, 2)
+        if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/") \
+                or not status_line[1].isdigit():
+            raise http.client.BadStatusLine(head[0].decode("latin-1", "replace"))
+        status = int(status_line[1])
+        length: int | None = None
+        closing = status_line[0] == b"HTTP/1.0"
+        for line in head[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                if not value.strip().isdigit():
+                    raise _Malformed(f"bad Content-Length {value.strip()!r}")
+                length = int(value)
+                if length > _MAX_RESPONSE:
+                    raise _Malformed(f"answer of {length} bytes is larger than any valid answer")
+            elif name == b"connection":
+                closing = value.strip().lower() == b"close"
+            elif name == b"transfer-encoding" and value.strip().lower() != b"identity":
+                raise _Malformed(f"unexpected Transfer-Encoding {value.strip()!r}")
+        if length is None:  # the body runs to the end of the connection
+            data = self._read_to_close()
+            closing = True
+        else:
+            self._fill(length)
+            data = bytes(self._buf[:length])
+            del self._buf[:length]
+        if closing:
+            self.close()
+        return status, data
+
+    def _recv(self) -> bytes:
+        assert self.sock is not None
+        chunk = self.sock.recv(65536)
+        return chunk
+
+    def _fill_until(self, marker: bytes) -> int:
+        start = 0
+        while True:
+            found = self._buf.find(marker, start)
+            if found >= 0:
+                return found
+            if len(self._buf) > 65536:
+                raise _Malformed("answer headers larger than 64 KiB")
+            start = max(0, len(self._buf) - len(marker) + 1)
+            chunk = self._recv()
+            if not chunk:
+                if self._buf:
+                    raise http.client.IncompleteRead(bytes(self._buf))
+                raise http.client.RemoteDisconnected(
+                    "Remote end closed connection without response")
+            self._buf += chunk
+
+    def _fill(self, length: int) -> None:
+        while len(self._buf) < length:
+            chunk = self._recv()
+            if not chunk:
+                raise http.client.IncompleteRead(bytes(self._buf), length - len(self._buf))
+            self._buf += chunk
+
+    def _read_to_close(self) -> bytes:
+        while True:
+            if len(self._buf) > _MAX_RESPONSE:
+                raise _Malformed("answer larger than any valid answer")
+            chunk = self._recv()
+            if not chunk:
+                data = bytes(self._buf)
+                self._buf.clear()
+                return data
+            self._buf += chunk
+
+
+class _ConnectFailed(Exception):
+    """Could not connect: the request surely did not reach the server."""
+
+
+class _Malformed(Exception):
+    """The server answered, but not with what the API promises."""
+
+
+def _exchange(
+    conn: _Connection, path: str, body: bytes, timeout: float, connect_timeout: float
+) -> tuple[int, bytes]:
+    """One request on ``conn``: (status, raw body). Raises _ConnectFailed when the TCP
+    connection could not be made, OSError/HTTPException when it broke after that."""
+    if conn.sock is None:
+        conn.timeout = connect_timeout
+        try:
+            conn.connect()
+        except OSError as err:
+            conn.close()
+            raise _ConnectFailed(_describe_oserror(err)) from err
+    assert conn.sock is not None
+    current = conn.sock.gettimeout()
+    if current is None or abs(current - timeout) > 0.05:  # each settimeout is a system call
+        conn.sock.settimeout(timeout)
+    conn.request(path, body)
+    try:
+        return conn.response()
+    except _Malformed:
+        conn.close()
+        raise
+
+
+def _describe_oserror(err: BaseException) -> str:
+    if isinstance(err, TimeoutError | socket.timeout):
+        return "timed out"
+    if isinstance(err, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(err, http.client.RemoteDisconnected):
+        return "connection closed by the server without an answer"
+    if isinstance(err, ConnectionResetError):
+        return "connection reset"
+    text = str(err) or type(err).__name__
+    return text
+
+
+def _decode(endpoint: str, path: str, status: int, data: bytes) -> dict[str, Any]:
+    """The JSON object of an answer; raises the typed error of an error answer, or
+    InternalError for anything that is not the documented shape."""
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        snippet = data[:120].decode("utf-8", "replace")
+        raise InternalError(
+            f"malformed answer from {endpoint} to {path} (HTTP {status}): not JSON: {snippet!r}",
+            endpoint=endpoint,
+        ) from None
+    if not isinstance(body, dict):
+        raise InternalError(
+            f"malformed answer from {endpoint} to {path} (HTTP {status}): "
+            f"expected a JSON object, got {type(body).__name__}",
+            endpoint=endpoint,
+        )
+    if 200 <= status < 300:
+        return body
+    if not isinstance(body.get("error"), dict):
+        raise InternalError(
+            f"malformed error answer from {endpoint} to {path} (HTTP {status}): {body!r:.200}",
+            endpoint=endpoint,
+        )
+    raise from_wire(body)
+
+
+def probe(endpoint: str, path: str = "/v1/health", timeout: float = 1.0) -> dict[str, Any]:
+    """One request on a fresh connection, no retry: for health checks and status.
+
+    Raises UnavailableError when the endpoint does not answer, the typed error of an error
+    answer, InternalError for a malformed one.
+    """
+    host, port = _split_endpoint(endpoint)
+    conn = _Connection(host, port, timeout=timeout)
+    try:
+        status, data = _exchange(conn, path, b"{}", timeout, min(timeout, _CONNECT_TIMEOUT_MAX))
+    except _ConnectFailed as err:
+        raise UnavailableError(f"{endpoint}: {err}", endpoint=endpoint) from None
+    except (OSError, http.client.HTTPException) as err:
+        raise UnavailableError(f"{endpoint}: {_describe_oserror(err)}", endpoint=endpoint) from None
+    except _Malformed as err:
+        raise InternalError(f"malformed answer from {endpoint} to {path}: {err}") from None
+    finally:
+        conn.close()
+    return _decode(endpoint, path, status, data)
+
+
+# --------------------------------------------------------------------------- client
+
+
+class Client:
+    """A client of one hakv cluster; see the module docstring for the retry policy.
+
+    ``endpoints``: ``"host:port"`` strings (or one comma-separated string); None → the
+    ``HAKV_ENDPOINTS`` environment variable. ``timeout``: seconds for a whole call, retries
+    included. ``client_id``: the id writes are deduplicated under (default: a fresh uuid4).
+    """
+
+    def __init__(
+        self,
+        endpoints: Sequence[str] | str | None = None,
+        timeout: float = 5.0,
+        client_id: str | None = None,
+    ) -> None:
+        eps = parse_endpoints(endpoints) if endpoints is not None else endpoints_from_env()
+        if not eps:
+            raise ConfigError(
+                "no endpoints: pass Client(endpoints=...) or set HAKV_ENDPOINTS=host:port,..."
+            )
+        if not timeout > 0:
+            raise ConfigError(f"timeout must be > 0 seconds, got {timeout!r}")
+        if client_id is not None and not 1 <= len(client_id) <= 128:
+            raise ConfigError("client_id must be 1..128 characters")
+        self.endpoints: tuple[str, ...] = tuple(eps)
+        self.timeout = float(timeout)
+        self.client_id: str = client_id or uuid.uuid4().hex
+        self._addresses = {ep: _split_endpoint(ep) for ep in self.endpoints}
+        self._seq = itertools.count(1)
+        self._seq_lock = threading.Lock()
+        self._local = threading.local()
+        self._all_conns: set[_Connection] = set()
+        self._conns_lock = threading.Lock()
+        # Index of the endpoint that answered last: start there next time, so a healthy
+        # cluster costs no failover and a dead endpoint is skipped after one refusal.
+        self._preferred = 0
+        self._closed = False
+
+    # ---- lifecycle
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every pooled connection (of all threads). Idempotent."""
+        self._closed = True
+        with self._conns_lock:
+            conns, self._all_conns = self._all_conns, set()
+        for conn in conns:
+            conn.close()
+
+    def __repr__(self) -> str:
+        return f"Client(endpoints={list(self.endpoints)!r}, client_id={self.client_id!r})"
+
+    # ---- key-value API
+
+    def get(self, group: str, key: str, serializable: bool = False) -> KeyValue:
+        """The record of ``key``; NotFoundError if absent. Linearizable unless
+        ``serializable`` (then: the contacted member's local copy, possibly stale)."""
+        body = self._call(
+            "/v1/get", {"group": group, "key": key, "serializable": serializable}, write=False
+        )
+        return self._parse("/v1/get", lambda: KeyValue.from_wire(body["kv"]))
+
+    def put(
+        self, group: str, key: str, value: str, if_mod_revision: int | None = None
+    ) -> PutResult:
+        """Set ``key`` to ``value``. ``if_mod_revision``: only if the key's mod revision is
+        this (0: only if the key does not exist), else ConflictError."""
+        req: dict[str, Any] = {"group": group, "key": key, "value": value}
+        if if_mod_revision is not None:
+            req["if_mod_revision"] = if_mod_revision
+        body = self._call("/v1/put", req, write=True)
+        return self._parse(
+            "/v1/put",
+            lambda: PutResult(
+                revision=_want(body, "revision", int),
+                prev=KeyValue.from_wire_or_none(body.get("prev")),
+            ),
+        )
+
+    def delete(self, group: str, key: str) -> DeleteResult:
+        """Delete ``key``; ``deleted`` says whether it existed (absent is not an error)."""
+        body = self._call("/v1/delete", {"group": group, "key": key}, write=True)
+        return self._parse(
+            "/v1/delete",
+            lambda: DeleteResult(
+                revision=_want(body, "revision", int),
+                deleted=_want(body, "deleted", int),
+                prev=KeyValue.from_wire_or_none(body.get("prev")),
+            ),
+        )
+
+    def range(
+        self, group: str, prefix: str = "", limit: int = 1000, serializable: bool = False
+    ) -> RangeResult:
+        """Keys starting with ``prefix``, sorted, at most ``limit`` (1..10000)."""
+        body = self._call(
+            "/v1/range",
+            {"group": group, "prefix": prefix, "limit": limit, "serializable": serializable},
+            write=False,
+        )
+        return self._parse(
+            "/v1/range",
+            lambda: RangeResult(
+                kvs=[KeyValue.from_wire(kv) for kv in _want(body, "kvs", list)],
+                more=_want(body, "more", bool),
+                revision=_want(body, "revision", int),
+            ),
+        )
+
+    def txn(
+        self,
+        group: str,
+        compare: Sequence[Compare],
+        success: Sequence[Op] = (),
+        failure: Sequence[Op] = (),
+    ) -> TxnResult:
+        """If every compare holds run ``success``, else ``failure`` (atomically).
+        A failed compare is not an error: ``succeeded`` is False."""
+        req = {
+            "group": group,
+            "compare": [c.to_wire() for c in compare],
+            "success": [o.to_wire() for o in success],
+            "failure": [o.to_wire() for o in failure],
+        }
+        body = self._call("/v1/txn", req, write=True)
+
+        def parse() -> TxnResult:
+            succeeded = _want(body, "succeeded", bool)
+            revision = _want(body, "revision", int)
+            ops = success if succeeded else failure
+            raw = _want(body, "results", list)
+            if len(raw) != len(ops):
+                raise TypeError(f"{len(raw)} results for {len(ops)} operations")
+            results: list[PutResult | DeleteResult | GetResult] = []
+            for op, res in zip(ops, raw, strict=True):
+                if not isinstance(res, Mapping):
+                    raise TypeError(f"txn result should be an object, got {res!r}")
+                prev = KeyValue.from_wire_or_none(res.get("prev"))
+                if op.op == "put":
+                    results.append(PutResult(_want(res, "revision", int), prev))
+                elif op.op == "delete":
+                    results.append(DeleteResult(revision, _want(res, "deleted", int), prev))
+                else:
+                    results.append(GetResult(KeyValue.from_wire_or_none(res.get("kv"))))
+            return TxnResult(succeeded, revision, results)
+
+        return self._parse("/v1/txn", parse)
+
+    # ---- status
+
+    def status(self, endpoint: str | None = None) -> dict[str, Any]:
+        """One node's own view (``/v1/status``): its groups, roles, terms, indexes.
+        Without ``endpoint``: the first endpoint that answers."""
+        if endpoint is not None:
+            return probe(parse_endpoints(endpoint)[0], "/v1/status", self.timeout)
+        return self._call("/v1/status", {}, write=False)
+
+    def health(self, endpoint: str) -> dict[str, Any]:
+        """``/v1/health`` of one endpoint, no retry."""
+        return probe(parse_endpoints(endpoint)[0], "/v1/health", self.timeout)
+
+    def cluster_status(self) -> dict[str, Any]:
+        """Every endpoint's ``/v1/status``, merged (asked in parallel, no retry)::
+
+            {"cluster": name | None,
+             "nodes": [{"endpoint", "node", "reachable", "error"}, ...],   # endpoint order
+             "groups": {gid: {"owners", "leader", "term", "commit_index", "applied_index",
+                              "revision", "quorum", "reported_by",
+                              "members": {node: {"role", "term", "commit_index", "quorum"}}}}}
+
+        Per group the freshest view wins: a leader that has quorum, highest term first;
+        else the member with the highest (commit index, term). ``quorum`` is true when any
+        reachable member reports it. Groups none of whose owners answered do not appear.
+        """
+        per_attempt = min(self.timeout, 2.0)
+
+        def ask(ep: str) -> tuple[str, dict[str, Any] | None, str | None]:
+            try:
+                return ep, probe(ep, "/v1/status", per_attempt), None
+            except HakvError as err:
+                return ep, None, f"{err.code}: {err.message}"
+
+        with ThreadPoolExecutor(max_workers=min(16, len(self.endpoints))) as pool:
+            answers = list(pool.map(ask, self.endpoints))
+        return merge_status(answers)
+
+    # ---- machinery
+
+    def _next_seq(self) -> int:
+        with self._seq_lock:
+            return next(self._seq)
+
+    def _conn(self, endpoint: str) -> _Connection:
+        pool: dict[str, _Connection] | None = getattr(self._local, "pool", None)
+        if pool is None:
+            pool = self._local.pool = {}
+        conn = pool.get(endpoint)
+        if conn is None:
+            host, port = self._addresses[endpoint]
+            conn = _Connection(host, port)
+            pool[endpoint] = conn
+            with self._conns_lock:
+                self._all_conns.add(conn)
+        return conn
+
+    def _endpoint_order(self) -> Iterator[tuple[int, str]]:
+        start = self._preferred
+        n = len(self.endpoints)
+        for i in itertools.count():
+            idx = (start + i) % n
+            yield idx, self.endpoints[idx]
+
+    def _parse(self, path: str, build: Any) -> Any:
+        try:
+            return build()
+        except (KeyError, TypeError, ValueError) as err:
+            raise InternalError(
+                f"malformed answer to {path}: {err.__class__.__name__}: {err}"
+            ) from None
+
+    def _call(self, path: str, request: dict[str, Any], *, write: bool) -> dict[str, Any]:
+        """Send ``request`` until an answer, a permanent error or the deadline."""
+        if self._closed:
+            raise RuntimeError("this hakv Client is closed")
+        if write:
+            request = {**request, "client": self.client_id, "seq": self._next_seq()}
+        body = _REQUEST_ENCODER.encode(request).encode("utf-8")
+        deadline = time.monotonic() + self.timeout
+        attempt_cap = max(1.0, self.timeout / 2) if len(self.endpoints) > 1 else self.timeout
+        backoff = _BACKOFF_START
+        maybe_applied = False  # a write attempt that may have reached a server
+        last_server_error: HakvError | None = None
+        failures: list[str] = []
+        tried_this_round: set[int] = set()
+
+        for idx, endpoint in self._endpoint_order():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            conn = self._conn(endpoint)
+            reused = conn.sock is not None
+            attempt = min(remaining, attempt_cap)
+            connect_failed = False
+            try:
+                try:
+                    status, data = _exchange(
+                        conn, path, body, attempt, min(attempt, _CONNECT_TIMEOUT_MAX)
+                    )
+                except (
+                    http.client.RemoteDisconnected,
+                    BrokenPipeError,
+                    ConnectionResetError,
+                ) as err:
+                    # Most likely a pooled keep-alive connection the server closed while
+                    # idle: try once more on a fresh connection to the same endpoint. But
+                    # a server that died while handling the request looks the same, so
+                    # unless the send itself failed (EPIPE: the request never got in), a
+                    # write counts as possibly applied.
+                    conn.close()
+                    if not reused:
+                        raise
+                    if not isinstance(err, BrokenPipeError):
+                        maybe_applied = maybe_applied or write
+                    status, data = _exchange(
+                        conn, path, body, attempt, min(attempt, _CONNECT_TIMEOUT_MAX)
+                    )
+                answer = _decode(endpoint, path, status, data)
+            except _ConnectFailed as err:
+                connect_failed = True
+                failures.append(f"{endpoint}: {err}")
+            except _Malformed as err:
+                raise InternalError(f"malformed answer from {endpoint} to {path}: {err}") from None
+            except (OSError, http.client.HTTPException) as err:
+                conn.close()
+                maybe_applied = maybe_applied or write
+                failures.append(f"{endpoint}: {_describe_oserror(err)}")
+            except OutcomeUnknownError as err:
+                maybe_applied = maybe_applied or write
+                last_server_error = err
+                failures.append(f"{endpoint}: {err.code}: {err.message}")
+            except RetryableError as err:
+                last_server_error = err
+                failures.append(f"{endpoint}: {err.code}: {err.message}")
+            else:
+                self._preferred = idx
+                return answer
+
+            # Fail over to an endpoint not yet tried this round at once after a refused
+            # connection; otherwise back off a little (elections take a few hundred ms).
+            tried_this_round.add(idx)
+            if len(tried_this_round) >= len(self.endpoints):
+                tried_this_round.clear()
+            elif connect_failed:
+                continue
+            pause = min(backoff, deadline - time.monotonic())
+            if pause > 0:
+                time.sleep(pause)
+            backoff = min(backoff * 2, _BACKOFF_MAX)
+
+        recent = "; ".join(failures[-len(self.endpoints) :]) or "no attempt"
+        if maybe_applied:
+            raise OutcomeUnknownError(
+                f"no answer within {self.timeout:g}s; the write may or may not have applied "
+                f"(retry with the same client id and seq is safe). Last: {recent}",
+                client=self.client_id,
+                seq=request["seq"],
+            )
+        if last_server_error is not None and not isinstance(last_server_error, OutcomeUnknownError):
+            raise last_server_error
+        raise UnavailableError(f"no endpoint answered within {self.timeout:g}s: {recent}")
+
+
+# --------------------------------------------------------------------------- status merge
+
+
+def _int_or(value: Any, default: int = -1) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _view_rank(view: Mapping[str, Any]) -> tuple[int, int, int]:
+    term = _int_or(view.get("term"))
+    commit = _int_or(view.get("commit_index"))
+    if view.get("role") == "leader" and view.get("quorum") is True:
+        return (1, term, commit)
+    return (0, commit, term)
+
+
+def merge_status(
+    answers: Sequence[tuple[str, dict[str, Any] | None, str | None]],
+) -> dict[str, Any]:
+    """Merge ``(endpoint, /v1/status answer or None, error or None)`` triples into the
+    shape documented at :meth:`Client.cluster_status`. Pure; tested on its own."""
+    nodes: list[dict[str, Any]] = []
+    views: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
+    cluster: str | None = None
+    for endpoint, answer, error in answers:
+        node_id = answer.get("node") if isinstance(answer, dict) else None
+        own_groups = answer.get("groups") if isinstance(answer, dict) else None
+        statuses = answer.get("node_status") if isinstance(answer, dict) else None
+        own_status = statuses.get(node_id) if isinstance(statuses, dict) else None
+        nodes.append(
+            {
+                "endpoint": endpoint,
+                "node": node_id if isinstance(node_id, str) else None,
+                "reachable": answer is not None,
+                "error": error,
+                "groups": sorted(g for g in own_groups if not g.startswith("_"))
+                if isinstance(own_groups, dict) else [],
+                "sphere_of_influence": (answer or {}).get("sphere_of_influence") or [],
+                "status": own_status.get("status") if isinstance(own_status, dict) else None,
+            }
+        )
+        if answer is None:
+            continue
+        if cluster is None and isinstance(answer.get("cluster"), str):
+            cluster = answer["cluster"]
+        groups = answer.get("groups")
+        if not isinstance(groups, dict):
+            continue
+        for gid, view in groups.items():
+            if isinstance(view, dict):
+                views.setdefault(str(gid), []).append((str(node_id or endpoint), view))
+
+    merged: dict[str, Any] = {}
+    for gid in sorted(views):
+        reporter, best = max(views[gid], key=lambda item: _view_rank(item[1]))
+        merged[gid] = {
+            "owners": list(best.get("owners") or []),
+            "leader": best.get("leader"),
+            "term": best.get("term"),
+            "commit_index": best.get("commit_index"),
+            "applied_index": best.get("applied_index"),
+            "revision": best.get("revision"),
+            "quorum": any(view.get("quorum") is True for _, view in views[gid]),
+            "reported_by": reporter,
+            "members": {
+                node: {
+                    "role": view.get("role"),
+                    "term": view.get("term"),
+                    "commit_index": view.get("commit_index"),
+                    "quorum": view.get("quorum"),
+                }
+                for node, view in sorted(views[gid])
+            },
+        }
+    return {"cluster": cluster, "nodes": nodes, "groups": merged}

@@ -1,0 +1,1 @@
+"""For developers and demos: a local cluster launcher (local) and the nine-node demo."""

@@ -1,0 +1,558 @@
+"""The client API: HTTP/JSON over keep-alive connections (contract in docs/api.md).
+
+Each request is one JSON object POSTed to ``/v1/<op>``. Requests are read, parsed and
+answered on the node's *raft thread*, in the same poller that carries the Raft traffic:
+
+- a key-value request for a group this node hosts (get, range, put, delete, txn) is
+  started there without blocking (``Node.begin``), and answered from the completion's
+  callback right after the store commit that holds its result, in the same loop pass;
+- everything that may block (forwarding to an owner, HA operations, allocations, status)
+  runs on a small worker pool (``Node.serve_request``), and its answer is handed back to
+  the raft thread, which writes it.
+
+Why: with a thread per connection, each write crossed two thread hand-overs and every
+API thread fought the raft thread for the GIL; under 64 clients that, not the disk, bound
+a leader (docs/benchmarks.md). Responses go out in one write with TCP_NODELAY
+(RAFT-NOTES.md measured 44 ms per request otherwise). A connection has at most one request
+in flight; pipelined requests wait in its buffer and are answered in order.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import http.client
+import itertools
+import json
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from hakv import errors
+from hakv.core import codec
+from hakv.raft.poller import ERROR, READ, WRITE
+
+if TYPE_CHECKING:
+    from hakv.node.process import Node, Pending
+
+log = logging.getLogger("hakv.node.api")
+
+_OPS = {"get", "put", "delete", "range", "txn", "status", "health", "notify", "changes",
+        "allocate", "placement", "events", "ha"}
+_PATHS = {f"/v1/{op}".encode(): op for op in _OPS}
+_ANSWER_ENCODER = json.JSONEncoder(ensure_ascii=False)  # one for all answers (thread-safe)
+#: Served on the raft thread when the group is hosted here; the rest go to the workers.
+_LOOP_OPS = frozenset({"get", "put", "delete", "range", "txn"})
+_MAX_LINE = 8192
+_MAX_HEADERS = 64
+_MAX_HEAD = _MAX_LINE * (_MAX_HEADERS + 2)
+_RECV = 65536
+_RECV_ROUNDS = 4  # reads per readiness event and connection
+_WORKERS = 64
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 410: "Gone",
+            413: "Payload Too Large", 500: "Internal Server Error",
+            503: "Service Unavailable", 504: "Gateway Timeout"}
+_READ, _WRITE, _ERROR = READ, WRITE, ERROR
+
+
+class _Forwarder:
+    """Keep-alive connections to other nodes' APIs, one set per worker thread."""
+
+    def __init__(self, timeout: float) -> None:
+        self._local = threading.local()
+        self._timeout = timeout
+
+    def post(self, address: str, path: str, body: bytes) -> tuple[int, bytes]:
+        pool: dict[str, http.client.HTTPConnection] = self._local.__dict__.setdefault("pool", {})
+        for attempt in range(2):
+            conn = pool.get(address)
+            if conn is None:
+                host, port = address.rsplit(":", 1)
+                conn = http.client.HTTPConnection(host, int(port), timeout=self._timeout)
+                pool[address] = conn
+            try:
+                conn.request("POST", path, body, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                return resp.status, resp.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                pool.pop(address, None)
+                if attempt:
+                    raise
+        raise OSError("unreachable")
+
+
+class _Request:
+    """One parsed request: what its answer needs besides the payload."""
+
+    __slots__ = ("op", "raw", "close")
+
+    def __init__(self, op: str, raw: bytes, close: bool) -> None:
+        self.op, self.raw, self.close = op, raw, close
+
+
+class ApiServer:
+    """The node's API listener and connections, driven by the raft thread's poller.
+
+    Binds in the constructor (so a taken port is a startup error); ``attach`` starts
+    serving on a poller; every other method runs in the thread that polls it.
+    """
+
+    def __init__(self, address: tuple[str, int], node: Node) -> None:
+        self.node = node
+        self.forwarder = _Forwarder(timeout=node.request_timeout + 2.0)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._sock.bind(address)
+            self._sock.listen(256)
+        except OSError as exc:
+            self._sock.close()
+            raise errors.ConfigError(
+                f"cannot listen on API address {address[0]}:{address[1]}: "
+                f"{exc.strerror or exc}; is another process using this port?"
+            ) from None
+        self._sock.setblocking(False)
+        self.address = self._sock.getsockname()
+        self._poller: Any = None
+        self._post: Callable[[Callable[[], Any]], None] | None = None
+        self._conns: dict[int, _Connection] = {}
+        self._deadlines: list[tuple[float, int, int, _Connection]] = []  # loop-served
+        self._tickets = itertools.count()  # orders equal deadlines in the heap
+        self._workers = ThreadPoolExecutor(_WORKERS, thread_name_prefix="api")
+        self._closed = False
+
+    def attach(self, poller: Any, post: Callable[[Callable[[], Any]], None]) -> None:
+        """Serve on ``poller``; ``post(fn)`` must run ``fn`` in the polling thread soon."""
+        self._poller, self._post = poller, post
+        poller.subscribe(self._sock.fileno(), self._on_accept, _READ | _ERROR)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._poller is not None:
+            self._poller.unsubscribe(self._sock.fileno())
+        self._sock.close()
+        for conn in list(self._conns.values()):
+            conn.close()
+        self._workers.shutdown(wait=False, cancel_futures=True)
+
+    # -- the loop's side ----------------------------------------------------------------
+
+    def expire(self, now: float) -> float | None:
+        """Answer the loop-served requests whose time is up; the next deadline, if any."""
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            _, _, serial, conn = heapq.heappop(heap)
+            conn.expire(serial)
+        return heap[0][0] if heap else None
+
+    def _on_accept(self, _fd: int, _events: int) -> None:
+        while not self._closed:
+            try:
+                sock, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("cannot accept API connections: %s", exc)
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Connection(self, sock)
+            self._conns[conn.fd] = conn
+            self._poller.subscribe(conn.fd, conn.on_event, _READ | _ERROR)
+
+    def _forget(self, conn: _Connection) -> None:
+        if self._conns.get(conn.fd) is conn:
+            del self._conns[conn.fd]
+            self._poller.unsubscribe(conn.fd)
+
+    def _watch(self, conn: _Connection, events: int) -> None:
+        if conn.closed:
+            return  # never subscribe a closed descriptor: poll(2) reports it at once, always
+        if events != conn.watching:
+            conn.watching = events
+            self._poller.subscribe(conn.fd, conn.on_event, events | _ERROR)
+
+    def _start(self, conn: _Connection, serial: int, request: _Request) -> None:
+        """Serve one request: on the loop if it can be, else on a worker."""
+        node = self.node
+        if request.op in _LOOP_OPS:
+            body = _parse_object(request.raw)
+            group = _group_of(body)
+            if node.member(group) is not None:
+                started = node.begin(request.op, group, body,
+                                     on_done=lambda: conn.finish(serial))
+                if isinstance(started, dict):
+                    conn.answer(serial, 200, _json(started))
+                    return
+                conn.wait_for(serial, started)
+                heapq.heappush(self._deadlines,
+                               (started.deadline, next(self._tickets), serial, conn))
+                return
+        if request.op == "health":
+            conn.answer(serial, 200, _json(node.health()))
+            return
+        post = self._post
+        assert post is not None
+
+        def work() -> None:
+            status, payload = _serve_blocking(self, request.op, request.raw)
+            post(lambda: conn.answer(serial, status, payload))
+
+        self._workers.submit(work)
+
+
+class _Connection:
+    """One client connection: bytes in, at most one request in flight, bytes out."""
+
+    def __init__(self, server: ApiServer, sock: socket.socket) -> None:
+        self.server = server
+        self.sock = sock
+        self.fd = sock.fileno()
+        self._in = bytearray()
+        self._out = bytearray()
+        self._discard = 0  # body bytes of a refused request still to skip
+        self._serial = 0  # of the request in flight (0: none)
+        self._next_serial = 0
+        self._pending: Pending | None = None
+        self._resolved_early = 0  # serial whose completion resolved inside Node.begin
+        self._close_after = False
+        self._keep_alive_1_0 = False  # an HTTP/1.0 client asked for keep-alive
+        self._reading = True
+        self._eof = False  # the client shut its sending side down
+        self._starting = False  # inside _next_request (answers must not recurse into it)
+        self._closed = False
+        self.watching = _READ  # the events the poller reports for this connection
+
+    def on_event(self, _fd: int, events: int) -> None:
+        if self._closed:
+            return
+        try:
+            if events & _WRITE:
+                self._flush()
+                self._close_if_done()
+            if events & _READ and not self._closed:
+                self._receive()
+            elif events & _ERROR and not self._closed:
+                self.close()
+        except Exception:  # a bug here must cost this connection, never the raft thread
+            log.exception("internal error on an API connection; closing it")
+            self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._serial = 0
+        self._pending = None
+        self.server._forget(self)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    # -- requests in --------------------------------------------------------------------
+
+    def _receive(self) -> None:
+        for _ in range(_RECV_ROUNDS):  # then the other connections' turn (level-triggered)
+            try:
+                chunk = self.sock.recv(_RECV)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self.close()
+                return
+            if not chunk:
+                # The client shut down its side: answer what it sent, then close.
+                self._eof = True
+                self._reading = False
+                break
+            if self._discard:
+                skipped = min(self._discard, len(chunk))
+                self._discard -= skipped
+                chunk = chunk[skipped:]
+            self._in += chunk
+            if len(chunk) < _RECV:
+                break
+        self._next_request()
+        if self._closed:
+            return
+        if self._eof:
+            self._close_if_done()
+            if self._closed:
+                return  # (re-subscribing a closed descriptor made the raft loop spin)
+        elif self._serial and len(self._in) > codec.MAX_REQUEST_BYTES + _MAX_HEAD:
+            self._reading = False  # a client pipelining too far ahead: wait for the answer
+        self.server._watch(self, (_READ if self._reading else 0) | (_WRITE if self._out else 0))
+
+    def _close_if_done(self) -> None:
+        """After the client's EOF: close once nothing is in flight or waiting to be sent
+        (an incomplete request left in the buffer can no longer complete)."""
+        if self._eof and not self._serial and not self._out and not self._closed:
+            self.close()
+
+    def _next_request(self) -> None:
+        """Start the next complete requests in the buffer, one at a time, in order.
+
+        Iterative: a request answered at once (health, a serializable read, an error) must
+        not start the next one from inside its answer, or a long pipeline would recurse
+        once per request (found by tests/test_api_connections.py)."""
+        if self._starting:
+            return
+        self._starting = True
+        try:
+            self._start_buffered()
+        finally:
+            self._starting = False
+
+    def _start_buffered(self) -> None:
+        while not self._serial and not self._closed and self._in and not self._close_after:
+            parsed = self._parse()
+            if parsed is None:
+                return
+            self._next_serial += 1
+            self._serial = serial = self._next_serial
+            try:
+                if isinstance(parsed, errors.HakvError):
+                    raise parsed
+                self.server._start(self, serial, parsed)
+            except errors.HakvError as exc:
+                self.answer(serial, exc.http_status, _json(exc.to_wire()))
+            except Exception as exc:  # never let a bug kill the loop
+                log.exception("internal error serving a request")
+                self.answer(serial, 500, _json(errors.InternalError(
+                    f"internal error: {type(exc).__name__}: {exc}").to_wire()))
+
+    def _parse(self) -> _Request | errors.HakvError | None:
+        """The next request of the buffer, an error to answer with, or None (incomplete).
+
+        The request line and headers are parsed by hand: the stdlib's parser
+        (email.parser) cost more CPU per request than the Raft write itself."""
+        buf = self._in
+        end = buf.find(b"\r\n\r\n")
+        sep = 4
+        if end < 0:
+            end, sep = buf.find(b"\n\n"), 2
+        if end < 0:
+            if len(buf) > _MAX_HEAD:
+                self._close_after = True
+                self._in.clear()
+                return errors.BadRequestError("request headers too large")
+            return None
+        lines = bytes(buf[:end]).split(b"\n")
+        line = lines[0].rstrip(b"\r")
+        headers: dict[bytes, bytes] = {}
+        for raw_header in lines[1:]:
+            if len(headers) >= _MAX_HEADERS or len(raw_header) > _MAX_LINE:
+                self._close_after = True
+                self._in.clear()
+                return errors.BadRequestError("request headers too large")
+            name, _, value = raw_header.partition(b":")
+            headers[name.strip().lower()] = value.strip()
+        parts = line.split()
+        if len(parts) != 3 or len(line) > _MAX_LINE or parts[0] not in (b"GET", b"POST"):
+            self._close_after = True
+            self._in.clear()
+            return errors.BadRequestError(
+                "malformed request line; use POST /v1/<op> HTTP/1.1 with a JSON body")
+        method, target, version = parts
+        connection = headers.get(b"connection", b"").lower()
+        close = connection == b"close" or (version == b"HTTP/1.0" and connection != b"keep-alive")
+        self._keep_alive_1_0 = version == b"HTTP/1.0" and not close
+        length_header = headers.get(b"content-length")
+        if length_header is None:
+            length = 0
+        else:
+            try:
+                length = int(length_header)
+                if length < 0:
+                    raise ValueError
+            except ValueError:
+                self._close_after = True
+                self._in.clear()
+                return errors.BadRequestError("Content-Length is not a number")
+        start = end + sep
+        if length > codec.MAX_REQUEST_BYTES:
+            # Skip the body as it arrives, so the keep-alive connection stays usable.
+            have = len(buf) - start
+            del buf[: start + min(have, length)]
+            self._discard = max(0, length - have)
+            self._close_after = close
+            return errors.RequestTooLargeError(
+                f"request body of {length} bytes exceeds the {codec.MAX_REQUEST_BYTES}-byte limit")
+        if len(buf) < start + length:
+            return None
+        raw = bytes(buf[start: start + length])
+        del buf[: start + length]
+        self._close_after = close
+        op = _PATHS.get(target) or _PATHS.get(target.split(b"?", 1)[0].rstrip(b"/"))
+        if op is None:
+            return errors.BadRequestError(
+                f"unknown endpoint {target.decode('latin-1')!r}; use POST /v1/<op> with op one "
+                f"of {', '.join(sorted(_OPS))}")
+        if length_header is None and not (method == b"GET" or op in ("status", "health")):
+            return errors.BadRequestError("missing Content-Length: send a JSON object body")
+        return _Request(op, raw, close)
+
+    # -- answers out --------------------------------------------------------------------
+
+    def wait_for(self, serial: int, pending: Pending) -> None:
+        if serial != self._serial:
+            return
+        self._pending = pending
+        if self._resolved_early == serial:  # resolved before begin() returned
+            self._resolved_early = 0
+            self.finish(serial)
+
+    def finish(self, serial: int) -> None:
+        """The completion of the request in flight resolved (raft thread)."""
+        if serial != self._serial:
+            return  # answered already (timed out) or the connection is gone
+        pending = self._pending
+        if pending is None:
+            self._resolved_early = serial  # wait_for() answers it
+            return
+        try:
+            status, payload = 200, _json(pending.finish())
+        except errors.HakvError as exc:
+            status, payload = exc.http_status, _json(exc.to_wire())
+        except Exception as exc:
+            log.exception("internal error finishing a request")
+            status, payload = 500, _json(errors.InternalError(
+                f"internal error: {type(exc).__name__}: {exc}").to_wire())
+        self.answer(serial, status, payload)
+
+    def expire(self, serial: int) -> None:
+        pending = self._pending
+        if serial != self._serial or pending is None:
+            return
+        exc = pending.timed_out()
+        self.answer(serial, exc.http_status, _json(exc.to_wire()))
+
+    def answer(self, serial: int, status: int, payload: bytes) -> None:
+        if serial != self._serial or self._closed:
+            return
+        self._serial = 0
+        self._pending = None
+        closing = self._close_after
+        connection = ("Connection: close\r\n" if closing else
+                      "Connection: keep-alive\r\n" if self._keep_alive_1_0 else "")
+        head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+                f"{connection}\r\n")
+        self._out += head.encode("latin-1") + payload
+        self._flush()
+        if self._closed or closing:
+            return
+        if not self._reading and not self._eof:
+            self._reading = True
+            self.server._watch(self, _READ | (_WRITE if self._out else 0))
+        self._next_request()
+        self._close_if_done()
+
+    def _flush(self) -> None:
+        while self._out:
+            try:
+                sent = self.sock.send(self._out)
+            except (BlockingIOError, InterruptedError):
+                self.server._watch(self, (_READ if self._reading else 0) | _WRITE)
+                return
+            except OSError:
+                self.close()
+                return
+            del self._out[:sent]
+        if self._close_after and not self._serial:
+            self.close()
+            return
+        self.server._watch(self, _READ if self._reading else 0)
+
+
+# --------------------------------------------------------------------------- blocking ops
+
+
+def _serve_blocking(server: ApiServer, op: str, raw: bytes) -> tuple[int, bytes]:
+    """A request that may block (worker thread): (status, payload), errors included."""
+    try:
+        return _serve(server, op, raw)
+    except errors.HakvError as exc:
+        return exc.http_status, _json(exc.to_wire())
+    except Exception as exc:  # never let a bug leave a request unanswered
+        log.exception("internal error serving /v1/%s", op)
+        return 500, _json(errors.InternalError(
+            f"internal error: {type(exc).__name__}: {exc}").to_wire())
+
+
+def _serve(server: ApiServer, op: str, raw: bytes) -> tuple[int, bytes]:
+    node = server.node  # (health is answered on the loop: ApiServer._start)
+    if op == "status":
+        return 200, _json(node.status())
+    body = _parse_object(raw)
+    group = _group_of(body)
+    if op == "allocate":
+        return _allocate(server, group, body, raw)
+    if node.member(group) is None:
+        spec = node.topology.group(group)  # UnknownGroupError if absent
+        return _forward(server, spec.owners, op, raw)
+    return 200, _json(node.serve(op, group, body))
+
+
+def _allocate(server: ApiServer, group: str, body: dict[str, Any],
+              raw: bytes) -> tuple[int, bytes]:
+    """Allocations on node X are decided by the bridge on X only: forward there."""
+    node = server.node
+    target, load = body.get("node"), body.get("load")
+    if not isinstance(target, str) or not target:
+        raise errors.BadRequestError('field "node" is required: the node to place load on')
+    if isinstance(load, bool) or not isinstance(load, int) or load < 0:
+        raise errors.BadRequestError('field "load": expected an integer >= 0')
+    node.topology.group(group)  # UnknownGroupError if absent
+    if target != node.node_id:
+        return _forward(server, (node.topology.node(target).id,), "allocate", raw)
+    return 200, _json(node.bridge.allocate(group, load))
+
+
+def _forward(server: ApiServer, owners: tuple[str, ...], op: str,
+             raw: bytes) -> tuple[int, bytes]:
+    node = server.node
+    failures = []
+    for owner in owners:
+        address = node.topology.node(owner).api_address
+        try:
+            return server.forwarder.post(address, f"/v1/{op}", raw)
+        except (OSError, http.client.HTTPException) as exc:
+            failures.append(f"{owner}: {exc}")
+    raise errors.UnavailableError("no owner of the group answered: " + "; ".join(failures))
+
+
+def _json(body: Any) -> bytes:
+    return _ANSWER_ENCODER.encode(body).encode()
+
+
+def _group_of(body: dict[str, Any]) -> str:
+    group = body.get("group")
+    if not isinstance(group, str) or not group:
+        raise errors.BadRequestError('field "group" is required: a group id string')
+    return group
+
+
+def _parse_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw.decode("utf-8")) if raw else None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise errors.BadRequestError(f"request body is not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise errors.BadRequestError("request body must be a JSON object")
+    return body
+
+
+__all__ = ["ApiServer"]

@@ -1,0 +1,144 @@
+"""Bridges: the work a node on two or more groups does for them (DESIGN.md point 6, I7).
+
+Forwarding. A change about a node recorded in group G (a ``notify``, or an allocation on
+that node) lands in G's *outbox*, keyed by the log index that applied it. Every node that
+owns both G and another group H runs a bridge that copies G's outbox entries about the
+nodes G and H share into H, in log order, one at a time, each acknowledged before the
+next. H applies a forwarded entry only if its source index is above H's high-water mark
+for (G, that node): so however many bridges forward the same stream, after however many
+restarts or failovers, each change arrives in H exactly once and in order, and goes no
+further than the groups that list the node it is about.
+
+Allocation. Only the bridge on node X decides allocations that place load on X, one at a
+time: it reads, linearizably, what each group it owns has allocated on X (X owns every
+group that can place load on X, so it holds all of them), checks X's declared capacity,
+and only then records the allocation in the asking group's log. Two groups can therefore
+never overcommit X; while X is down, nothing is allocated on it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from hakv import errors
+from hakv.core import codec
+
+if TYPE_CHECKING:
+    from hakv.node.process import Node
+
+log = logging.getLogger("hakv.node.bridge")
+
+FORWARD_INTERVAL = 0.2  # seconds to the next round after a round that failed
+IDLE_INTERVAL = 2.0
+"""Seconds between rounds while every outbox is forwarded: a new outbox entry pokes the
+bridge at once (GroupStore.on_outbox), so this only backs that up."""
+
+
+class Bridge:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._alloc_lock = threading.Lock()
+        self._client = f"bridge-{node.node_id}-{uuid.uuid4().hex[:12]}"
+        self._seq = itertools.count(1)
+        self._wake = threading.Event()
+        self.forwarded = 0  # entries this bridge got applied (duplicates not counted)
+        self._caught_up: dict[str, int] = {}
+        self._links_key: tuple[int, tuple[str, ...]] | None = None
+        self._links: list[tuple[str, str, tuple[str, ...]]] = []  # source group -> outbox head fully forwarded
+
+    # ------------------------------------------------------------------ forwarding
+
+    def links(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(source group, target group, nodes they share) for every ordered pair of this
+        node's groups; empty on a node that owns fewer than two groups."""
+        topology = self.node.topology
+        mine = sorted(self.node.members)
+        key = (id(topology), tuple(mine))
+        if self._links_key == key:
+            return self._links
+        result = []
+        for source in mine:
+            for target in mine:
+                if source == target:
+                    continue
+                shared = set(topology.group(source).owners) & set(topology.group(target).owners)
+                result.append((source, target, tuple(sorted(shared))))
+        self._links_key, self._links = key, result
+        return result
+
+    def run(self, stopping: threading.Event) -> None:
+        while not stopping.is_set():
+            wait = FORWARD_INTERVAL
+            try:
+                self.forward_once()
+                wait = IDLE_INTERVAL
+            except errors.HakvError as exc:  # no quorum somewhere: try again next round
+                log.debug("bridge on %s: %s", self.node.node_id, exc.message)
+            except Exception:
+                log.exception("bridge on %s failed a round", self.node.node_id)
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def forward_once(self) -> int:
+        """One round over every link; returns the number of entries applied."""
+        applied = 0
+        heads = {g: self.node.machines[g].store.outbox_head() for g in self.node.members}
+        for source, target, shared in self.links():
+            if heads[source] == self._caught_up.get(source):
+                continue  # nothing new in this group's outbox since it was all forwarded
+            source_store = self.node.machines[source].store
+            target_store = self.node.machines[target].store
+            member = self.node.member_of(target)
+            for about in shared:
+                after = target_store.high_water_mark(source, about)
+                for change in source_store.outbox(after=after):
+                    if change["about"] != about:
+                        continue
+                    command = codec.forwarded_command(source, change["index"], change)
+                    result = member.submit(codec.encode(command)).wait(
+                        self.node.request_timeout)
+                    if isinstance(result, dict) and result.get("applied"):
+                        applied += 1
+        # Every link was walked without an error (an error raises out of this round).
+        self._caught_up.update(heads)
+        self.forwarded += applied
+        return applied
+
+    # ------------------------------------------------------------------ allocation
+
+    def allocate(self, group: str, load: int) -> dict[str, Any]:
+        """Set the load ``group`` places on this node, if the node's capacity allows."""
+        node = self.node
+        me = node.node_id
+        if group not in node.members:
+            raise errors.BadRequestError(
+                f"group {group} does not list node {me}: a group places load only on its "
+                "owners")
+        with self._alloc_lock:
+            others = 0
+            for gid, member in sorted(node.members.items()):
+                node.linearizable_barrier(member)  # see every allocation committed so far
+                if gid != group:
+                    others += node.machines[gid].store.allocation(me)
+            capacity = node.spec.capacity
+            if others + load > capacity:
+                raise errors.ConflictError(
+                    f"node {me} has capacity {capacity}; other groups hold {others}, so "
+                    f"group {group} cannot place {load} on it", node=me, group=group,
+                    capacity=capacity, allocated=others)
+            body = {"node": me, "load": load}
+            payload = codec.encode(codec.write_command("allocation", body, self._client,
+                                                       next(self._seq)))
+            result = node.member_of(group).submit(payload).wait(node.request_timeout)
+        if isinstance(result, dict) and "error" in result:
+            raise errors.from_wire(result)
+        self.poke()
+        return {"node": me, "group": group, "load": load, "capacity": capacity,
+                "allocated": others + load, "index": (result or {}).get("index")}

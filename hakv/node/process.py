@@ -1,0 +1,511 @@
+"""The node process: every group member of one node, its raft thread and its client API.
+
+A node's loop, step by step (the raft thread, ``RaftHost.run``):
+
+1. tick every group member: elections, heartbeats, proposals, messages in, entries applied
+   into each group's LMDB batch;
+2. fsync every journal that changed, then send the acks that waited for it (group commit);
+3. commit every store batch, then resolve the requests whose results it holds (the
+   client API answers them from there);
+4. start the linearizable reads that arrived (a ReadIndex probe round per group led here,
+   a read barrier per other group) and serve those a probe round confirmed;
+5. sleep in ``poll`` until a peer message, a client request or the next tick is due;
+   API requests are read and started in that poll (hakv.node.api).
+
+Requests that may block (forwarding, HA operations, status) run on the API's worker
+threads, which hand commands to the raft thread and wait for their outcome.
+
+Data directory layout::
+
+    DIR/node.json                      {"format", "cluster", "node", "topology_fingerprint"}
+    DIR/groups/<group>/state/          LMDB store of the group (hakv.storage.store)
+    DIR/groups/<group>/raft.journal    Raft log, term and vote (+ .meta)
+    DIR/groups/<group>/snapshot        last snapshot (hakv.storage.machine)
+    DIR/cluster/                       the same, for this node's member of the cluster ensemble
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hakv import errors
+from hakv.core import codec
+from hakv.core.seed import seed_transactions
+from hakv.core.topology import CLUSTER_GROUP, Topology, load_topology
+from hakv.failpoints import NONE as NO_FAILPOINTS
+from hakv.failpoints import Failpoints
+from hakv.node.api import ApiServer
+from hakv.node.bridge import Bridge
+from hakv.node.manager import HA_OPS, Manager
+from hakv.node.reconciler import Reconciler, startup_view
+from hakv.node.supervisor import Supervisor
+from hakv.raft.host import (
+    Completion,
+    GroupMember,
+    NodeListener,
+    RaftHost,
+    RaftSettings,
+    commit_timed_out,
+)
+from hakv.storage.machine import StoreMachine
+
+log = logging.getLogger("hakv.node.process")
+
+DATA_FORMAT = 1
+_BARRIER = codec.encode(codec.BARRIER)
+
+
+def status_home(hosted: set[str]) -> set[str]:
+    """Where a node's own status record goes: the groups it owns (its sphere of
+    influence), or the cluster ensemble when it owns none (then no other node keeps it)."""
+    return set(hosted) if hosted else {CLUSTER_GROUP}
+
+
+def read_secret(path: str | None) -> str | None:
+    """The cluster secret from ``path`` (or $HAKV_SECRET_FILE); None when neither is set."""
+    path = path or os.environ.get("HAKV_SECRET_FILE") or None
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            secret = f.read().strip()
+        mode = os.stat(path).st_mode
+    except (OSError, UnicodeDecodeError) as exc:
+        raise errors.ConfigError(f"cannot read the cluster secret file {path}: {exc}") from None
+    if len(secret) < 16:
+        raise errors.ConfigError(
+            f"the cluster secret in {path} is {len(secret)} characters; use at least 16 "
+            "random characters (e.g. `head -c 32 /dev/urandom | base64 > FILE`)")
+    if mode & 0o077:
+        log.warning("cluster secret file %s is readable by other users; chmod 600 it", path)
+    return secret
+
+
+def settings_from(topology: Topology, secret: str | None = None,
+                  failpoints: Failpoints = NO_FAILPOINTS) -> RaftSettings:
+    t = topology.raft
+    return RaftSettings(
+        election_timeout_min=t.election_timeout_min,
+        election_timeout_max=t.election_timeout_max,
+        leader_fallback_timeout=t.leader_fallback_timeout,
+        connection_retry=t.connection_retry,
+        log_compaction_entries=int(os.environ.get("HAKV_LOG_COMPACTION_ENTRIES", "20000")),
+        unsafe_stock_replication=failpoints.stock_replication,
+        secret=secret,
+    )
+
+
+def prepare_data_dir(path: str, topology: Topology, node_id: str) -> None:
+    """Create or check the data dir: refuse one that belongs to another node or cluster."""
+    meta_path = os.path.join(path, "node.json")
+    if os.path.isdir(path) and os.listdir(path) and not os.path.exists(meta_path):
+        raise errors.DataDirError(
+            f"{path} is not empty and has no node.json: not a hakv data dir. "
+            "Point --data-dir at an empty or hakv-owned directory."
+        )
+    if os.path.exists(meta_path):
+        try:
+            with open(meta_path, encoding="utf-8") as f:
+                meta = json.load(f)
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            raise errors.DataDirError(
+                f"{meta_path} is unreadable or corrupt ({exc}); restore it or move the "
+                "data dir away to resync the node from its peers"
+            ) from None
+        if meta.get("format") != DATA_FORMAT:
+            raise errors.DataDirError(
+                f"{path} has data format {meta.get('format')!r}; this hakv reads {DATA_FORMAT}"
+            )
+        if meta.get("cluster") != topology.cluster:
+            raise errors.DataDirError(
+                f"{path} belongs to cluster {meta.get('cluster')!r}, not {topology.cluster!r}: "
+                "wrong --data-dir or wrong --topology?"
+            )
+        if meta.get("node") != node_id:
+            raise errors.DataDirError(
+                f"{path} belongs to node {meta.get('node')!r}, not {node_id!r}: "
+                "wrong --data-dir or wrong --node?"
+            )
+        if meta.get("topology_fingerprint") != topology.fingerprint():
+            log.warning("topology changed since this data dir was last used")
+    os.makedirs(os.path.join(path, "groups"), exist_ok=True)
+    meta = {
+        "format": DATA_FORMAT,
+        "cluster": topology.cluster,
+        "node": node_id,
+        "topology_fingerprint": topology.fingerprint(),
+    }
+    tmp = meta_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(meta, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, meta_path)
+
+
+class Node:
+    """One hakv node: members for its groups, a raft thread, an API server."""
+
+    def __init__(
+        self, topology: Topology, node_id: str, data_dir: str, request_timeout: float = 3.0,
+        secret: str | None = None, failpoints: Failpoints = NO_FAILPOINTS,
+    ) -> None:
+        self.seed_topology = topology  # the file: seeds the cluster records, once
+        topology = startup_view(topology, node_id, data_dir)  # + runtime changes
+        self.topology = topology
+        self.spec = topology.node(node_id)
+        self.node_id = node_id
+        self.data_dir = data_dir
+        self.request_timeout = request_timeout
+        self.started_at = time.time()
+        self._stopping = threading.Event()
+        self.failpoints = failpoints  # tests only (hakv.failpoints); logged by run_node
+        self.unsafe_local_reads = failpoints.local_reads
+        prepare_data_dir(data_dir, topology, node_id)
+        self._address_to_node = {n.raft_address: n.id for n in topology.nodes}
+        self.settings = settings_from(topology, secret, failpoints)
+        self.host = RaftHost(self.spec.host, self.spec.raft_port, _BARRIER, secret)
+        self.machines: dict[str, StoreMachine] = {}
+        self.members: dict[str, GroupMember] = {}  # the resource groups this node owns
+        for group in topology.groups_of(node_id):
+            directory = os.path.join(data_dir, "groups", group.id)
+            peers = [topology.node(o).raft_address for o in group.owners if o != node_id]
+            self.members[group.id] = self._add_member(group.id, directory,
+                                                      self.spec.raft_address, peers)
+        # The cluster ensemble: a voter here if listed in cluster_voters, else read-only.
+        voters = topology.cluster_voters
+        self.cluster_voter = node_id in voters
+        self.cluster_member = self._add_member(
+            CLUSTER_GROUP, os.path.join(data_dir, "cluster"),
+            self.spec.raft_address if self.cluster_voter else None,
+            [topology.node(v).raft_address for v in voters if v != node_id])
+        self.bridge = Bridge(self)
+        self.supervisor = Supervisor(self)  # runs the apps placed here (hakv.node.supervisor)
+        self.manager = Manager(self)  # places the apps of the groups led here (hakv.node.manager)
+        self.api = ApiServer((self.spec.host, self.spec.api_port), self)
+
+    def _add_member(self, group: str, directory: str, self_address: str | None,
+                    peers: list[str]) -> GroupMember:
+        os.makedirs(directory, exist_ok=True)
+        machine = StoreMachine(group, directory)
+
+        def factory(listener: NodeListener, poller: Any) -> GroupMember:
+            return GroupMember(group, self_address, peers, machine, directory, listener,
+                               poller, self.settings)
+
+        machine.store.on_outbox = self._outbox_grew
+        self.machines[group] = machine
+        return self.host.add_member(factory)
+
+    def _outbox_grew(self) -> None:
+        bridge: Bridge | None = getattr(self, "bridge", None)  # members come before it
+        if bridge is not None:
+            bridge.poke()
+
+    # Runtime membership (hakv.core.membership's reconciler calls these).
+
+    def host_group(self, group: str, peers: list[str], voter: bool) -> GroupMember:
+        """Start a member of ``group`` now: a voter, or a read-only one (a new owner
+        catching up: it receives the log but neither votes nor counts for quorum)."""
+        member = self._add_member(group, os.path.join(self.data_dir, "groups", group),
+                                  self.spec.raft_address if voter else None, peers)
+        self.members[group] = member
+        self.host.wake()
+        return member
+
+    def unhost_group(self, group: str) -> None:
+        """Stop ``group``'s member (destroyed in the raft thread) and close its store."""
+        self.members.pop(group, None)
+        self.host.remove_member(group)
+        machine = self.machines.pop(group, None)
+        if machine is not None:
+            machine.close()
+
+    def set_view(self, topology: Topology) -> None:
+        """Adopt the nodes and groups of the cluster records (runtime changes)."""
+        self._address_to_node = {n.raft_address: n.id for n in topology.nodes}
+        self.topology = topology
+
+    def start(self) -> None:
+        if self.settings.secret is None:
+            log.warning("no cluster secret (--secret-file / HAKV_SECRET_FILE): raft traffic is "
+                        "neither authenticated nor encrypted; use only on a trusted network")
+        self.host.timers.append(self.api.expire)
+        self.api.attach(self.host.poller, self.host.post)  # before the raft thread runs
+        self.host.start()
+        self._publisher = threading.Thread(target=self._publish_status, name="status",
+                                           daemon=True)
+        self._publisher.start()
+        if self.cluster_voter:
+            threading.Thread(target=self._seed_cluster_records, name="seed",
+                             daemon=True).start()
+        # Always running: a node may become shared at runtime (docs/membership.md); with
+        # fewer than two groups a round finds no link and costs nothing.
+        threading.Thread(target=self.bridge.run, args=(self._stopping,), name="bridge",
+                         daemon=True).start()
+        threading.Thread(target=Reconciler(self).run, args=(self._stopping,),
+                         name="membership", daemon=True).start()
+        self.supervisor.start()
+        self.manager.start()
+        log.info(
+            "node %s up: raft %s, api %s, groups %s",
+            self.node_id,
+            self.spec.raft_address,
+            self.spec.api_address,
+            sorted(self.members),
+        )
+
+    def own_status(self) -> dict[str, Any]:
+        return {"state": "up", "since": self.started_at, "capacity": self.spec.capacity,
+                "load": 0, "groups": sorted(self.members)}
+
+    def _seed_cluster_records(self) -> None:
+        """Write the topology's cluster-level records into the cluster ensemble, once.
+
+        Only the voter that leads the cluster ensemble proposes; the others wait until
+        their copy shows each chunk's marker. When all three voters proposed every chunk,
+        the transactions' guards kept the records right, but each proposal was still an
+        entry replicated to all N nodes: three times the seeding cost. The leader
+        proposes every chunk not yet applied at once, so Raft carries them in a few
+        rounds rather than one round (to every node) per chunk."""
+        store = self.machines[CLUSTER_GROUP].store
+        client = f"seed-{self.seed_topology.fingerprint()[:16]}"
+        chunks = [(body["compare"][0]["key"],
+                   codec.encode(codec.write_command("txn", body, client, n + 1)))
+                  for n, body in enumerate(seed_transactions(self.seed_topology))]
+        while chunks and not self._stopping.is_set():
+            chunks = [(marker, payload) for marker, payload in chunks
+                      if store.get_at(marker)[0] is None]  # not applied here yet
+            if not chunks:
+                return
+            if not self.cluster_member.leads():
+                self._stopping.wait(0.25)
+                continue
+            pending = [self.cluster_member.submit(payload) for _, payload in chunks]
+            self.host.wake()
+            for done in pending:
+                try:
+                    done.wait(self.request_timeout)
+                except errors.HakvError:
+                    self._stopping.wait(0.5)  # no quorum, or outcome unknown: look again
+                    break
+
+    def _publish_status(self) -> None:
+        """Put this node's status into every group it owns, so that exactly its sphere of
+        influence (the owners of those groups) stores it (DESIGN.md point 2, I1).
+
+        Not into the cluster ensemble (see ``status_home``): it records failures and
+        reintegrations (hakv.node.manager), which are cluster-level events; a start-up record
+        per node there cost N entries replicated to all N nodes (the patent's N^2), and
+        every node re-read the cluster records after each of them."""
+        pending = status_home(set(self.members))
+        while pending and not self._stopping.is_set():
+            status = self.own_status()
+            for gid in sorted(pending):
+                payload = codec.encode(codec.node_status_command(self.node_id, status,
+                                                                 self.started_at))
+                try:
+                    self.member_of(gid).submit(payload).wait(self.request_timeout)
+                except errors.HakvError:
+                    continue  # no quorum yet: try again
+                pending.discard(gid)
+            self._stopping.wait(0.5)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.manager.stop()
+        self.supervisor.shutdown()  # stops the apps here, and says so (docs/ha.md)
+        try:
+            self.host.call_in_loop(self.api.close)
+        except errors.HakvError:
+            self.api.close()  # the raft thread did not answer: close it from here
+        self.host.stop()
+        for machine in self.machines.values():
+            machine.close()
+
+    # ------------------------------------------------------------------ serving
+
+    def member(self, group: str) -> GroupMember | None:
+        """The local member of ``group`` (every node has one of the cluster ensemble)."""
+        if group == CLUSTER_GROUP:
+            return self.cluster_member
+        return self.members.get(group)
+
+    def member_of(self, group: str) -> GroupMember:
+        member = self.member(group)
+        if member is None:
+            raise errors.UnknownGroupError(f"node {self.node_id} does not own group {group}")
+        return member
+
+    def serve(self, op: str, group: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Serve a request for a group hosted here, blocking until its answer (any thread
+        but the raft thread, which uses ``begin``)."""
+        if op in HA_OPS:
+            return self.manager.serve(op, group, body)
+        member = self.member_of(group)
+        if op == "changes":
+            store = self.machines[group].store
+            if not body.get("serializable"):
+                self.linearizable_barrier(member)
+            return {"outbox": store.outbox(), "inbox": store.inbox()}
+        started = self.begin(op, group, body)
+        if isinstance(started, dict):
+            return started
+        try:
+            started.completion.wait(self.request_timeout)
+        except errors.OutcomeUnknownError:
+            raise started.timed_out() from None
+        return started.finish()
+
+    def begin(self, op: str, group: str, body: dict[str, Any],
+              on_done: Callable[[], None] | None = None) -> dict[str, Any] | Pending:
+        """Start a get, range, put, delete or txn (or notify) on the local member of
+        ``group`` without blocking: the answer itself, or a ``Pending`` whose completion
+        (``on_done`` runs in the raft thread when it resolves) leads to the answer."""
+        member = self.member_of(group)
+        store = self.machines[group].store
+        if op in ("get", "range"):
+            request = codec.read_request(op, body)
+
+            def read() -> dict[str, Any]:
+                if op == "get":
+                    kv, revision = store.get_at(request["key"])
+                    if kv is None:
+                        raise errors.NotFoundError(
+                            f"key {request['key']!r} not found in group {group}",
+                            group=group,
+                            key=request["key"],
+                        )
+                    return {"kv": kv, "revision": revision}
+                kvs, more, revision = store.range_at(request["prefix"], request["limit"])
+                return {"kvs": kvs, "more": more, "revision": revision}
+
+            if request.get("serializable") or self.unsafe_local_reads:
+                return read()
+            barrier = member.read_barrier(on_done)
+            self.host.wake()
+
+            def after_barrier() -> dict[str, Any]:
+                barrier.outcome()  # raises the barrier's error, if any
+                return read()
+
+            return Pending(barrier, after_barrier, lambda: self._read_timed_out(group),
+                           time.monotonic() + self.request_timeout)
+        client, seq = codec.client_and_seq(body)
+        if client is None or seq is None:
+            # No retry protection asked for (e.g. curl); its session is evicted first.
+            client, seq = "anon-" + uuid.uuid4().hex, 1
+        payload = codec.encode(codec.write_command(op, body, client, seq))
+        done = member.submit(payload, on_done)
+        return Pending(done, lambda: _write_answer(done.outcome()),
+                       lambda: commit_timed_out(self.request_timeout),
+                       time.monotonic() + self.request_timeout)
+
+    def _read_timed_out(self, group: str) -> errors.HakvError:
+        return errors.NoQuorumError(
+            f"group {group} could not confirm a linearizable read within "
+            f"{self.request_timeout:.1f}s (no quorum?); retry, or read with serializable",
+            group=group,
+        )
+
+    def linearizable_barrier(self, member: GroupMember) -> None:
+        """Return once everything committed before this call is applied here."""
+        done = member.read_barrier()
+        self.host.wake()
+        try:
+            done.wait(self.request_timeout)
+        except errors.OutcomeUnknownError:
+            raise self._read_timed_out(member.group) from None
+
+    def health(self) -> dict[str, Any]:
+        poller = self.host.poller
+        return {"ok": True, "node": self.node_id, "cluster": self.topology.cluster,
+                # the raft thread's wake-ups since start: an idle node's stay few
+                "loop": {"wakeups": poller.polls, "events": poller.events,
+                         "descriptors": poller.registered(), "dropped": poller.dropped}}
+
+    def status(self) -> dict[str, Any]:
+        groups = {}
+        for gid, member in [*self.members.items(), (CLUSTER_GROUP, self.cluster_member)]:
+            st = member.status()
+            leader_addr = st.pop("leader_address")
+            store = self.machines[gid].store
+            owners = (self.topology.cluster_voters if gid == CLUSTER_GROUP
+                      else self.topology.group(gid).owners)
+            groups[gid] = {
+                "owners": list(owners),
+                "leader": self._address_to_node.get(leader_addr) if leader_addr else None,
+                "applied_index": store.applied_index(),
+                "revision": store.revision(),
+                **st,
+            }
+        statuses: dict[str, Any] = {}
+        for gid in self.members:
+            statuses.update(self.machines[gid].store.node_statuses())
+        return {"node": self.node_id, "cluster": self.topology.cluster, "groups": groups,
+                "sphere_of_influence": sorted(self.topology.sphere_of_influence(self.node_id)),
+                "node_status": statuses}
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A request started by ``Node.begin``: ``finish()`` gives the answer (or raises its
+    error) once ``completion`` resolved; ``timed_out()`` is the error to answer with if it
+    has not by ``deadline`` (a ``time.monotonic`` time)."""
+
+    completion: Completion
+    finish: Callable[[], dict[str, Any]]
+    timed_out: Callable[[], errors.HakvError]
+    deadline: float
+
+
+def _write_answer(result: Any) -> dict[str, Any]:
+    if isinstance(result, dict) and "error" in result:
+        raise errors.from_wire(result)
+    if not isinstance(result, dict):
+        raise errors.OutcomeUnknownError(
+            "the write was applied by an earlier attempt; retry with the same client/seq"
+        )
+    return result
+
+
+def run_node(topology_path: str, node_id: str, data_dir: str,
+             secret_file: str | None = None) -> int:
+    """Run a node until SIGTERM/SIGINT. Raises HakvError on a bad topology or data dir."""
+    logging.basicConfig(
+        level=os.environ.get("HAKV_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # The raft thread and the other threads (API workers, manager, bridge) hand work to
+    # each other; the default 5 ms GIL switch interval would add up to 5 ms to each.
+    sys.setswitchinterval(0.0005)
+    failpoints = Failpoints.from_environ(os.environ)  # read once; refused unless a test
+    failpoints.warn(log)
+    topology = load_topology(topology_path)
+    node = Node(topology, node_id, data_dir, secret=read_secret(secret_file),
+                failpoints=failpoints)
+    stopping = threading.Event()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    node.start()
+    while not stopping.wait(1.0):
+        pass
+    log.info("node %s stopping", node_id)
+    node.stop()
+    return 0

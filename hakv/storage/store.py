@@ -1,0 +1,1035 @@
+"""A resource group's key-value state machine on LMDB (the only module that imports lmdb).
+
+Layout, key encodings and the reasons behind them: docs/storage.md. In short, one LMDB
+environment (a directory) per group with five named databases:
+
+``meta``      format, group id, applied_index, revision, keys, next_bucket
+``kv``        the keys, as a tree of <= 502-byte segments (LMDB keys are <= 511 bytes)
+``clients``   sha256(client) -> max_seq, last_index, client id     (exactly-once sessions)
+``results``   sha256(client) + seq -> the write's result as JSON
+``idle``      last_index -> sha256(client)                         (eviction order)
+
+Writes are batched: :meth:`GroupStore.apply` runs each log entry in a nested transaction
+of one open write transaction and records ``applied_index`` in it; :meth:`commit` makes the
+whole batch durable with one fsync. Apply never raises for a bad command (pysyncobj would
+retry a raising apply forever); only a real LMDB failure raises :class:`StorageFailure`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import struct
+import threading
+from collections.abc import Callable, Generator
+from contextlib import closing
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import lmdb
+
+from hakv.core import codec, ha
+from hakv.errors import (
+    BadRequestError,
+    ConflictError,
+    DataDirError,
+    HakvError,
+    InternalError,
+    RequestExpiredError,
+)
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+DEFAULT_MAX_CLIENTS = 4096
+DEFAULT_SESSION_WINDOW = 256
+INSPECT_MAX_KVS = 1000
+
+#: Bytes of a key per level of the kv tree: 8 (bucket) + 502 + 1 (pointer mark) = 511,
+#: LMDB's default maximum key size. Part of the on-disk format: never derive it at runtime.
+SEGMENT = 502
+_LMDB_MIN_KEY_SIZE = 8 + SEGMENT + 1
+
+_U64 = struct.Struct(">Q")
+_REC = struct.Struct(">QQQ")  # create_revision, mod_revision, version; then the value
+_SESSION = struct.Struct(">QQ")  # max_seq, last_index; then the client id
+_ROOT = _U64.pack(0)
+_PTR = b"\x00"
+
+_DB_NAMES = (b"meta", b"kv", b"clients", b"results", b"idle")
+_CORRUPT = (
+    lmdb.InvalidError,
+    lmdb.CorruptedError,
+    lmdb.VersionMismatchError,
+    lmdb.PageNotFoundError,
+    lmdb.BadValsizeError,
+    lmdb.BadDbiError,
+    lmdb.IncompatibleError,
+    lmdb.PanicError,
+)
+
+KV = dict[str, Any]
+
+
+class StorageFailure(Exception):
+    """LMDB itself failed (disk full, I/O error, corruption at runtime): crash-stop the node."""
+
+
+# --- kv tree -----------------------------------------------------------------------------
+#
+# A key of up to 1024 bytes does not fit LMDB's 511-byte key limit, so keys are stored as a
+# tree of buckets. A bucket is an 8-byte id prefix (root = 0). In a bucket, a key rest of
+# <= SEGMENT bytes is a leaf ``bucket + rest -> record``; a longer rest goes through a
+# pointer ``bucket + rest[:SEGMENT] + NUL -> child bucket id``. Keys never contain NUL, so a
+# pointer sorts right after the leaf equal to its segment and before every other leaf that
+# is greater: LMDB's order of the tree entries is the byte order of the full keys.
+
+
+def _kv_get(txn: lmdb.Transaction, db: Any, kb: bytes) -> bytes | None:
+    bucket = _ROOT
+    while len(kb) > SEGMENT:
+        child = txn.get(bucket + kb[:SEGMENT] + _PTR, db=db)
+        if child is None:
+            return None
+        bucket, kb = bytes(child), kb[SEGMENT:]
+    value = txn.get(bucket + kb, db=db)
+    return None if value is None else bytes(value)
+
+
+def _kv_put(txn: lmdb.Transaction, db: Any, meta: Any, kb: bytes, record: bytes) -> None:
+    bucket = _ROOT
+    while len(kb) > SEGMENT:
+        pointer = bucket + kb[:SEGMENT] + _PTR
+        child = txn.get(pointer, db=db)
+        if child is None:
+            child = _U64.pack(_meta_int(txn, meta, b"next_bucket"))
+            _meta_set(txn, meta, b"next_bucket", _U64.unpack(child)[0] + 1)
+            txn.put(pointer, child, db=db)
+        bucket, kb = bytes(child), kb[SEGMENT:]
+    txn.put(bucket + kb, record, db=db)
+
+
+def _kv_delete(txn: lmdb.Transaction, db: Any, kb: bytes) -> None:
+    path: list[tuple[bytes, bytes]] = []
+    bucket = _ROOT
+    while len(kb) > SEGMENT:
+        pointer = bucket + kb[:SEGMENT] + _PTR
+        child = txn.get(pointer, db=db)
+        if child is None:
+            return
+        path.append((pointer, bytes(child)))
+        bucket, kb = bytes(child), kb[SEGMENT:]
+    txn.delete(bucket + kb, db=db)
+    for pointer, child in reversed(path):  # drop buckets left empty
+        with txn.cursor(db=db) as cur:
+            if cur.set_range(child) and bytes(cur.key()[:8]) == child:
+                return
+        txn.delete(pointer, db=db)
+
+
+def _kv_scan(
+    txn: lmdb.Transaction, db: Any, bucket: bytes, prefix: bytes, above: bytes
+) -> Generator[tuple[bytes, bytes], None, None]:
+    """(full key, record) of every key ``above + prefix...`` in the bucket, in key order."""
+    if len(prefix) > SEGMENT:
+        child = txn.get(bucket + prefix[:SEGMENT] + _PTR, db=db)
+        if child is not None:
+            yield from _kv_scan(txn, db, bytes(child), prefix[SEGMENT:], above + prefix[:SEGMENT])
+        return
+    start = bucket + prefix
+    with txn.cursor(db=db) as cur:
+        if not cur.set_range(start):
+            return
+        for raw_key, raw_value in cur.iternext():
+            key, value = bytes(raw_key), bytes(raw_value)
+            if not key.startswith(start):
+                return
+            segment = key[8:]
+            if segment.endswith(_PTR):
+                with closing(_kv_scan(txn, db, value, b"", above + segment[:-1])) as sub:
+                    yield from sub
+            else:
+                yield above + segment, value
+
+
+def _record(create: int, mod: int, version: int, value: str) -> bytes:
+    return _REC.pack(create, mod, version) + value.encode("utf-8")
+
+
+def _kv_dict(key: bytes, record: bytes) -> KV:
+    create, mod, version = _REC.unpack_from(record)
+    return {
+        "key": key.decode("utf-8"),
+        "value": bytes(record[_REC.size :]).decode("utf-8"),
+        "create_revision": create,
+        "mod_revision": mod,
+        "version": version,
+    }
+
+
+# --- meta --------------------------------------------------------------------------------
+
+
+def _meta_int(txn: lmdb.Transaction, meta: Any, name: bytes) -> int:
+    raw = txn.get(name, db=meta)
+    return 0 if raw is None else int(_U64.unpack(raw)[0])
+
+
+def _meta_set(txn: lmdb.Transaction, meta: Any, name: bytes, value: int) -> None:
+    txn.put(name, _U64.pack(value), db=meta)
+
+
+def _client_id(client: str) -> bytes:
+    return hashlib.sha256(client.encode("utf-8")).digest()
+
+
+def _err(exc: HakvError) -> dict[str, Any]:
+    wire = exc.to_wire()
+    wire["error"].pop("details", None)
+    return wire
+
+
+# --- opening -----------------------------------------------------------------------------
+
+
+def _open_env(path: Path, *, map_size: int, readonly: bool, sync: bool = True) -> lmdb.Environment:
+    subdir = not path.is_file()
+    try:
+        return lmdb.open(
+            str(path),
+            map_size=map_size,
+            subdir=subdir,
+            readonly=readonly,
+            lock=not readonly,
+            sync=sync,
+            metasync=False,
+            readahead=False,
+            max_dbs=len(_DB_NAMES) + 3,
+            create=not readonly,
+        )
+    except _CORRUPT as exc:
+        raise _corrupt(path, exc) from exc
+    except lmdb.Error as exc:
+        raise DataDirError(
+            f"cannot open group store {path} ({type(exc).__name__}: {exc}); check the path"
+            " and its permissions, or if it is damaged move it away and let the node resync"
+            " from its peers"
+        ) from exc
+
+
+def _corrupt(path: Path, exc: BaseException) -> DataDirError:
+    return DataDirError(
+        f"group store {path} is corrupt (lmdb {type(exc).__name__}: {exc}); move it away"
+        " and let the node resync from its peers"
+    )
+
+
+def _open_dbs(env: lmdb.Environment, path: Path, group_id: str | None) -> dict[bytes, Any]:
+    """Open (and for a fresh env with ``group_id``, create) the named DBs; check meta."""
+    readonly = group_id is None
+    txn = env.begin(write=not readonly)
+    try:
+        main_names = [bytes(k) for k in txn.cursor().iternext(values=False)]
+        if not main_names:
+            if readonly:
+                raise DataDirError(
+                    f"{path} holds no group store (empty LMDB environment): wrong --data-dir?"
+                )
+            dbs = {name: env.open_db(name, txn=txn, create=True) for name in _DB_NAMES}
+            txn.put(b"format", str(FORMAT_VERSION).encode(), db=dbs[b"meta"])
+            txn.put(b"group", group_id.encode("utf-8"), db=dbs[b"meta"])  # type: ignore[union-attr]
+            _meta_set(txn, dbs[b"meta"], b"next_bucket", 1)
+            txn.commit()
+            return dbs
+        if b"meta" not in main_names:
+            raise DataDirError(
+                f"{path} is an LMDB environment but not a hakv group store: wrong --data-dir?"
+            )
+        meta = env.open_db(b"meta", txn=txn, create=False)
+        fmt = txn.get(b"format", db=meta)
+        if fmt != str(FORMAT_VERSION).encode():
+            shown = "missing" if fmt is None else bytes(fmt).decode("utf-8", "replace")
+            raise DataDirError(
+                f"{path} has store format {shown}, this hakv reads format {FORMAT_VERSION}:"
+                " use a matching hakv version, or move it away and let the node resync"
+            )
+        stored = txn.get(b"group", db=meta)
+        if stored is None:
+            raise DataDirError(f"{path} has no group id in its meta data: corrupt, move it away")
+        stored_group = bytes(stored).decode("utf-8", "replace")
+        if group_id is not None and stored_group != group_id:
+            raise DataDirError(
+                f"{path} belongs to group {stored_group}, not {group_id}: wrong --data-dir?"
+            )
+        try:
+            if readonly:  # a read txn's commit drops the handles it opened: open outside
+                txn.abort()
+                return {name: env.open_db(name, create=False) for name in _DB_NAMES}
+            dbs = {name: env.open_db(name, txn=txn, create=False) for name in _DB_NAMES}
+        except lmdb.NotFoundError as exc:
+            raise DataDirError(
+                f"{path} lacks part of a group store ({exc}): corrupt, move it away and let the"
+                " node resync from its peers"
+            ) from exc
+        txn.commit()
+        return dbs
+    except BaseException:
+        txn.abort()
+        raise
+
+
+def _open_checked(
+    path: Path, group_id: str | None, map_size: int, sync: bool = True
+) -> tuple[lmdb.Environment, dict[bytes, Any]]:
+    readonly = group_id is None
+    env = _open_env(path, map_size=map_size, readonly=readonly, sync=sync)
+    try:
+        if not readonly and env.max_key_size() < _LMDB_MIN_KEY_SIZE:
+            raise DataDirError(f"this lmdb build allows keys of {env.max_key_size()} bytes only")
+        return env, _open_dbs(env, path, group_id)
+    except DataDirError:
+        env.close()
+        raise
+    except _CORRUPT as exc:
+        env.close()
+        raise _corrupt(path, exc) from exc
+    except lmdb.Error as exc:
+        env.close()
+        raise DataDirError(
+            f"cannot read group store {path} ({type(exc).__name__}: {exc}); move it away and"
+            " let the node resync from its peers"
+        ) from exc
+
+
+def _recover_swap(path: Path) -> None:
+    """Finish or roll back a restore_from that a crash interrupted (see restore_from)."""
+    incoming = path.with_name(path.name + ".restore")
+    outgoing = path.with_name(path.name + ".old")
+    if incoming.exists():
+        if path.exists():
+            shutil.rmtree(incoming)  # crashed before the swap: the old state stays
+        else:
+            os.rename(incoming, path)  # crashed between the two renames: finish
+            _fsync(path.parent)
+    if outgoing.exists() and path.exists():
+        shutil.rmtree(outgoing)
+
+
+def _fsync(path: Path) -> None:
+    """fsync a file, or a directory (so that renames in it are durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- the store ---------------------------------------------------------------------------
+
+
+class GroupStore:
+    """One group's state: an LMDB environment in the directory ``path``.
+
+    Thread-safe (one lock); the raft thread applies and commits, other threads may read.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        group_id: str,
+        map_size: int = 1 << 30,
+        *,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
+        session_window: int = DEFAULT_SESSION_WINDOW,
+        durable_commits: bool = True,
+    ) -> None:
+        """``durable_commits=False`` skips the fsync of each batch commit: for a caller
+        that keeps its own fsynced log of everything since the last ``sync()`` and can
+        rebuild the store after an OS crash (hakv.storage.machine does; a process crash loses
+        nothing either way, the page cache survives it)."""
+        self.path = Path(path)
+        self.durable_commits = durable_commits
+        self.group_id = group_id
+        self.map_size = map_size
+        self.max_clients = max_clients
+        self.session_window = session_window
+        self._lock = threading.RLock()
+        self._txn: lmdb.Transaction | None = None
+        self._txn_thread = 0
+        self._applying = 0  # log index of the command being applied
+        self._outbox_grew = False
+        self.on_outbox: Callable[[], None] | None = None
+        """Called after a commit that added outbox entries (the node pokes its bridge)."""
+        try:
+            _recover_swap(self.path)
+            if not self.path.exists():
+                self.path.mkdir(parents=True)
+        except OSError as exc:
+            raise DataDirError(f"cannot create group store directory {self.path}: {exc}") from exc
+        if not self.path.is_dir():
+            raise DataDirError(f"{self.path} is not a directory: wrong --data-dir?")
+        self._env, dbs = _open_checked(self.path, group_id, map_size, durable_commits)
+        self._set_dbs(dbs)
+
+    def _set_dbs(self, dbs: dict[bytes, Any]) -> None:
+        self._meta = dbs[b"meta"]
+        self._kv = dbs[b"kv"]
+        self._clients = dbs[b"clients"]
+        self._results = dbs[b"results"]
+        self._idle = dbs[b"idle"]
+
+    # -- context ---------------------------------------------------------------------------
+
+    def __enter__(self) -> GroupStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Abort an uncommitted batch (replay re-applies it), flush and close."""
+        with self._lock:
+            if self._env is None:
+                return
+            self.abort()
+            try:
+                self._env.sync(True)
+            except lmdb.Error:
+                log.exception("final sync of %s failed", self.path)
+            self._env.close()
+            self._env = None  # type: ignore[assignment]
+
+    # -- batches ---------------------------------------------------------------------------
+
+    def commit(self) -> None:
+        """Commit the open batch durably (one fsync); no-op without one."""
+        with self._lock:
+            txn, self._txn = self._txn, None
+            if txn is None:
+                return
+            try:
+                txn.commit()
+            except lmdb.Error as exc:
+                raise StorageFailure(f"commit to {self.path} failed: {exc}") from exc
+            grew, self._outbox_grew = self._outbox_grew, False
+        if grew and self.on_outbox is not None:
+            self.on_outbox()
+
+    def sync(self) -> None:
+        """Force everything committed so far to disk."""
+        with self._lock:
+            try:
+                self._env.sync(True)
+            except lmdb.Error as exc:
+                raise StorageFailure(f"sync of {self.path} failed: {exc}") from exc
+
+    def abort(self) -> None:
+        """Discard the open batch; no-op without one."""
+        with self._lock:
+            txn, self._txn = self._txn, None
+            self._outbox_grew = False
+            if txn is not None:
+                txn.abort()
+
+    def _grow_map(self) -> None:
+        """Double the map when half of it is used (only possible between batches).
+
+        Keeps MDB_MAP_FULL (a crash-stop, on every replica at the same entry) for a single
+        batch larger than the free half; ``map_size`` is only the initial size.
+        """
+        info = self._env.info()
+        used = (info["last_pgno"] + 1) * self._env.stat()["psize"]
+        if 2 * used > info["map_size"]:
+            self._env.set_mapsize(max(2 * info["map_size"], 4 * used))
+
+    def apply(self, index: int, payload: bytes) -> dict[str, Any] | None:
+        """Apply log entry ``index``; None if already applied. Raises only StorageFailure."""
+        with self._lock:
+            try:
+                if self._txn is None:
+                    self._grow_map()
+                    self._txn = self._env.begin(write=True)
+                    self._txn_thread = threading.get_ident()
+                batch = self._txn
+                if index <= _meta_int(batch, self._meta, b"applied_index"):
+                    return None
+                txn = self._env.begin(write=True, parent=batch)
+                try:
+                    result = self._apply(txn, index, payload)
+                except lmdb.Error:
+                    txn.abort()
+                    raise
+                except Exception as exc:  # a bug: keep every replica alive and identical
+                    txn.abort()
+                    log.exception("applying entry %d of group %s failed", index, self.group_id)
+                    result = _err(InternalError(f"applying the command failed: {exc!r}"))
+                else:
+                    txn.commit()
+                _meta_set(batch, self._meta, b"applied_index", index)
+                return result
+            except lmdb.Error as exc:
+                self.abort()
+                raise StorageFailure(
+                    f"applying entry {index} to {self.path} failed: {type(exc).__name__}: {exc}"
+                ) from exc
+
+    def _apply(self, txn: lmdb.Transaction, index: int, payload: bytes) -> dict[str, Any]:
+        self._applying = index
+        try:
+            raw = codec.decode(payload)
+        except HakvError as exc:
+            return _err(BadRequestError(f"undecodable command: {exc.message}"))
+        if raw.get("op") == "barrier":
+            return {"revision": _meta_int(txn, self._meta, b"revision")}
+        if raw.get("op") == codec.NODE_STATUS_OP:
+            return self._node_status(txn, index, raw)
+        if raw.get("op") == codec.FORWARDED_OP:
+            return self._forwarded(txn, index, raw)
+        if raw.get("op") == ha.PLACEMENT_OP:
+            return self._placement(txn, index, raw)
+        try:
+            client, seq = codec.client_and_seq(raw)
+        except HakvError as exc:
+            return _err(BadRequestError(f"invalid command: {exc.message}"))
+        if client is None or seq is None:
+            return _err(BadRequestError("invalid command: a write needs client and seq"))
+
+        cid = _client_id(client)
+        raw_session = txn.get(cid, db=self._clients)
+        if raw_session is None:
+            max_seq, last_index = 0, 0
+            if txn.stat(self._clients)["entries"] >= self.max_clients:
+                self._evict(txn)
+        else:
+            max_seq, last_index = _SESSION.unpack_from(raw_session)
+            txn.delete(_U64.pack(last_index), db=self._idle)
+            if seq <= max_seq - self.session_window:
+                self._touch(txn, cid, client, max_seq, index)
+                return _err(
+                    RequestExpiredError(
+                        f"seq {seq} of client {client!r} is older than the last"
+                        f" {self.session_window} writes of that client (latest {max_seq}):"
+                        " its outcome is no longer known"
+                    )
+                )
+            stored = txn.get(cid + _U64.pack(seq), db=self._results)
+            if stored is not None:
+                self._touch(txn, cid, client, max_seq, index)
+                result: dict[str, Any] = json.loads(bytes(stored))
+                return result
+
+        try:
+            cmd = codec.validate_command(raw)
+        except HakvError as exc:
+            result = _err(BadRequestError(f"invalid command: {exc.message}"))
+        else:
+            result = self._execute(txn, cmd)
+
+        txn.put(
+            cid + _U64.pack(seq),
+            codec.JSON_ENCODER.encode(result).encode("utf-8"),
+            db=self._results,
+        )
+        if seq > max_seq:
+            self._expire(txn, cid, seq - self.session_window)
+            max_seq = seq
+        self._touch(txn, cid, client, max_seq, index)
+        return result
+
+    def _node_status(self, txn: lmdb.Transaction, index: int, raw: dict[str, Any]) -> dict[str, Any]:
+        """Store a node's status record (kept apart from the key space, in meta)."""
+        try:
+            cmd = codec.validate_node_status(raw)
+        except HakvError as exc:
+            return _err(BadRequestError(f"invalid command: {exc.message}"))
+        key = _NODE_STATUS_PREFIX + cmd["node"].encode("utf-8")
+        if cmd.get("forget"):
+            txn.delete(key, db=self._meta)
+            return {"node": cmd["node"], "index": index, "forgotten": True}
+        record = {"status": cmd["status"], "time": cmd["time"], "index": index}
+        old_raw = txn.get(key, db=self._meta)
+        old = (json.loads(bytes(old_raw)).get("status") or {}) if old_raw is not None else {}
+        new = cmd["status"]
+        if old.get("state") != new.get("state") or old.get("since") != new.get("since"):
+            self._event(txn, index, {  # node status changes are events (docs/ha.md)
+                "kind": "node_status", "time": cmd["time"], "index": index,
+                "node": cmd["node"], "state": new.get("state"),
+                "reason": new.get("reason") or ("started" if old.get("state") != "down"
+                                                else "back (reintegrated)"),
+                "by": new.get("by", cmd["node"])})
+        txn.put(key, json.dumps(record, separators=(",", ":")).encode("utf-8"), db=self._meta)
+        return {"node": cmd["node"], "index": index}
+
+    # -- HA placement (hakv.core.ha) ------------------------------------------------------------
+
+    def _placement(self, txn: lmdb.Transaction, index: int, raw: dict[str, Any]) -> dict[str, Any]:
+        """Apply a placement command (hakv.core.ha.apply_command): the record, and an event."""
+        try:
+            cmd = ha.validate_command(raw)
+        except HakvError as exc:
+            return _err(BadRequestError(f"invalid command: {exc.message}"))
+        cur_raw = txn.get(_PLACEMENT_KEY, db=self._meta)
+        current = ha.Placement.from_dict(json.loads(bytes(cur_raw)) if cur_raw else None)
+        new, result, event = ha.apply_command(current, cmd, index)
+        if new is not None:
+            txn.put(_PLACEMENT_KEY, json.dumps(new.to_dict(), separators=(",", ":")).encode(),
+                    db=self._meta)
+        if event is not None:
+            self._event(txn, index, event)
+        return result
+
+    def _event(self, txn: lmdb.Transaction, index: int, event: dict[str, Any]) -> None:
+        """Keep ``event`` under its log index; only the newest MAX_EVENTS are kept."""
+        event = {**event, "group": self.group_id}
+        txn.put(_EVENT_PREFIX + _U64.pack(index),
+                json.dumps(event, separators=(",", ":")).encode("utf-8"), db=self._meta)
+        count = _meta_int(txn, self._meta, b"event_count") + 1
+        if count > MAX_EVENTS:
+            with txn.cursor(db=self._meta) as cur:
+                if cur.set_range(_EVENT_PREFIX) and bytes(cur.key()).startswith(_EVENT_PREFIX):
+                    cur.delete()
+                    count -= 1
+        _meta_set(txn, self._meta, b"event_count", count)
+
+    def placement(self) -> ha.Placement:
+        """The group's placement record (committed state; hakv.core.ha.Placement)."""
+        def read(txn: lmdb.Transaction) -> ha.Placement:
+            raw = txn.get(_PLACEMENT_KEY, db=self._meta)
+            return ha.Placement.from_dict(json.loads(bytes(raw)) if raw else None)
+        result: ha.Placement = self._reading(read)
+        return result
+
+    def events(self, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """Placement and node-status events with log index > ``after``, oldest first."""
+        def scan(txn: lmdb.Transaction) -> list[dict[str, Any]]:
+            return [json.loads(v) for _, v in _prefixed(txn, self._meta, _EVENT_PREFIX,
+                                                        _EVENT_PREFIX + _U64.pack(after + 1),
+                                                        limit)]
+        result: list[dict[str, Any]] = self._reading(scan)
+        return result
+
+    # -- cross-group changes (bridges) -----------------------------------------------------
+
+    def _outbox(self, txn: lmdb.Transaction, about: str, kind: str,
+                data: dict[str, Any]) -> dict[str, Any]:
+        """Record a change about node ``about`` for the bridges to forward; keyed by the
+        log index being applied, so forwarding order is log order."""
+        index = self._applying
+        change = {"about": about, "kind": kind, "data": data, "index": index}
+        txn.put(_OUTBOX_PREFIX + _U64.pack(index),
+                json.dumps(change, separators=(",", ":")).encode("utf-8"), db=self._meta)
+        _meta_set(txn, self._meta, b"outbox_head", index)
+        self._outbox_grew = True
+        return {"index": index}
+
+    def _forwarded(self, txn: lmdb.Transaction, index: int, raw: dict[str, Any]) -> dict[str, Any]:
+        try:
+            cmd = codec.validate_forwarded(raw)
+        except HakvError as exc:
+            return _err(BadRequestError(f"invalid command: {exc.message}"))
+        stream = f"{cmd['source']}/{cmd['about']}".encode()
+        hwm_key = _HWM_PREFIX + stream
+        raw_hwm = txn.get(hwm_key, db=self._meta)
+        hwm = _U64.unpack(bytes(raw_hwm))[0] if raw_hwm is not None else 0
+        if cmd["source_index"] <= hwm:
+            return {"applied": False, "high_water_mark": hwm}  # a duplicate: ignore it
+        record = {**cmd, "index": index}
+        txn.put(_INBOX_PREFIX + stream + b"/" + _U64.pack(cmd["source_index"]),
+                json.dumps(record, separators=(",", ":")).encode("utf-8"), db=self._meta)
+        txn.put(hwm_key, _U64.pack(cmd["source_index"]), db=self._meta)
+        return {"applied": True, "high_water_mark": cmd["source_index"]}
+
+    def outbox(self, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """Changes recorded here for other groups, in log order, with index > ``after``."""
+        def scan(txn: lmdb.Transaction) -> list[dict[str, Any]]:
+            return [json.loads(v) for _, v in _prefixed(txn, self._meta, _OUTBOX_PREFIX,
+                                                        _OUTBOX_PREFIX + _U64.pack(after + 1),
+                                                        limit)]
+        result: list[dict[str, Any]] = self._reading(scan)
+        return result
+
+    def outbox_head(self) -> int:
+        """Log index of the newest outbox entry (0 if none): lets bridges skip idle groups."""
+        return int(self._reading(lambda txn: _meta_int(txn, self._meta, b"outbox_head")))
+
+    def inbox(self, limit: int = 10000) -> list[dict[str, Any]]:
+        """Changes forwarded into this group by bridges, by (source, about, source index)."""
+        def scan(txn: lmdb.Transaction) -> list[dict[str, Any]]:
+            return [json.loads(v) for _, v in _prefixed(txn, self._meta, _INBOX_PREFIX,
+                                                        _INBOX_PREFIX, limit)]
+        result: list[dict[str, Any]] = self._reading(scan)
+        return result
+
+    def high_water_mark(self, source: str, about: str) -> int:
+        def read(txn: lmdb.Transaction) -> int:
+            raw = txn.get(_HWM_PREFIX + f"{source}/{about}".encode(), db=self._meta)
+            return _U64.unpack(bytes(raw))[0] if raw is not None else 0
+        return int(self._reading(read))
+
+    def allocation(self, node: str) -> int:
+        """The load this group has placed on ``node`` (0 if none)."""
+        def read(txn: lmdb.Transaction) -> int:
+            raw = txn.get(_ALLOC_PREFIX + node.encode("utf-8"), db=self._meta)
+            return _U64.unpack(bytes(raw))[0] if raw is not None else 0
+        return int(self._reading(read))
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def _touch(
+        self, txn: lmdb.Transaction, cid: bytes, client: str, max_seq: int, index: int
+    ) -> None:
+        txn.put(cid, _SESSION.pack(max_seq, index) + client.encode("utf-8"), db=self._clients)
+        txn.put(_U64.pack(index), cid, db=self._idle)
+
+    def _expire(self, txn: lmdb.Transaction, cid: bytes, upto: int) -> None:
+        """Drop the stored results of seqs <= ``upto``."""
+        if upto < 1:
+            return
+        end = cid + _U64.pack(upto)
+        with txn.cursor(db=self._results) as cur:
+            if not cur.set_range(cid):
+                return
+            while True:
+                key = bytes(cur.key())
+                if not key.startswith(cid) or key > end:
+                    return
+                if not cur.delete():
+                    return
+
+    def _evict(self, txn: lmdb.Transaction) -> None:
+        """Forget the client whose last write has the smallest log index."""
+        with txn.cursor(db=self._idle) as cur:
+            if not cur.first():
+                return
+            cid = bytes(cur.value())
+            cur.delete()
+        txn.delete(cid, db=self._clients)
+        with txn.cursor(db=self._results) as cur:
+            if cur.set_range(cid):
+                while bytes(cur.key()).startswith(cid):
+                    if not cur.delete():
+                        break
+
+    # -- commands --------------------------------------------------------------------------
+
+    def _execute(self, txn: lmdb.Transaction, cmd: dict[str, Any]) -> dict[str, Any]:
+        op = cmd["op"]
+        if op == "notify":
+            return self._outbox(txn, cmd["about"], cmd["kind"], cmd["data"])
+        if op == "allocation":
+            txn.put(_ALLOC_PREFIX + cmd["node"].encode("utf-8"), _U64.pack(cmd["load"]),
+                    db=self._meta)
+            return self._outbox(txn, cmd["node"], "allocation",
+                                {"group": self.group_id, "load": cmd["load"]})
+        if op == "barrier":
+            return {"revision": _meta_int(txn, self._meta, b"revision")}
+        revision = _meta_int(txn, self._meta, b"revision")
+        if op == "put":
+            prev = self._get(txn, cmd["key"])
+            if "if_mod_revision" in cmd:
+                actual = prev["mod_revision"] if prev else 0
+                if actual != cmd["if_mod_revision"]:
+                    return _err(
+                        ConflictError(
+                            f"key {cmd['key']!r} has mod_revision {actual}"
+                            f" (0 = absent), not {cmd['if_mod_revision']}"
+                        )
+                    )
+            self._put(txn, cmd["key"], cmd["value"], prev, revision + 1)
+            _meta_set(txn, self._meta, b"revision", revision + 1)
+            return {"revision": revision + 1, "prev": prev}
+        if op == "delete":
+            prev = self._get(txn, cmd["key"])
+            if prev is None:
+                return {"revision": revision, "deleted": 0, "prev": None}
+            self._delete(txn, cmd["key"])
+            _meta_set(txn, self._meta, b"revision", revision + 1)
+            return {"revision": revision + 1, "deleted": 1, "prev": prev}
+        # txn
+        succeeded = all(self._compare(txn, c) for c in cmd["compare"])
+        new = revision + 1
+        changed = False
+        results: list[dict[str, Any]] = []
+        for item in cmd["success"] if succeeded else cmd["failure"]:
+            prev = self._get(txn, item["key"])
+            if item["op"] == "put":
+                self._put(txn, item["key"], item["value"], prev, new)
+                changed = True
+                results.append({"revision": new, "prev": prev})
+            elif item["op"] == "delete":
+                if prev is not None:
+                    self._delete(txn, item["key"])
+                    changed = True
+                results.append({"deleted": 0 if prev is None else 1, "prev": prev})
+            else:
+                results.append({"kv": prev})
+        if changed:
+            _meta_set(txn, self._meta, b"revision", new)
+        return {
+            "succeeded": succeeded,
+            "revision": new if changed else revision,
+            "results": results,
+        }
+
+    def _compare(self, txn: lmdb.Transaction, cmp: dict[str, Any]) -> bool:
+        kv = self._get(txn, cmp["key"])
+        target = cmp["target"]
+        actual: Any
+        if target == "value":
+            actual = kv["value"] if kv else None
+        else:
+            actual = kv[target] if kv else 0
+        expected = cmp["value"]
+        op = cmp["op"]
+        if op == "==":
+            return bool(actual == expected)
+        if op == "!=":
+            return bool(actual != expected)
+        if actual is None or expected is None:
+            return False
+        return bool(actual < expected) if op == "<" else bool(actual > expected)
+
+    def _get(self, txn: lmdb.Transaction, key: str) -> KV | None:
+        kb = key.encode("utf-8")
+        record = _kv_get(txn, self._kv, kb)
+        return None if record is None else _kv_dict(kb, record)
+
+    def _put(
+        self, txn: lmdb.Transaction, key: str, value: str, prev: KV | None, revision: int
+    ) -> None:
+        if prev is None:
+            record = _record(revision, revision, 1, value)
+            _meta_set(txn, self._meta, b"keys", _meta_int(txn, self._meta, b"keys") + 1)
+        else:
+            record = _record(prev["create_revision"], revision, prev["version"] + 1, value)
+        _kv_put(txn, self._kv, self._meta, key.encode("utf-8"), record)
+
+    def _delete(self, txn: lmdb.Transaction, key: str) -> None:
+        _kv_delete(txn, self._kv, key.encode("utf-8"))
+        _meta_set(txn, self._meta, b"keys", _meta_int(txn, self._meta, b"keys") - 1)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def _read(self) -> tuple[lmdb.Transaction, bool]:
+        """The open batch (sees uncommitted applies) if this thread opened it, else a
+        fresh read txn of the committed state (an LMDB write txn belongs to its thread)."""
+        if self._txn is not None and self._txn_thread == threading.get_ident():
+            return self._txn, False
+        if self._env is None:
+            raise StorageFailure(f"group store {self.path} is closed")
+        return self._env.begin(), True
+
+    def _reading(self, fn: Any) -> Any:
+        with self._lock:
+            txn, owned = self._read()
+            try:
+                return fn(txn)
+            except lmdb.Error as exc:
+                raise StorageFailure(f"reading {self.path} failed: {exc}") from exc
+            finally:
+                if owned:
+                    txn.abort()
+
+    def get(self, key: str) -> KV | None:
+        """The record of ``key``, or None."""
+        result: KV | None = self._reading(lambda txn: self._get(txn, key))
+        return result
+
+    def range(self, prefix: str, limit: int) -> tuple[list[KV], bool]:
+        """Up to ``limit`` records whose key starts with ``prefix``, by key; and "more"."""
+        result: tuple[list[KV], bool] = self._reading(lambda txn: self._scan(txn, prefix, limit))
+        return result
+
+    def _scan(self, txn: lmdb.Transaction, prefix: str, limit: int) -> tuple[list[KV], bool]:
+        kvs: list[KV] = []
+        with closing(_kv_scan(txn, self._kv, _ROOT, prefix.encode("utf-8"), b"")) as it:
+            for key, record in it:
+                if len(kvs) >= limit:
+                    return kvs, True
+                kvs.append(_kv_dict(key, record))
+        return kvs, False
+
+    def get_at(self, key: str) -> tuple[KV | None, int]:
+        """``get`` and the revision it was read at, from one transaction."""
+        result: tuple[KV | None, int] = self._reading(
+            lambda txn: (self._get(txn, key), _meta_int(txn, self._meta, b"revision"))
+        )
+        return result
+
+    def range_at(self, prefix: str, limit: int) -> tuple[list[KV], bool, int]:
+        """``range`` and the revision it was read at, from one transaction."""
+
+        def read(txn: lmdb.Transaction) -> tuple[list[KV], bool, int]:
+            kvs, more = self._scan(txn, prefix, limit)
+            return kvs, more, _meta_int(txn, self._meta, b"revision")
+
+        result: tuple[list[KV], bool, int] = self._reading(read)
+        return result
+
+    def node_statuses(self) -> dict[str, dict[str, Any]]:
+        """The status records of the nodes of this group (the group's owners' own records)."""
+        result: dict[str, dict[str, Any]] = self._reading(
+            lambda txn: _node_statuses(txn, self._meta))
+        return result
+
+    def revision(self) -> int:
+        return int(self._reading(lambda txn: _meta_int(txn, self._meta, b"revision")))
+
+    def applied_index(self) -> int:
+        return int(self._reading(lambda txn: _meta_int(txn, self._meta, b"applied_index")))
+
+    def key_count(self) -> int:
+        return int(self._reading(lambda txn: _meta_int(txn, self._meta, b"keys")))
+
+    def session_count(self) -> int:
+        return int(self._reading(lambda txn: txn.stat(self._clients)["entries"]))
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def snapshot_to(self, path: str | os.PathLike[str]) -> None:
+        """Write a compact copy of the committed state as ONE file (an LMDB data file).
+
+        An open batch is committed first, so the copy holds everything applied so far.
+        The file is written to ``path + ".tmp"``, fsynced and renamed into place.
+        """
+        target = Path(path)
+        tmp = target.with_name(target.name + ".tmp")
+        with self._lock:
+            self.commit()
+            try:
+                self._env.sync(True)  # the live store is durable at least up to the copy
+                with open(tmp, "wb") as out:
+                    self._env.copyfd(out.fileno(), compact=True)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, target)
+                _fsync(target.parent)
+            except (lmdb.Error, OSError) as exc:
+                tmp.unlink(missing_ok=True)
+                raise StorageFailure(f"snapshot of {self.path} to {target} failed: {exc}") from exc
+
+    def restore_from(self, path: str | os.PathLike[str]) -> None:
+        """Replace this store's state by a snapshot (a file from snapshot_to, or a store
+        directory holding data.mdb). Any open batch is discarded.
+
+        The snapshot is copied to ``<store>.restore/``, fsynced, then swapped in with two
+        renames (store -> ``<store>.old``, ``.restore`` -> store); a crash in between is
+        completed on the next open.
+        """
+        source = Path(path)
+        data = source / "data.mdb" if source.is_dir() else source
+        info = inspect_store(source, max_kvs=0)
+        if info["group"] != self.group_id:
+            raise DataDirError(
+                f"snapshot {source} belongs to group {info['group']}, not {self.group_id}"
+            )
+        incoming = self.path.with_name(self.path.name + ".restore")
+        outgoing = self.path.with_name(self.path.name + ".old")
+        with self._lock:
+            self.abort()
+            try:
+                shutil.rmtree(incoming, ignore_errors=True)
+                incoming.mkdir()
+                shutil.copyfile(data, incoming / "data.mdb")
+                _fsync(incoming / "data.mdb")
+                _fsync(incoming)
+                self._env.close()
+                self._env = None  # type: ignore[assignment]
+                shutil.rmtree(outgoing, ignore_errors=True)
+                os.rename(self.path, outgoing)
+                os.rename(incoming, self.path)
+                _fsync(self.path.parent)
+                shutil.rmtree(outgoing, ignore_errors=True)
+            except OSError as exc:
+                raise StorageFailure(f"restoring {self.path} from {source} failed: {exc}") from exc
+            finally:
+                if self._env is None and self.path.is_dir():
+                    self._env, dbs = _open_checked(
+                        self.path, self.group_id, self.map_size, self.durable_commits)
+                    self._set_dbs(dbs)
+
+
+_NODE_STATUS_PREFIX = b"node_status/"
+_OUTBOX_PREFIX = b"outbox/"
+_INBOX_PREFIX = b"inbox/"
+_HWM_PREFIX = b"hwm/"
+_ALLOC_PREFIX = b"alloc/"
+_PLACEMENT_KEY = b"placement"
+_EVENT_PREFIX = b"event/"
+MAX_EVENTS = 2000
+
+
+def _prefixed(txn: lmdb.Transaction, db: Any, prefix: bytes, start: bytes,
+              limit: int) -> list[tuple[bytes, bytes]]:
+    out: list[tuple[bytes, bytes]] = []
+    with txn.cursor(db=db) as cur:
+        if not cur.set_range(start):
+            return out
+        for key, value in cur:
+            if not bytes(key).startswith(prefix) or len(out) >= limit:
+                break
+            out.append((bytes(key), bytes(value)))
+    return out
+
+
+def _node_statuses(txn: lmdb.Transaction, meta: Any) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    with txn.cursor(db=meta) as cur:
+        if not cur.set_range(_NODE_STATUS_PREFIX):
+            return out
+        for key, value in cur:
+            key = bytes(key)
+            if not key.startswith(_NODE_STATUS_PREFIX):
+                break
+            out[key[len(_NODE_STATUS_PREFIX):].decode("utf-8")] = json.loads(bytes(value))
+    return out
+
+
+def inspect_store(
+    path: str | os.PathLike[str], *, max_kvs: int = INSPECT_MAX_KVS
+) -> dict[str, Any]:
+    """Offline, read-only dump of a group store directory (or a snapshot file).
+
+    Opens without LMDB's lock, so it works while the node is down or running (a running
+    node's concurrent commit can make it fail; just retry).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataDirError(f"{p} does not exist: no group store there")
+    if p.is_dir() and not (p / "data.mdb").is_file():
+        raise DataDirError(f"{p} holds no group store (no data.mdb): wrong --data-dir?")
+    env, dbs = _open_checked(p, None, 1 << 20)
+    try:
+        with env.begin() as txn:
+            meta = dbs[b"meta"]
+            kvs: list[KV] = []
+            if max_kvs > 0:
+                with closing(_kv_scan(txn, dbs[b"kv"], _ROOT, b"", b"")) as it:
+                    for key, record in it:
+                        kvs.append(_kv_dict(key, record))
+                        if len(kvs) >= max_kvs:
+                            break
+            return {
+                "group": bytes(txn.get(b"group", db=meta) or b"").decode("utf-8", "replace"),
+                "applied_index": _meta_int(txn, meta, b"applied_index"),
+                "revision": _meta_int(txn, meta, b"revision"),
+                "keys": _meta_int(txn, meta, b"keys"),
+                "kvs": kvs,
+                "sessions": txn.stat(dbs[b"clients"])["entries"],
+                "node_status": _node_statuses(txn, meta),
+            }
+    except _CORRUPT as exc:
+        raise _corrupt(p, exc) from exc
+    except lmdb.Error as exc:
+        raise DataDirError(f"cannot read group store {p}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        env.close()
