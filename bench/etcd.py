@@ -6,7 +6,7 @@ this shared machine's speed drifts by ±30 % within an hour, so a figure from an
 says little about a run now. ``python -m bench.throughput --etcd`` therefore starts a
 3-member etcd on loopback beside the hakv group and measures both in alternating cells,
 with the same load generator and the same keep-alive HTTP transport
-(:class:`hakv.client.client._Connection`) talking to etcd's JSON gateway, as RAFT-NOTES.md did.
+(:class:`hakv.client.connection.Connection`) talking to etcd's JSON gateway, as RAFT-NOTES.md did.
 
 etcd runs with its defaults: WAL fsync before every acknowledged write, linearizable
 ranges (a ReadIndex round per read). Installing it: ``apt-get install etcd-server``
@@ -24,7 +24,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from hakv.client.client import _Connection
+from hakv.client.connection import Connection as _Connection
 from tests.support import free_ports
 
 

@@ -27,11 +27,11 @@ from hakv.client.client import (
     KeyValue,
     Op,
     PutResult,
-    _Connection,
     endpoints_from_env,
     merge_status,
     parse_endpoints,
 )
+from hakv.client.connection import Connection as _Connection
 
 # --------------------------------------------------------------------------- harness
 

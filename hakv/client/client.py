@@ -37,7 +37,6 @@ import http.client
 import itertools
 import json
 import os
-import socket
 import threading
 import time
 import uuid
@@ -47,6 +46,17 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
+from hakv.client.connection import (
+    CONNECT_TIMEOUT_MAX,
+    ConnectFailed,
+    Connection,
+    Malformed,
+    decode_answer,
+    describe_oserror,
+    exchange,
+    probe,
+    split_endpoint,
+)
 from hakv.errors import (
     BadRequestError,
     ConfigError,
@@ -55,7 +65,6 @@ from hakv.errors import (
     OutcomeUnknownError,
     RetryableError,
     UnavailableError,
-    from_wire,
 )
 
 __all__ = [
@@ -78,9 +87,7 @@ ENDPOINTS_ENV = "HAKV_ENDPOINTS"
 
 _BACKOFF_START = 0.05
 _BACKOFF_MAX = 0.5
-_CONNECT_TIMEOUT_MAX = 1.0
 _REQUEST_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-_MAX_RESPONSE = 64 * 1024 * 1024  # a range of 10000 keys of 32 KiB fits with room to spare
 
 
 # --------------------------------------------------------------------------- endpoints
@@ -103,22 +110,10 @@ def parse_endpoints(endpoints: Sequence[str] | str) -> list[str]:
         if entry.startswith("http://"):
             entry = entry[len("http://") :]
         entry = entry.rstrip("/")
-        _split_endpoint(entry)  # validates
+        split_endpoint(entry)  # validates
         if entry not in result:
             result.append(entry)
     return result
-
-
-def _split_endpoint(endpoint: str) -> tuple[str, int]:
-    host, sep, port_text = endpoint.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(
-            f"bad endpoint {endpoint!r}: expected 'host:port' (e.g. 127.0.0.1:8202), "
-            "several separated by commas"
-        )
-    return host, int(port_text)
 
 
 def endpoints_from_env() -> list[str]:
@@ -364,218 +359,6 @@ class Op:
         return body
 
 
-# --------------------------------------------------------------------------- transport
-
-
-class _Connection:
-    """One keep-alive HTTP/1.1 connection to an endpoint, speaking just what the API needs.
-
-    ``http.client`` parses every answer's headers with ``email.parser`` and costs ~150 us of
-    CPU per request here, as much as a leader spends on a write; on a machine where the
-    load generator shares the cores with the nodes, that halved the writes/s the benchmark
-    could show (docs/benchmarks.md). This sends each request in one ``send`` (headers and
-    body together, TCP_NODELAY: neither Nagle nor delayed ACKs add latency) and reads the
-    status line, ``Content-Length`` and ``Connection`` of the answer; a chunked answer is
-    not part of the API and is refused as malformed. Failures surface as the exceptions
-    ``http.client`` raises, so the retry policy tells "never sent" from "maybe applied".
-    """
-
-    def __init__(self, host: str, port: int, timeout: float | None = None) -> None:
-        self.host, self.port = host, port
-        self.timeout = timeout
-        self.sock: socket.socket | None = None
-        self._buf = bytearray()
-        self._head = f"Host: {host}:{port}\r\nContent-Type: application/json\r\n"
-
-    def connect(self) -> None:
-        self.sock = socket.create_connection((self.host, self.port), self.timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # load-bearing
-        self._buf.clear()
-
-    def close(self) -> None:
-        sock, self.sock = self.sock, None
-        self._buf.clear()
-        if sock is not None:
-            sock.close()
-
-    def send(self, data: bytes) -> None:
-        assert self.sock is not None
-        self.sock.sendall(data)
-
-    def request(self, path: str, body: bytes) -> None:
-        self.send(f"POST {path} HTTP/1.1\r\n{self._head}Content-Length: {len(body)}\r\n\r\n"
-                  .encode("latin-1") + body)
-
-    def response(self) -> tuple[int, bytes]:
-        """(status, body) of the next answer; closes the connection if the server will."""
-        head_end = self._fill_until(b"\r\n\r\n")
-        head = bytes(self._buf[:head_end]).split(b"\r\n")
-        del self._buf[: head_end + 4]
-        status_line = head[0].split(None, 2)
-        if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/") \
-                or not status_line[1].isdigit():
-            raise http.client.BadStatusLine(head[0].decode("latin-1", "replace"))
-        status = int(status_line[1])
-        length: int | None = None
-        closing = status_line[0] == b"HTTP/1.0"
-        for line in head[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                if not value.strip().isdigit():
-                    raise _Malformed(f"bad Content-Length {value.strip()!r}")
-                length = int(value)
-                if length > _MAX_RESPONSE:
-                    raise _Malformed(f"answer of {length} bytes is larger than any valid answer")
-            elif name == b"connection":
-                closing = value.strip().lower() == b"close"
-            elif name == b"transfer-encoding" and value.strip().lower() != b"identity":
-                raise _Malformed(f"unexpected Transfer-Encoding {value.strip()!r}")
-        if length is None:  # the body runs to the end of the connection
-            data = self._read_to_close()
-            closing = True
-        else:
-            self._fill(length)
-            data = bytes(self._buf[:length])
-            del self._buf[:length]
-        if closing:
-            self.close()
-        return status, data
-
-    def _recv(self) -> bytes:
-        assert self.sock is not None
-        chunk = self.sock.recv(65536)
-        return chunk
-
-    def _fill_until(self, marker: bytes) -> int:
-        start = 0
-        while True:
-            found = self._buf.find(marker, start)
-            if found >= 0:
-                return found
-            if len(self._buf) > 65536:
-                raise _Malformed("answer headers larger than 64 KiB")
-            start = max(0, len(self._buf) - len(marker) + 1)
-            chunk = self._recv()
-            if not chunk:
-                if self._buf:
-                    raise http.client.IncompleteRead(bytes(self._buf))
-                raise http.client.RemoteDisconnected(
-                    "Remote end closed connection without response")
-            self._buf += chunk
-
-    def _fill(self, length: int) -> None:
-        while len(self._buf) < length:
-            chunk = self._recv()
-            if not chunk:
-                raise http.client.IncompleteRead(bytes(self._buf), length - len(self._buf))
-            self._buf += chunk
-
-    def _read_to_close(self) -> bytes:
-        while True:
-            if len(self._buf) > _MAX_RESPONSE:
-                raise _Malformed("answer larger than any valid answer")
-            chunk = self._recv()
-            if not chunk:
-                data = bytes(self._buf)
-                self._buf.clear()
-                return data
-            self._buf += chunk
-
-
-class _ConnectFailed(Exception):
-    """Could not connect: the request surely did not reach the server."""
-
-
-class _Malformed(Exception):
-    """The server answered, but not with what the API promises."""
-
-
-def _exchange(
-    conn: _Connection, path: str, body: bytes, timeout: float, connect_timeout: float
-) -> tuple[int, bytes]:
-    """One request on ``conn``: (status, raw body). Raises _ConnectFailed when the TCP
-    connection could not be made, OSError/HTTPException when it broke after that."""
-    if conn.sock is None:
-        conn.timeout = connect_timeout
-        try:
-            conn.connect()
-        except OSError as err:
-            conn.close()
-            raise _ConnectFailed(_describe_oserror(err)) from err
-    assert conn.sock is not None
-    current = conn.sock.gettimeout()
-    if current is None or abs(current - timeout) > 0.05:  # each settimeout is a system call
-        conn.sock.settimeout(timeout)
-    conn.request(path, body)
-    try:
-        return conn.response()
-    except _Malformed:
-        conn.close()
-        raise
-
-
-def _describe_oserror(err: BaseException) -> str:
-    if isinstance(err, TimeoutError | socket.timeout):
-        return "timed out"
-    if isinstance(err, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(err, http.client.RemoteDisconnected):
-        return "connection closed by the server without an answer"
-    if isinstance(err, ConnectionResetError):
-        return "connection reset"
-    text = str(err) or type(err).__name__
-    return text
-
-
-def _decode(endpoint: str, path: str, status: int, data: bytes) -> dict[str, Any]:
-    """The JSON object of an answer; raises the typed error of an error answer, or
-    InternalError for anything that is not the documented shape."""
-    try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        snippet = data[:120].decode("utf-8", "replace")
-        raise InternalError(
-            f"malformed answer from {endpoint} to {path} (HTTP {status}): not JSON: {snippet!r}",
-            endpoint=endpoint,
-        ) from None
-    if not isinstance(body, dict):
-        raise InternalError(
-            f"malformed answer from {endpoint} to {path} (HTTP {status}): "
-            f"expected a JSON object, got {type(body).__name__}",
-            endpoint=endpoint,
-        )
-    if 200 <= status < 300:
-        return body
-    if not isinstance(body.get("error"), dict):
-        raise InternalError(
-            f"malformed error answer from {endpoint} to {path} (HTTP {status}): {body!r:.200}",
-            endpoint=endpoint,
-        )
-    raise from_wire(body)
-
-
-def probe(endpoint: str, path: str = "/v1/health", timeout: float = 1.0) -> dict[str, Any]:
-    """One request on a fresh connection, no retry: for health checks and status.
-
-    Raises UnavailableError when the endpoint does not answer, the typed error of an error
-    answer, InternalError for a malformed one.
-    """
-    host, port = _split_endpoint(endpoint)
-    conn = _Connection(host, port, timeout=timeout)
-    try:
-        status, data = _exchange(conn, path, b"{}", timeout, min(timeout, _CONNECT_TIMEOUT_MAX))
-    except _ConnectFailed as err:
-        raise UnavailableError(f"{endpoint}: {err}", endpoint=endpoint) from None
-    except (OSError, http.client.HTTPException) as err:
-        raise UnavailableError(f"{endpoint}: {_describe_oserror(err)}", endpoint=endpoint) from None
-    except _Malformed as err:
-        raise InternalError(f"malformed answer from {endpoint} to {path}: {err}") from None
-    finally:
-        conn.close()
-    return _decode(endpoint, path, status, data)
-
-
 # --------------------------------------------------------------------------- client
 
 
@@ -605,11 +388,11 @@ class Client:
         self.endpoints: tuple[str, ...] = tuple(eps)
         self.timeout = float(timeout)
         self.client_id: str = client_id or uuid.uuid4().hex
-        self._addresses = {ep: _split_endpoint(ep) for ep in self.endpoints}
+        self._addresses = {ep: split_endpoint(ep) for ep in self.endpoints}
         self._seq = itertools.count(1)
         self._seq_lock = threading.Lock()
         self._local = threading.local()
-        self._all_conns: set[_Connection] = set()
+        self._all_conns: set[Connection] = set()
         self._conns_lock = threading.Lock()
         # Index of the endpoint that answered last: start there next time, so a healthy
         # cluster costs no failover and a dead endpoint is skipped after one refusal.
@@ -780,14 +563,14 @@ class Client:
         with self._seq_lock:
             return next(self._seq)
 
-    def _conn(self, endpoint: str) -> _Connection:
-        pool: dict[str, _Connection] | None = getattr(self._local, "pool", None)
+    def _conn(self, endpoint: str) -> Connection:
+        pool: dict[str, Connection] | None = getattr(self._local, "pool", None)
         if pool is None:
             pool = self._local.pool = {}
         conn = pool.get(endpoint)
         if conn is None:
             host, port = self._addresses[endpoint]
-            conn = _Connection(host, port)
+            conn = Connection(host, port)
             pool[endpoint] = conn
             with self._conns_lock:
                 self._all_conns.add(conn)
@@ -833,8 +616,8 @@ class Client:
             connect_failed = False
             try:
                 try:
-                    status, data = _exchange(
-                        conn, path, body, attempt, min(attempt, _CONNECT_TIMEOUT_MAX)
+                    status, data = exchange(
+                        conn, path, body, attempt, min(attempt, CONNECT_TIMEOUT_MAX)
                     )
                 except (
                     http.client.RemoteDisconnected,
@@ -851,19 +634,19 @@ class Client:
                         raise
                     if not isinstance(err, BrokenPipeError):
                         maybe_applied = maybe_applied or write
-                    status, data = _exchange(
-                        conn, path, body, attempt, min(attempt, _CONNECT_TIMEOUT_MAX)
+                    status, data = exchange(
+                        conn, path, body, attempt, min(attempt, CONNECT_TIMEOUT_MAX)
                     )
-                answer = _decode(endpoint, path, status, data)
-            except _ConnectFailed as err:
+                answer = decode_answer(endpoint, path, status, data)
+            except ConnectFailed as err:
                 connect_failed = True
                 failures.append(f"{endpoint}: {err}")
-            except _Malformed as err:
+            except Malformed as err:
                 raise InternalError(f"malformed answer from {endpoint} to {path}: {err}") from None
             except (OSError, http.client.HTTPException) as err:
                 conn.close()
                 maybe_applied = maybe_applied or write
-                failures.append(f"{endpoint}: {_describe_oserror(err)}")
+                failures.append(f"{endpoint}: {describe_oserror(err)}")
             except OutcomeUnknownError as err:
                 maybe_applied = maybe_applied or write
                 last_server_error = err
