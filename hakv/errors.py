@@ -16,18 +16,28 @@
     │   ├── NotFoundError         key does not exist
     │   ├── ConflictError         a compare (expected version / revision / value) failed
     │   └── RequestExpiredError   a retry older than the dedup window: outcome unknowable
-    └── ConfigError               topology file or data dir is wrong; the message says how
-        ├── TopologyError
-        └── DataDirError
+    ├── ConfigError               topology file or data dir is wrong; the message says how
+    │   ├── TopologyError
+    │   └── DataDirError
+    └── InternalError             a bug or a malformed answer: report it
 
-Every error has a stable ``code`` (used on the wire), an HTTP status for the client API
-and an exit code for the CLI. ``from_wire`` maps a wire error back to its class: one
-table, as kazoo does it.
+    FatalError                    not a HakvError, never on the wire: the node must stop
+    └── StorageFailure            LMDB (or the disk under it) failed; the node crash-stops
+                                  and the Raft log replays the entry when it restarts
+
+Every HakvError has a stable ``code`` (used on the wire), an HTTP status for the client
+API and an exit code for the CLI. ``from_wire`` maps a wire error back to its class through
+one table, as kazoo does it; the table fills itself: every class that declares its own
+``code`` is registered when it is defined (``HakvError.__init_subclass__``), so no class
+can be left out, and two classes claiming one code fail at import.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+#: code -> class, filled by ``HakvError.__init_subclass__`` (read by ``from_wire``).
+_BY_CODE: dict[str, type[HakvError]] = {}
 
 
 class HakvError(Exception):
@@ -37,6 +47,17 @@ class HakvError(Exception):
     http_status: ClassVar[int] = 500
     exit_code: ClassVar[int] = 1
     retryable: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Register every class that declares its own ``code``: it is what the wire
+        carries, so it must map back to exactly this class."""
+        super().__init_subclass__(**kwargs)
+        if "code" in cls.__dict__:
+            taken = _BY_CODE.get(cls.code)
+            if taken is not None and taken.__qualname__ != cls.__qualname__:
+                raise TypeError(f"error code {cls.code!r} of {cls.__qualname__} is already "
+                                f"used by {taken.__qualname__}")
+            _BY_CODE[cls.code] = cls
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -132,24 +153,15 @@ class InternalError(HakvError):
     code = "internal"
 
 
-_BY_CODE: dict[str, type[HakvError]] = {
-    cls.code: cls
-    for cls in (
-        NoQuorumError,
-        NotLeaderError,
-        UnavailableError,
-        OutcomeUnknownError,
-        BadRequestError,
-        RequestTooLargeError,
-        UnknownGroupError,
-        NotFoundError,
-        ConflictError,
-        RequestExpiredError,
-        TopologyError,
-        DataDirError,
-        InternalError,
-    )
-}
+class FatalError(Exception):
+    """A failure the node cannot answer for: it must stop (crash-stop) rather than go on
+    with state that may differ from its replicas'. Never sent on the wire."""
+
+
+class StorageFailure(FatalError):
+    """LMDB, or the disk under it, failed (full map, I/O error, out of memory while
+    applying). The raft thread crash-stops the node; on restart the Raft log replays the
+    entry. Apply raises only this (hakv.storage.store)."""
 
 
 def from_wire(body: dict[str, Any]) -> HakvError:

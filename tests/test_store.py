@@ -390,6 +390,28 @@ def test_map_grows_between_batches(tmp_path: Path) -> None:
         assert store.key_count() == 100
 
 
+@pytest.mark.parametrize("failure", [MemoryError(), OSError(5, "Input/output error"),
+                                     RecursionError("maximum recursion depth exceeded")])
+def test_an_environmental_failure_mid_command_crash_stops_instead_of_answering(
+    log: Log, store: GroupStore, monkeypatch: pytest.MonkeyPatch, failure: BaseException
+) -> None:
+    """Another replica (or this one after a restart) may apply the entry fine: an error
+    result here would make this replica differ, so apply raises StorageFailure (the raft
+    thread crash-stops the node) and records nothing of the batch."""
+    log.put("b", "1")
+
+    def failing_delete(*args: Any) -> None:
+        raise failure
+
+    monkeypatch.setattr(store, "_delete", failing_delete)
+    with pytest.raises(StorageFailure, match=type(failure).__name__):
+        log.txn([], [{"op": "put", "key": "a", "value": "x"}, {"op": "delete", "key": "b"}])
+    assert store.applied_index() == 0  # the open batch was discarded: the log replays it
+    monkeypatch.undo()
+    store.abort()
+    assert store.get("a") is None
+
+
 def test_storage_failure_raises(tmp_path: Path) -> None:
     with GroupStore(tmp_path / "small", GROUP, map_size=256 * 1024) as store:
         log = Log(store)

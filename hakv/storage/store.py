@@ -12,7 +12,14 @@ environment (a directory) per group with five named databases:
 Writes are batched: :meth:`GroupStore.apply` runs each log entry in a nested transaction
 of one open write transaction and records ``applied_index`` in it; :meth:`commit` makes the
 whole batch durable with one fsync. Apply never raises for a bad command (pysyncobj would
-retry a raising apply forever); only a real LMDB failure raises :class:`StorageFailure`.
+retry a raising apply forever). Apply tells two kinds of failure apart:
+
+- a **deterministic rejection** (the command is invalid, a compare fails, or hakv has a
+  bug that any replica would hit the same way on the same entry and state): an error
+  result, recorded like any result, identical on every replica;
+- an **environmental failure** (LMDB or the disk failed, memory ran out, the stack
+  overflowed: ``_ENVIRONMENTAL``): :class:`~hakv.errors.StorageFailure`, on which the node
+  crash-stops; the Raft log replays the entry when it restarts.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from hakv.errors import (
     HakvError,
     InternalError,
     RequestExpiredError,
+    StorageFailure,
 )
 
 log = logging.getLogger(__name__)
@@ -75,8 +83,10 @@ _CORRUPT = (
 KV = dict[str, Any]
 
 
-class StorageFailure(Exception):
-    """LMDB itself failed (disk full, I/O error, corruption at runtime): crash-stop the node."""
+#: Failures of the machine, not of the command: the same entry may apply fine on another
+#: replica, or here after a restart. Apply turns them into a crash-stop (StorageFailure)
+#: instead of an error result, which would make this replica's state differ from the others'.
+_ENVIRONMENTAL = (lmdb.Error, MemoryError, OSError, RecursionError)
 
 
 # --- kv tree -----------------------------------------------------------------------------
@@ -465,18 +475,22 @@ class GroupStore:
                 txn = self._env.begin(write=True, parent=batch)
                 try:
                     result = self._apply(txn, index, payload)
-                except lmdb.Error:
+                except _ENVIRONMENTAL:
                     txn.abort()
                     raise
-                except Exception as exc:  # a bug: keep every replica alive and identical
+                except HakvError as exc:  # a rejection that escaped _apply's own handling
                     txn.abort()
-                    log.exception("applying entry %d of group %s failed", index, self.group_id)
+                    result = _err(exc)
+                except Exception as exc:  # a bug, deterministic: every replica gets the same
+                    txn.abort()
+                    log.exception("BUG: applying entry %d of group %s failed", index,
+                                  self.group_id)
                     result = _err(InternalError(f"applying the command failed: {exc!r}"))
                 else:
                     txn.commit()
                 _meta_set(batch, self._meta, b"applied_index", index)
                 return result
-            except lmdb.Error as exc:
+            except _ENVIRONMENTAL as exc:
                 self.abort()
                 raise StorageFailure(
                     f"applying entry {index} to {self.path} failed: {type(exc).__name__}: {exc}"
