@@ -73,8 +73,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from hakv.core.config import type_name
 from hakv.core.ha import HaTuning
-from hakv.core.tomlcheck import type_name
 from hakv.core.topology import RaftTuning, Topology, load_topology
 from hakv.errors import ConfigError, HakvError
 

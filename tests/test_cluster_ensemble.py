@@ -83,7 +83,7 @@ def _cluster_statuses(cluster: LocalCluster, node: str) -> dict[str, Any]:
 def test_start_ups_are_not_cluster_records(five: LocalCluster) -> None:
     """Every node owns a group, so its "up" status lives in its groups only: the cluster
     ensemble gets no entry per node at start-up (that cost N x 2(N-1) messages, the
-    patent's N^2, docs/placement.md). Failures and reintegrations are cluster records:
+    patent's N^2, docs/replication.md). Failures and reintegrations are cluster records:
     see test_losing_read_only_followers_does_not_touch_the_cluster_quorum."""
     wait_for(lambda: all(leader_of(five.endpoints(), g) for g in GROUPS), 20,
              what="a leader in every group")

@@ -131,6 +131,17 @@ def test_the_fallback_window(window: str | None, at: str, inside: bool) -> None:
     assert ha.in_window(window, h * 60 + m) is inside
 
 
+@pytest.mark.parametrize(("window", "words"), [
+    ("22:00", 'expected "HH:MM-HH:MM"'),
+    ("24:00-06:00", "24:00 is not a time of day"),
+    ("06:00-06:00", "the window is empty"),
+])
+def test_a_bad_window_is_a_config_error_naming_the_rule(window: str, words: str) -> None:
+    with pytest.raises(TopologyError, match=words) as caught:
+        ha.parse_window(window)
+    assert caught.value.details["rule"] == "group_fallback_window"
+
+
 QUORUM = [
     # (owners, up, quorum?) -- patent Fig. 4 and the restart scenario
     (("202", "208", "214"), ("202", "208"), True),  # 220 with 202 and 208 up

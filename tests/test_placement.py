@@ -13,7 +13,6 @@ import pytest
 
 from hakv.core.explain import explain_group, explain_node, failure_effects
 from hakv.core.replication import (
-    CLUSTER_ENSEMBLE,
     ClusterCopy,
     ClusterRecord,
     GroupRecord,
@@ -26,13 +25,13 @@ from hakv.core.replication import (
     main,
     messages_per_write,
     messages_per_write_full,
-    placement,
     records_on,
+    replication_of,
     replication_set,
     startup_messages,
     write_messages,
 )
-from hakv.core.topology import Topology, load_topology
+from hakv.core.topology import CLUSTER_GROUP, Topology, load_topology
 from hakv.errors import TopologyError, UnknownGroupError
 
 NINE = Path(__file__).resolve().parents[1] / "examples" / "nine-node.toml"
@@ -101,20 +100,20 @@ def test_cluster_records_are_replicated_on_every_node(nine: Topology) -> None:
         (GroupRecord("226"), ("226",), ClusterCopy.NONE),
         (NodeStatusRecord("202"), ("220",), ClusterCopy.ALSO),
         (NodeStatusRecord("208"), ("220", "226"), ClusterCopy.ALSO),
-        (ClusterRecord("networks"), (CLUSTER_ENSEMBLE,), ClusterCopy.ONLY),
+        (ClusterRecord("networks"), (CLUSTER_GROUP,), ClusterCopy.ONLY),
     ],
     ids=["group-226", "status-202", "status-208", "cluster"],
 )
 def test_each_record_is_carried_by_its_ensembles(
     nine: Topology, record: GroupRecord, ensembles: tuple[str, ...], cluster: ClusterCopy
 ) -> None:
-    got = placement(nine, record)
+    got = replication_of(nine, record)
     assert (got.ensembles, got.cluster) == (ensembles, cluster)
 
 
 def test_the_owners_of_a_nodes_status_ensembles_are_exactly_its_sphere(nine: Topology) -> None:
     for node in nine.node_ids:
-        got = placement(nine, NodeStatusRecord(node))
+        got = replication_of(nine, NodeStatusRecord(node))
         owners = {o for gid in got.ensembles for o in nine.group(gid).owners}
         assert owners == got.nodes, node
 
@@ -239,11 +238,13 @@ def test_comparison_table_has_a_row_per_m_and_n() -> None:
     assert "| 3 | 1,000 | 4 | 1,998 | 499.5× | 4,000 | 1,998,000 |" in rows
 
 
-def test_python_m_hakv_placement_prints_the_nine_node_placement(
+def test_python_m_hakv_core_replication_prints_the_nine_node_replication(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main([str(NINE)]) == 0
     out = capsys.readouterr().out
+    assert main([]) == 0  # the nine-node example is the default
+    assert capsys.readouterr().out == out
     assert "208: 202 208 210 212 214" in out
     assert "208: groups 220 226; node status of 202 208 210 212 214" in out
     assert comparison_table() in out
@@ -336,7 +337,10 @@ def test_messages_per_write_is_what_hakv_raft_sends(
     """
     import time
 
-    from hakv.raft.host import GroupMember, MuxTransport, NodeListener, RaftHost, RaftSettings
+    from hakv.raft.host import RaftHost
+    from hakv.raft.member import GroupMember
+    from hakv.raft.settings import RaftSettings
+    from hakv.raft.wire import MuxTransport, NodeListener
     from tests.support import MemoryMachine, free_ports
 
     sent: list[str] = []

@@ -1,4 +1,7 @@
-"""Placement: which records each node must store (invariant I1), and what a write costs.
+"""Replication: which records each node must store (invariant I1), and what a write costs.
+
+("Placement" is where a group's *app* runs: hakv.core.ha.Placement. Here it is where
+*records* live.)
 
 Three kinds of record, three rules (DESIGN.md "The idea" 1-3; patent Figs. 2A-2H)::
 
@@ -11,9 +14,9 @@ Three kinds of record, three rules (DESIGN.md "The idea" 1-3; patent Figs. 2A-2H
                                (voters store it, the others follow it read-only)
 
 Nothing here reads a file, a clock or a socket: a :class:`~hakv.core.topology.Topology` in,
-frozen answers out. ``python -m hakv.core.replication [TOPOLOGY]`` prints the placement of a
-topology (default: the nine-node example) and the messages-per-write comparison table of
-docs/placement.md.
+frozen answers out. ``python -m hakv.core.replication [TOPOLOGY]`` prints where the records
+of a topology (default: the nine-node example) are replicated and the messages-per-write
+comparison table of docs/replication.md.
 
 Message counts are counted from hakv.raft.host's code and checked by a measurement (see
 :func:`write_messages`): they are what hakv sends, not a textbook figure.
@@ -23,22 +26,21 @@ from __future__ import annotations
 
 import enum
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from hakv.core.topology import CLUSTER_GROUP, Topology
+from hakv.core.topology import CLUSTER_GROUP, Topology, file_order
 
 __all__ = [
-    "CLUSTER_ENSEMBLE",
     "ClusterCopy",
     "ClusterRecord",
     "GroupRecord",
     "NodeRecords",
     "NodeStatusRecord",
-    "Placement",
     "Record",
+    "Replication",
     "StartupMessages",
     "WriteMessages",
     "cluster_startup_messages",
@@ -46,18 +48,20 @@ __all__ = [
     "comparison_table",
     "messages_per_write",
     "messages_per_write_full",
-    "placement",
     "records_on",
+    "replication_of",
     "replication_set",
     "startup_messages",
     "write_messages",
 ]
 
-CLUSTER_ENSEMBLE = CLUSTER_GROUP
-"""The cluster ensemble's id (``_cluster``) wherever ensembles are listed next to group ids;
-the ``_`` prefix is reserved, so it never clashes with a group id."""
-
 EXAMPLE = "examples/nine-node.toml"
+"""The default topology of ``python -m``, relative to the repository (see :func:`example`)."""
+
+
+def example() -> str:
+    """The path of :data:`EXAMPLE` in this checkout (hakv/core/ is two levels down)."""
+    return str(Path(__file__).resolve().parents[2] / EXAMPLE)
 
 
 # --------------------------------------------------------------------------- records
@@ -80,7 +84,7 @@ class NodeStatusRecord:
 @dataclass(frozen=True)
 class ClusterRecord:
     """A cluster-level record: a node added or removed, a node's failure or reintegration,
-    a network, a group definition. ``name`` only labels it; placement is the same for all."""
+    a network, a group definition. ``name`` only labels it; all are replicated alike."""
 
     name: str
 
@@ -102,11 +106,13 @@ class ClusterCopy(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Placement:
+class Replication:
     """Where one record is replicated, and through which ensembles.
 
     ``nodes`` is the replication set; ``ensembles`` lists the ensembles that carry it
-    (group ids in file order, or ``"_cluster"``: :data:`CLUSTER_ENSEMBLE`).
+    (group ids in file order, or the cluster ensemble's ``"_cluster"``, which is
+    hakv.core.topology.CLUSTER_GROUP: the ``_`` prefix is reserved, so it never clashes
+    with a group id).
     """
 
     record: Record
@@ -115,32 +121,26 @@ class Placement:
     cluster: ClusterCopy
 
 
-def _ordered(topology: Topology, nodes: Iterable[str]) -> tuple[str, ...]:
-    """Node ids in topology file order (unknown ids, if any, last and sorted)."""
-    wanted = set(nodes)
-    known = [n for n in topology.node_ids if n in wanted]
-    return tuple(known) + tuple(sorted(wanted - set(known)))
-
-
-def placement(topology: Topology, record: Record) -> Placement:
+def replication_of(topology: Topology, record: Record) -> Replication:
     """Where ``record`` is replicated (see the table in the module docstring).
 
-    Raises UnknownGroupError / TopologyError for a group or node not in the topology.
+    Raises UnknownGroupError / TopologyError for a group or node not in the topology (a
+    user's id), and TypeError for an argument that is not a Record (a caller bug).
 
     A node on no group has only itself in its sphere of influence and no group ensemble
     to carry its status: ``ensembles`` is then empty.
     """
     if isinstance(record, GroupRecord):
         spec = topology.group(record.group)
-        return Placement(record, frozenset(spec.owners), (spec.id,), ClusterCopy.NONE)
+        return Replication(record, frozenset(spec.owners), (spec.id,), ClusterCopy.NONE)
     if isinstance(record, NodeStatusRecord):
         groups = tuple(g.id for g in topology.groups_of(record.node))
-        return Placement(
+        return Replication(
             record, topology.sphere_of_influence(record.node), groups, ClusterCopy.ALSO
         )
     if isinstance(record, ClusterRecord):
-        return Placement(
-            record, frozenset(topology.node_ids), (CLUSTER_ENSEMBLE,), ClusterCopy.ONLY
+        return Replication(
+            record, frozenset(topology.node_ids), (CLUSTER_GROUP,), ClusterCopy.ONLY
         )
     raise TypeError(f"not a record: {record!r}")
 
@@ -150,10 +150,10 @@ def replication_set(topology: Topology, record: Record) -> frozenset[str]:
 
     - ``GroupRecord(g)``: the owners of g, and no other node.
     - ``NodeStatusRecord(x)``: the sphere of influence of x (``Topology.sphere_of_influence``);
-      see :func:`placement` for the cluster ensemble's share (``ClusterCopy.ALSO``).
+      see :func:`replication_of` for the cluster ensemble's share (``ClusterCopy.ALSO``).
     - ``ClusterRecord``: every node (voters store it, the others follow it read-only).
     """
-    return placement(topology, record).nodes
+    return replication_of(topology, record).nodes
 
 
 @dataclass(frozen=True)
@@ -249,6 +249,8 @@ class WriteMessages:
 
 
 def _positive(value: int, what: str) -> int:
+    """``value``, or ValueError: a caller bug (ensemble sizes come from a validated
+    topology, whose groups have at least two owners), never a user's input."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
     return value
@@ -336,7 +338,7 @@ def cluster_startup_messages_full(n_nodes: int) -> int:
 def comparison_table(
     owners: Sequence[int] = (3, 5), cluster_sizes: Sequence[int] = (9, 100, 1000)
 ) -> str:
-    """The messages-per-write table of docs/placement.md, as Markdown."""
+    """The messages-per-write table of docs/replication.md, as Markdown."""
     lines = [
         "| M owners | N nodes | per write, group of M | per write, one ensemble of N "
         "| full ÷ group | startup, groups of M | startup, full |",
@@ -352,8 +354,9 @@ def comparison_table(
     return "\n".join(lines)
 
 
-def placement_report(topology: Topology) -> str:
-    """Every group's and node's placement, as plain text (for ``python -m``)."""
+def replication_report(topology: Topology) -> str:
+    """Where every group's and node's records are replicated, as plain text (for
+    ``python -m``)."""
     lines = [f"cluster {topology.cluster}: {len(topology.node_ids)} nodes, "
              f"{len(topology.groups)} groups, cluster voters {' '.join(topology.cluster_voters)}"]
     lines.append("")
@@ -364,7 +367,7 @@ def placement_report(topology: Topology) -> str:
     lines.append("node status records (replicated on the sphere of influence):")
     for node in topology.node_ids:
         sphere = replication_set(topology, NodeStatusRecord(node))
-        lines.append(f"  {node:>6}: {' '.join(_ordered(topology, sphere))}")
+        lines.append(f"  {node:>6}: {' '.join(file_order(sphere, topology.node_ids))}")
     lines.append("")
     lines.append("what each node stores:")
     for node in topology.node_ids:
@@ -385,12 +388,12 @@ def placement_report(topology: Topology) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m hakv.core.replication [TOPOLOGY]``: placement report + comparison table."""
+    """``python -m hakv.core.replication [TOPOLOGY]``: replication report + comparison table."""
     from hakv.core.topology import load_topology  # I/O only here, never on import
 
     args = list(sys.argv[1:] if argv is None else argv)
-    path = args[0] if args else str(Path(__file__).resolve().parents[1] / EXAMPLE)
-    print(placement_report(load_topology(path)))
+    path = args[0] if args else example()
+    print(replication_report(load_topology(path)))
     print()
     print("messages per write (counted from hakv.raft.host; see WriteMessages):")
     print()

@@ -15,7 +15,7 @@
 Three kinds of change:
 
 - :class:`ClusterChange` (nodes added/removed/failed/reintegrated, groups defined/deleted,
-  networks) goes to ``("_cluster",)``, the cluster ensemble (``CLUSTER_ENSEMBLE``).
+  networks) goes to ``("_cluster",)``, the cluster ensemble (``CLUSTER_GROUP``).
 - :class:`GroupChange` (a group's config, status, key-value data) goes to the group's
   ensemble only. A ``placement`` change that names the node the group's app is placed on
   is an allocation on that node, and is routed like one (below).
@@ -39,7 +39,7 @@ connecting every pair of its groups. Nine-node example: 208 bridges 220-226, 210
 
 Targets are ordered: the origin first ("_cluster", the origin group, or for a node's own
 report its groups in file order), then forwarded groups in file order. Everything is pure;
-``python -m hakv.core.routing [TOPOLOGY]`` prints the routing table of docs/placement.md.
+``python -m hakv.core.routing [TOPOLOGY]`` prints the routing table of docs/replication.md.
 """
 
 from __future__ import annotations
@@ -48,11 +48,10 @@ import itertools
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, get_args
 
-from hakv.core.replication import CLUSTER_ENSEMBLE, EXAMPLE
-from hakv.core.topology import GroupSpec, Topology
+from hakv.core.replication import example
+from hakv.core.topology import CLUSTER_GROUP, GroupSpec, Topology
 from hakv.errors import BadRequestError
 
 __all__ = [
@@ -231,10 +230,11 @@ def route(topology: Topology, change: Change) -> Route:
     """The route of ``change`` (patent Fig. 3); see the module docstring for the rules.
 
     Raises TopologyError for an unknown node, UnknownGroupError for an unknown group and
-    BadRequestError for a group that does not list the node the change is about.
+    BadRequestError for a group that does not list the node the change is about; TypeError
+    for an argument that is not a Change (a caller bug).
     """
     if isinstance(change, ClusterChange):
-        return Route(change, (CLUSTER_ENSEMBLE,))
+        return Route(change, (CLUSTER_GROUP,))
     if isinstance(change, GroupChange):
         spec = topology.group(change.group)
         if change.kind == "placement" and change.node is not None:
@@ -292,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hakv.core.topology import load_topology  # I/O only here, never on import
 
     args = list(sys.argv[1:] if argv is None else argv)
-    path = args[0] if args else str(Path(__file__).resolve().parents[1] / EXAMPLE)
+    path = args[0] if args else example()
     print(format_routing_table(load_topology(path)))
     return 0
 

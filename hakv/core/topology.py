@@ -59,9 +59,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from hakv.core.ha import AppSpec, HaTuning, ha_toml_lines, parse_app, parse_fallback, parse_ha
+from hakv.core.config import check_keys, toml_str, toml_value, type_name
+from hakv.core.ha.spec import (
+    AppSpec,
+    HaTuning,
+    ha_toml_lines,
+    parse_app,
+    parse_fallback,
+    parse_ha,
+)
 from hakv.core.quorum import majority
-from hakv.core.tomlcheck import check_keys, type_name
 from hakv.errors import TopologyError, UnknownGroupError
 
 __all__ = [
@@ -72,6 +79,8 @@ __all__ = [
     "RaftTuning",
     "Topology",
     "default_voters",
+    "file_order",
+    "has_room",
     "load_topology",
     "parse_topology",
 ]
@@ -166,6 +175,25 @@ def default_voters(node_ids: Iterable[str]) -> tuple[str, ...]:
     return ids[: max(count, 0)]
 
 
+def has_room(capacity: int, held: int, load: int) -> bool:
+    """Whether a group may place ``load`` on a node of ``capacity`` while the other groups
+    hold ``held`` of it: the rule the node's bridge applies to every allocation (I7), and
+    that ``hakv explain`` applies to a failover."""
+    return held + load <= capacity
+
+
+def file_order(ids: Iterable[str], order: Iterable[str]) -> list[str]:
+    """``ids`` in the order of ``order`` (a topology's node or group ids: file order), then
+    the ids ``order`` lacks, sorted; each id once.
+
+    Linear (sets, not list lookups): at 10,000 nodes a list lookup per id took 0.4 s per
+    membership view, on every node at every cluster-record change.
+    """
+    wanted = set(ids)
+    known = [i for i in dict.fromkeys(order) if i in wanted]
+    return known + sorted(wanted.difference(known))
+
+
 # --------------------------------------------------------------------------- data
 
 
@@ -188,6 +216,10 @@ class NodeSpec:
     def api_address(self) -> str:
         """``host:api_port`` (IPv6 literals bracketed)."""
         return _join_host_port(self.host, self.api_port)
+
+    def fits(self, held: int, load: int) -> bool:
+        """:func:`has_room` on this node's capacity."""
+        return has_room(self.capacity, held, load)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -593,19 +625,19 @@ class Topology:
             "# hakv topology; see examples/nine-node.toml for the format",
             "",
             "[cluster]",
-            f"name = {_toml_str(self.cluster)}",
-            f"cluster_voters = {_toml_str_list(self.cluster_voters)}",
+            f"name = {toml_str(self.cluster)}",
+            f"cluster_voters = {toml_value(self.cluster_voters)}",
             "",
             "[raft]",
         ]
-        lines += [f"{key} = {_toml_float(getattr(self.raft, key))}" for key in _RAFT_KEYS]
+        lines += [f"{key} = {toml_value(float(getattr(self.raft, key)))}" for key in _RAFT_KEYS]
         lines += ["", *ha_toml_lines(self.ha)]
         for node in self.nodes:
             lines += [
                 "",
                 "[[nodes]]",
-                f"id = {_toml_str(node.id)}",
-                f"host = {_toml_str(node.host)}",
+                f"id = {toml_str(node.id)}",
+                f"host = {toml_str(node.host)}",
                 f"raft_port = {node.raft_port}",
                 f"api_port = {node.api_port}",
                 f"capacity = {node.capacity}",
@@ -614,51 +646,17 @@ class Topology:
             lines += [
                 "",
                 "[[groups]]",
-                f"id = {_toml_str(group.id)}",
-                f"owners = {_toml_str_list(group.owners)}",
+                f"id = {toml_str(group.id)}",
+                f"owners = {toml_value(group.owners)}",
                 f"load = {group.load}",
             ]
             if group.fallback != "stay":
-                lines.append(f"fallback = {_toml_str(group.fallback)}")
+                lines.append(f"fallback = {toml_str(group.fallback)}")
             if group.fallback_window is not None:
-                lines.append(f"fallback_window = {_toml_str(group.fallback_window)}")
+                lines.append(f"fallback_window = {toml_str(group.fallback_window)}")
             if group.app is not None:
                 lines += group.app.to_toml_lines("groups.app")
         return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------- TOML out
-
-_TOML_ESCAPES = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\b": "\\b",
-    "\t": "\\t",
-    "\n": "\\n",
-    "\f": "\\f",
-    "\r": "\\r",
-}
-
-
-def _toml_str(value: str) -> str:
-    out = []
-    for ch in value:
-        if ch in _TOML_ESCAPES:
-            out.append(_TOML_ESCAPES[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04X}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _toml_str_list(values: Iterable[str]) -> str:
-    return "[" + ", ".join(_toml_str(v) for v in values) + "]"
-
-
-def _toml_float(value: float) -> str:
-    # repr is the shortest round-tripping form, and valid TOML: "0.4", "1e-05", "inf", "nan"
-    return repr(float(value))
 
 
 # --------------------------------------------------------------------------- TOML in

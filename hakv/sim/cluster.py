@@ -21,9 +21,16 @@ from collections.abc import Sequence
 from typing import Literal
 
 from hakv.core.ha import AppSpec, HaTuning
-from hakv.core.replication import CLUSTER_ENSEMBLE, ClusterRecord, GroupRecord, replication_set
+from hakv.core.replication import ClusterRecord, GroupRecord, replication_set
 from hakv.core.routing import Change, NodeChange, route
-from hakv.core.topology import GroupSpec, NodeSpec, RaftTuning, Topology, default_voters
+from hakv.core.topology import (
+    CLUSTER_GROUP,
+    GroupSpec,
+    NodeSpec,
+    RaftTuning,
+    Topology,
+    default_voters,
+)
 from hakv.node.process import status_home
 from hakv.sim.model import Ensemble, Sim
 
@@ -90,7 +97,7 @@ class SimCluster:
             voters = topology.cluster_voters
             voting = set(voters)
             readonly = tuple(n for n in all_nodes if n not in voting)
-            self.all_nodes = Ensemble(sim, CLUSTER_ENSEMBLE, voters, readonly)
+            self.all_nodes = Ensemble(sim, CLUSTER_GROUP, voters, readonly)
         else:
             self.all_nodes = Ensemble(sim, FULL_ENSEMBLE, all_nodes)
         self.ensembles[self.all_nodes.name] = self.all_nodes
