@@ -74,6 +74,17 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.1, what: str = 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last_exc!r}")
 
 
+def holds(predicate: Any, seconds: float, interval: float = 0.1, what: str = "") -> None:
+    """Check that ``predicate`` stays true for ``seconds`` (a claim that something does
+    *not* happen needs a window), failing as soon as it is false."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert predicate(), f"no longer true: {what}"
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)
+
+
 def leader_of(endpoints: list[str], group: str) -> str | None:
     """Node id that a majority-connected member reports as the group's leader."""
     for ep in endpoints:

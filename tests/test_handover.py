@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from hakv.raft.host import GroupMember, NodeListener, RaftHost, RaftSettings
+from hakv.raft.host import RaftHost
+from hakv.raft.member import GroupMember
+from hakv.raft.settings import RaftSettings
+from hakv.raft.wire import NodeListener
 from tests.support import MemoryMachine, free_ports
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Regression tests for the pysyncobj hardening in hakv.raft.host (RAFT-NOTES.md "Safety" 1, 2).
+"""Regression tests for the pysyncobj hardening in hakv.raft.member (RAFT-NOTES.md "Safety" 1, 2).
 
 Each test drives a real pysyncobj member (real journal file on disk) with the messages a
 leader sends under pipelined load, and runs twice: with hakv's fixes, where nothing an
@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pysyncobj.node import TCPNode
 from pysyncobj.poller import createPoller
 
-from hakv.raft.host import GroupMember, NodeListener, RaftSettings, TCPNode
+from hakv.raft.member import GroupMember
+from hakv.raft.settings import RaftSettings
+from hakv.raft.wire import NodeListener
 
 LEADER = "127.0.0.1:9"  # never contacted: messages are fed in directly
 NO_OP = b"\x01"
@@ -312,19 +315,8 @@ def test_a_leader_that_lost_its_term_starts_its_waiting_reads_over(tmp_path: Pat
         assert not done.done() and member._read_batch == [done] and member.has_work()
 
 
-def test_an_unanswered_probe_is_sent_again_after_a_heartbeat_period(tmp_path: Path) -> None:
-    for member in _member(tmp_path, stock=False):
-        peer, sent = _reading_leader(member)
-        done = member.read_barrier()
-        member.start_read_barriers(b"barrier")
-        member.start_read_barriers(b"barrier")
-        assert len(sent) == 1  # not within the period
-        member._probe_sent_at -= 2 * member.settings.heartbeat_period
-        member.start_read_barriers(b"barrier")
-        assert [m["seq"] for m in sent] == [1, 2]
-        _probe_ack(member, peer, seq=2)  # an answer to the later probe confirms the read
-        member.start_read_barriers(b"barrier")
-        assert done.done()
+# Re-sending an unanswered probe every heartbeat period: tests/testdata/raft/readindex.txt
+# ("probes again"), on the tracker itself.
 
 
 def test_a_follower_answers_probes_of_its_own_term_only(tmp_path: Path) -> None:
@@ -443,4 +435,4 @@ def test_a_malformed_message_of_hakv_s_own_is_ignored(tmp_path: Path,
         member._SyncObj__raftCurrentTerm = 3
         sent = _capture_sends(member)
         member._SyncObj__onMessageReceived(TCPNode(LEADER), message)
-        assert sent == [] and member.raftCurrentTerm == 3 and not member._pre_vote_won
+        assert sent == [] and member.raftCurrentTerm == 3 and not member.pre_vote_won()

@@ -575,7 +575,7 @@ def test_main_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
 def test_constants_match_their_sources() -> None:
     from hakv.node import manager
     from hakv.node import process as node
-    from hakv.raft import host as raft
+    from hakv.raft import settings as raft
     from hakv.sim import model, scenarios
 
     # hakv.raft.host's and hakv.node.manager's constants are imported, not copied.

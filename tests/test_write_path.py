@@ -1,5 +1,5 @@
 """The write path's shortcuts: cheap wire framing, and the commit index told to followers
-only when one waits for it (docs/placement.md, "Messages per write")."""
+only when one waits for it (docs/replication.md, "Messages per write")."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from hakv.client.client import Client
 from hakv.dev.local import LocalCluster
-from hakv.raft.host import _WireZlib
+from hakv.raft.wire import _WireZlib, install
 from tests.support import group_cluster, leader_of
 
 NODES = ["w1", "w2", "w3"]
@@ -35,6 +35,7 @@ def test_small_messages_are_stored_not_deflated() -> None:
 
 
 def test_pysyncobj_frames_its_messages_with_the_cheap_framing() -> None:
+    install()  # what every RaftHost does first
     assert pysyncobj.tcp_connection.zlib is _WireZlib
 
 

@@ -49,14 +49,11 @@ from hakv.node.bridge import Bridge
 from hakv.node.manager import HA_OPS, Manager
 from hakv.node.reconciler import Reconciler, startup_view
 from hakv.node.supervisor import Supervisor
-from hakv.raft.host import (
-    Completion,
-    GroupMember,
-    NodeListener,
-    RaftHost,
-    RaftSettings,
-    commit_timed_out,
-)
+from hakv.raft.completion import Completion, commit_timed_out
+from hakv.raft.host import RaftHost
+from hakv.raft.member import GroupMember
+from hakv.raft.settings import RaftSettings
+from hakv.raft.wire import NodeListener
 from hakv.storage.machine import StoreMachine
 
 log = logging.getLogger("hakv.node.process")

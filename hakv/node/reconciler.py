@@ -25,7 +25,8 @@ from hakv.errors import ConfigError, HakvError, TopologyError
 
 if TYPE_CHECKING:
     from hakv.node.process import Node
-    from hakv.raft.host import Completion, GroupMember
+    from hakv.raft.completion import Completion
+    from hakv.raft.member import GroupMember
 
 from hakv.core.membership import (
     GROUPS,

@@ -57,7 +57,7 @@ from hakv.node.fence import EXIT_FENCED
 if TYPE_CHECKING:
     from hakv.core.topology import GroupSpec
     from hakv.node.process import Node
-    from hakv.raft.host import GroupMember
+    from hakv.raft.member import GroupMember
 
 log = logging.getLogger("hakv.node.supervisor")
 

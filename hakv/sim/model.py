@@ -102,7 +102,7 @@ from functools import partial
 from hakv.core.ha import HaTuning
 from hakv.core.quorum import has_quorum, majority
 from hakv.core.topology import HEARTBEAT_PERIOD, RaftTuning
-from hakv.raft.host import (
+from hakv.raft.settings import (
     CONNECTION_SILENCE,
     NODE_HEARTBEAT,
     PRE_VOTE_LEASE,

@@ -54,7 +54,7 @@ def _write_marker(path: str, boot_id: str, clean: bool) -> None:
 
 
 class StoreMachine:
-    """Adapts ``GroupStore`` to ``hakv.raft.host.StateMachine``."""
+    """Adapts ``GroupStore`` to ``hakv.raft.member.StateMachine``."""
 
     def __init__(self, group: str, directory: str) -> None:
         self.group = group
