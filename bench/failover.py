@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=1.0,
                         help="seconds of steady state before each kill")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--nodes-from", default=None, metavar="TREE",
+                        help="run the nodes of this hakv source tree (bench.ab: A/B)")
     args = parser.parse_args(argv)
     ha: dict[str, float] = {}
     if args.lease is not None:
@@ -153,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
     beats = base / "beats.txt"
-    cluster = LocalCluster(base / "run")
+    cluster = LocalCluster(base / "run", node_root=args.nodes_from)
     results = []
     try:
         cluster.up(topology(base, beats, ha, args.check_interval, raft), wait=60)

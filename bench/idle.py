@@ -17,6 +17,7 @@ has talked to would hide any cost that client connections leave behind (issue 12
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
@@ -33,11 +34,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--groups", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--nodes-from", default=None, metavar="TREE",
+                    help="run the nodes of this hakv source tree (bench.ab: A/B of two builds)")
+    ap.add_argument("--json", action="store_true", help="one JSON object: % of a core per node")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="hakv-idle-"))
     groups = {f"g{i:02d}": NODES for i in range(args.groups)}
     topo = write_topology(base, NODES, groups, cluster="idle")
-    cluster = LocalCluster(base / "run")
+    cluster = LocalCluster(base / "run", node_root=args.nodes_from)
     try:
         cluster.up(str(topo), wait=60)
         endpoints = cluster.endpoints()
@@ -54,6 +58,10 @@ def main() -> None:
         traffic = client_traffic(endpoints, next(iter(groups)), nodes=len(endpoints))
         time.sleep(2.0)
         after = cpu_percent(pids, args.seconds)
+        if args.json:
+            print(json.dumps({"settled": settled, "after_traffic": after,
+                              "traffic_errors": traffic["errors"]}))
+            return
         print(f"{args.groups} groups per node, 3 nodes, idle for {args.seconds:.0f}s, "
               f"before and after client traffic ({traffic['actions']} client actions on "
               f"{traffic['nodes']} nodes, {len(traffic['errors'])} failed)")

@@ -52,7 +52,7 @@ listen on) and each is checked free by binding it. The machine report
                  first endpoint is a cluster voter): 10 ``Client.put`` of one key
                  (``bench/scale-probe``, outside the records' prefixes, deleted after) in
                  the cluster ensemble ``_cluster`` (median: the bare write),
-                 ``hakv.client.admin.add_node`` (the ``hakv cluster add-node`` command: a
+                 ``client.admin.add_node`` (the ``hakv cluster add-node`` command: a
                  linearizable read of the cluster records and an epoch-guarded txn in the
                  cluster ensemble; a node record only, no process is started) and
                  ``remove_node``, 3 times each (median); ``create_group`` of a new group on
@@ -723,8 +723,6 @@ class Run:
     def cluster_writes(self) -> None:
         add, remove = [], []
         extra = pick_ports(6, avoid=[int(e.rsplit(":", 1)[1]) for e in self.endpoints])
-        from hakv.client import admin as membership
-
         with Client(self.endpoints, timeout=15.0) as c:
             puts = []
             for i in range(CLUSTER_PUTS):
@@ -737,18 +735,18 @@ class Run:
                 spec = NodeSpec(id=f"x{i}", host="127.0.0.1", raft_port=extra[2 * i],
                                 api_port=extra[2 * i + 1])
                 t0 = time.perf_counter()
-                membership.add_node(c, spec)
+                c.admin.add_node(spec)
                 add.append(time.perf_counter() - t0)
             for i in range(3):
                 t0 = time.perf_counter()
-                membership.remove_node(c, f"x{i}")
+                c.admin.remove_node(f"x{i}")
                 remove.append(time.perf_counter() - t0)
             self.r["add_node_ms"] = 1000 * statistics.median(add)
             self.r["remove_node_ms"] = 1000 * statistics.median(remove)
             owners = list(self.groups[self.written])
             new = "scale-new"
             t0 = time.perf_counter()
-            membership.create_group(c, new, owners)
+            c.admin.create_group(new, owners)
             created = time.perf_counter()
             self.r["create_group_ms"] = 1000 * (created - t0)
             owner_eps = [self.endpoint[o] for o in owners]
@@ -763,7 +761,7 @@ class Run:
             else:
                 self.errors.append(f"cluster: group {new} had no leader 30 s after create")
             t0 = time.perf_counter()
-            membership.delete_group(c, new)
+            c.admin.delete_group(new)
             self.r["delete_group_ms"] = 1000 * (time.perf_counter() - t0)
         self.say(f"cluster-level writes: record put {_fmt(self.r.get('cluster_put_ms'), 1)} ms, "
                  f"add-node record {_fmt(self.r.get('add_node_ms'), 1)} ms, "

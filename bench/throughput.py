@@ -20,6 +20,7 @@ p50 and the ratio hakv/etcd (bench/etcd.py).
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import shutil
 import statistics
@@ -28,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from bench.etcd import EtcdClient, EtcdCluster, EtcdMissing, etcd_binary
 from bench.machine import describe
@@ -156,14 +157,19 @@ def main() -> None:
                     help="also measure a 3-member etcd 3.4 here, alternating with hakv "
                          "(auto: when an etcd binary is installed)")
     ap.add_argument("--dir", default=None)
+    ap.add_argument("--nodes-from", default=None, metavar="TREE",
+                    help="run the nodes of this hakv source tree (bench.ab: A/B of two builds)")
+    ap.add_argument("--json", action="store_true", help="one JSON object: the cells")
     args = ap.parse_args()
     base = Path(args.dir or tempfile.mkdtemp(prefix="hakv-bench-"))
     if base.exists() and args.dir:
         shutil.rmtree(base / "run", ignore_errors=True)
     base.mkdir(parents=True, exist_ok=True)
     topo = write_topology(base, ["b1", "b2", "b3"], {GROUP: ["b1", "b2", "b3"]}, cluster="bench")
-    cluster = LocalCluster(base / "run")
+    cluster = LocalCluster(base / "run", node_root=args.nodes_from)
     etcd = None
+    cells: list[dict[str, Any]] = []
+    say = (lambda *a, **k: None) if args.json else print
     if args.etcd != "no":
         try:
             etcd_binary()
@@ -171,7 +177,7 @@ def main() -> None:
         except EtcdMissing as exc:
             if args.etcd == "yes":
                 raise SystemExit(str(exc)) from None
-            print(f"not comparing with etcd: {exc}")
+            say(f"not comparing with etcd: {exc}")
     cluster.up(str(topo), wait=30)
     try:
         endpoints = cluster.endpoints()
@@ -186,8 +192,8 @@ def main() -> None:
             assert etcd_leader is not None
             systems.append(("etcd", [etcd_leader]))
         repeat = max(1, args.repeat)
-        print(describe(str(base)))
-        print(f"3-node group on 127.0.0.1, {args.seconds:.0f}s per cell, 100-byte values, "
+        say(describe(str(base)))
+        say(f"3-node group on 127.0.0.1, {args.seconds:.0f}s per cell, 100-byte values, "
               f"{args.procs} load process(es)"
               + (f", median of {repeat} runs per cell" if repeat > 1 else "")
               + (", etcd 3.4 (3 members, JSON gateway) measured in alternation"
@@ -197,7 +203,7 @@ def main() -> None:
             header += f"{'range':>12}"
         if etcd is not None:
             header += f"{'etcd ops/s':>12}{'etcd p50':>10}{'hakv/etcd':>11}"
-        print(header)
+        say(header)
         for op, label in (("put", "durable write (put)"), ("get", "linearizable read (get)")):
             for n in [int(c) for c in args.clients.split(",")]:
                 runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in systems}
@@ -205,6 +211,7 @@ def main() -> None:
                     for name, eps in systems:
                         runs[name].append(measure(name, eps, op, n, args.seconds, args.procs))
                 r, spread = _median_run(runs["hakv"])
+                cells.append({"op": op, "clients": n, **r})
                 line = f"{label:<26}{n:>8}{r['ops_per_s']:>10.0f}{r['p50_ms']:>9.2f}" \
                        f"{r['p99_ms']:>9.2f}"
                 if repeat > 1:
@@ -213,7 +220,9 @@ def main() -> None:
                     e, _ = _median_run(runs["etcd"])
                     line += f"{e['ops_per_s']:>12.0f}{e['p50_ms']:>10.2f}" \
                             f"{r['ops_per_s'] / e['ops_per_s']:>10.0%}"
-                print(line, flush=True)
+                say(line, flush=True)
+        if args.json:
+            print(json.dumps({"cells": cells}))
     finally:
         cluster.down()
         if etcd is not None:

@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from hakv import errors
-from hakv.cli.root import cli, render_table
+from hakv.cli import cli
+from hakv.cli.render import render_table
 from tests.test_client import KV, Reply, ScriptedServer, err, ok, refused_endpoint
 
 
@@ -463,3 +464,99 @@ def test_explain_group_names_its_owners_and_quorum() -> None:
 def test_explain_without_a_topology_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HAKV_TOPOLOGY", raising=False)
     assert_error(run("explain", "group", "226"), 7, "config")
+
+
+# --------------------------------------------------------------------------- HA commands
+
+
+PLACED = {"node": "n1", "state": "running", "token": 3, "renewals": 5, "reason": "first owner",
+          "time": 0.0, "index": 12, "renewed_at": 0.0, "restarts": 0, "maintenance": False,
+          "target": None, "failed_on": []}
+
+
+def ha_script(path: str, body: dict[str, Any]) -> Reply:
+    """g1 has quorum and an app on n1; g2 has no quorum (answers from n2's local copy)."""
+    if path == "/v1/status":
+        return ok(node="n1", groups={g: {"owners": ["n1", "n2"], "role": "leader",
+                                         "quorum": True} for g in ("g1", "g2", "_cluster")})
+    local = body.get("serializable", False)
+    if body.get("group") == "g2" and not local and path != "/v1/ha":
+        return err("no_quorum")
+    if path == "/v1/placement":
+        return ok(group=body["group"], node="n2" if local else "n1", owners=["n1", "n2"],
+                  placement={**PLACED, "maintenance": local}, node_status={}, leader="n1",
+                  quorum=not local, app={"start": ["true"]}, fallback="stay",
+                  fallback_window=None, ha={}, local=None, decision=None)
+    if path == "/v1/events":
+        time = {"g1": 20.0, "g2": 10.0}[body["group"]]
+        return ok(group=body["group"], node="n2", events=[
+            {"kind": "placement", "time": time, "index": 4, "action": "start", "node": "n1",
+             "state": "starting", "token": 1, "reason": "first owner"}])
+    target = body.get("target")
+    applied = body.get("action") != "maintenance" or body.get("on") is True
+    return ok(group=body["group"], applied=applied,
+              placement={**PLACED, "target": None if target == "n1" else target})
+
+
+def test_ha_commands_print_through_client_admin() -> None:
+    with ScriptedServer(ha_script) as srv:
+        def out(*args: str) -> str:
+            result = run("--endpoints", srv.endpoint, "--timeout", "0.3", *args)
+            assert result.exit_code == 0, result.stderr
+            return result.stdout
+
+        table = out("group", "placement").splitlines()
+        assert table[0].split() == ["GROUP", "APP", "NODE", "STATE", "TOKEN", "SINCE", "REASON"]
+        assert table[1].split() == ["g1", "yes", "n1", "running", "3", "-", "first", "owner"]
+        assert "running (maintenance)" in table[2]
+        views = json.loads(out("group", "placement", "--json"))
+        assert [(v["group"], v["local_view"]) for v in views] == [("g1", False), ("g2", True)]
+        assert json.loads(out("group", "placement", "g1", "--json"))["placement"] == PLACED
+        assert out("group", "move", "g1", "--to", "n1") == \
+            "group g1: the app already runs on n1\n"
+        assert "the app stops on n1 and starts on n2" in out("group", "move", "g1", "--to", "n2")
+        assert out("group", "maintenance", "g1", "off") == \
+            "group g1: maintenance already off\n"
+        assert "maintenance on; hakv neither checks" in out("group", "maintenance", "g1", "on")
+        assert "failures forgotten" in out("group", "cleanup", "g1")
+        events = out("events").splitlines()
+        assert [line.split()[2] for line in events[1:]] == ["g2", "g1"]  # oldest first
+        assert json.loads(out("events", "--json"))[0]["local_view_of"] == "n2"
+        assert out("explain", "placement", "g2").rstrip().endswith(
+            "(The group has no quorum: this is node n2's local copy of its records.)")
+    assert not any("serializable" in s.body for s in srv.seen if s.path == "/v1/ha")
+
+
+def test_nodes_not_ready_prints_their_log_tails_before_the_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hakv.dev.local import LocalCluster, NodesNotReadyError
+
+    def up(self: LocalCluster, topology: str, wait: float = 30.0) -> dict[str, int]:
+        raise NodesNotReadyError("n2 did not answer", {"n2": "boom\nlast line"})
+
+    monkeypatch.setattr(LocalCluster, "up", up)
+    topo = write_topology(tmp_path / "t.toml", [free_port(), free_port()])
+    result = run("local", "up", "--topology", str(topo), "--dir", str(tmp_path / "run"))
+    assert result.exit_code == 3
+    assert result.stderr.splitlines() == [
+        "--- last lines of node n2's log ---", "boom", "last line",
+        "hakv: error: unavailable: n2 did not answer"]
+
+
+def test_command_families_import_only_render_options_and_the_library() -> None:
+    """hakv/cli/__init__.py imports the families; a family never imports the root group
+    or another family (docs/architecture.md, the cli layer)."""
+    import ast
+
+    cli_dir = Path(__file__).parent.parent / "hakv" / "cli"
+    allowed = {"hakv.cli._options", "hakv.cli.render"}
+    for path in sorted(cli_dir.glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                if name == "hakv.cli" or name.startswith("hakv.cli."):
+                    assert name in allowed, f"{path.name} imports {name}"

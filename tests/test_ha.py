@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from chaos.checkers.single_runner import check_heartbeats, parse_heartbeat_file
-from hakv.cli.root import cli
+from hakv.cli import cli
 from hakv.dev.local import LocalCluster
 from tests.support import free_ports, post, wait_for
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from hakv.cli.root import cli
+from hakv.cli import cli
 from hakv.client.client import Client
 from hakv.core.topology import CLUSTER_GROUP
 from hakv.dev.local import LocalCluster

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from hakv import errors
-from hakv.cli.root import cli
-from hakv.client.admin import add_node, create_group, read_records
+from hakv.cli import cli
+from hakv.client.admin import read_records
 from hakv.client.client import Client
 from hakv.core.membership import (
     EPOCH_KEY,
@@ -434,15 +434,15 @@ def test_concurrent_operators_do_not_clobber_each_other(four: LocalCluster) -> N
         return list(outcomes)
 
     first, second = race(
-        *(lambda c, i=i: add_node(c, NodeSpec("e", "127.0.0.1", ports[2 * i],
-                                              ports[2 * i + 1]))
+        *(lambda c, i=i: c.admin.add_node(NodeSpec("e", "127.0.0.1", ports[2 * i],
+                                                    ports[2 * i + 1]))
           for i in range(2)))
     errs = [o for o in (first, second) if isinstance(o, errors.HakvError)]
     assert len(errs) == 1 and isinstance(errs[0], errors.ConflictError), (first, second)
     assert "already exists" in errs[0].message
     # Different changes at once: both apply, serialized by the epoch.
-    made = race(lambda c: create_group(c, "g2", ["a", "b"]),
-                lambda c: create_group(c, "g3", ["c", "d"]))
+    made = race(lambda c: c.admin.create_group("g2", ["a", "b"]),
+                lambda c: c.admin.create_group("g3", ["c", "d"]))
     assert sorted(m["epoch"] for m in made) == [2, 3], made
     shown = _show(lc)
     assert [g["id"] for g in shown["groups"]] == ["g1", "g2", "g3"]

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import hakv
-from hakv.cli.root import fail_line, render_status, render_table
+from hakv.cli.render import fail_line, render_status, render_table
 from hakv.core.topology import Topology, load_topology
-from hakv.dev.local import LocalCluster
+from hakv.dev.local import LocalCluster, NodesNotReadyError
 from hakv.errors import DataDirError, HakvError, InternalError
 from hakv.storage.inspect import inspect_data_dir
 
@@ -183,10 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args.dir, args.topology)
     except HakvError as err:
-        tails = getattr(err, "tails", None)
-        if isinstance(tails, dict):
-            for node, tail in tails.items():
-                print(f"--- last lines of node {node}'s log ---\n{tail}", file=sys.stderr)
+        if isinstance(err, NodesNotReadyError) and err.tails:
+            print(err.log_tails(), file=sys.stderr)
         print(fail_line(err.code, err.message), file=sys.stderr)
         return err.exit_code
 

@@ -1,31 +1,42 @@
-"""The client library: ``hakv.Client`` for applications, ``hakv.client.admin`` for
-operators (membership and HA changes)."""
+"""The client library: ``hakv.Client`` for applications, ``client.admin``
+(:class:`~hakv.client.admin.Admin`) for operators (membership and HA changes).
 
+Layering inside the package (imports point down): ``client`` (Client: endpoints, retry
+policy, failover) > ``admin`` (operator operations over a Client) > ``txn`` (Compare, Op)
+and ``results`` (typed answers) > ``connection`` (one HTTP/1.1 connection; also used by
+nodes talking to each other).
+"""
+
+from hakv.client.admin import Admin, HaActionResult, PlacementView
 from hakv.client.client import (
     ENDPOINTS_ENV,
     Client,
-    Compare,
-    DeleteResult,
-    GetResult,
-    KeyValue,
-    Op,
-    PutResult,
-    RangeResult,
-    TxnResult,
     endpoints_from_env,
     merge_status,
     parse_endpoints,
     probe,
 )
+from hakv.client.results import (
+    DeleteResult,
+    GetResult,
+    KeyValue,
+    PutResult,
+    RangeResult,
+    TxnResult,
+)
+from hakv.client.txn import Compare, Op
 
 __all__ = [
     "ENDPOINTS_ENV",
+    "Admin",
     "Client",
     "Compare",
     "DeleteResult",
     "GetResult",
+    "HaActionResult",
     "KeyValue",
     "Op",
+    "PlacementView",
     "PutResult",
     "RangeResult",
     "TxnResult",

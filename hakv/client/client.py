@@ -2,7 +2,7 @@
 
 ::
 
-    from hakv.client.client import Client, Compare, Op
+    from hakv.client import Client, Compare, Op
 
     with Client("127.0.0.1:8202,127.0.0.1:8208") as c:
         c.put("220", "color", "blue")
@@ -26,6 +26,9 @@ Retries and failover (one policy for every call):
 - permanent errors (``not_found``, ``conflict``, ``bad_request`` ...) are raised at once;
   a malformed answer is an :class:`~hakv.errors.InternalError` naming the endpoint.
 
+Operators reach the membership and HA operations as ``client.admin``
+(:class:`hakv.client.admin.Admin`): ``c.admin.show()``, ``c.admin.move("220", "208")`` ...
+
 Connections: HTTP/1.1 keep-alive, one connection per endpoint per thread (a ``Client`` may
 be shared between threads), TCP_NODELAY, and each request goes out in one ``send`` (headers
 and body together), so neither Nagle nor delayed ACKs add latency.
@@ -42,10 +45,10 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
+from hakv.client.admin import Admin
 from hakv.client.connection import (
     CONNECT_TIMEOUT_MAX,
     ConnectFailed,
@@ -57,8 +60,18 @@ from hakv.client.connection import (
     probe,
     split_endpoint,
 )
+from hakv.client.results import (
+    DeleteResult,
+    GetResult,
+    KeyValue,
+    PutResult,
+    RangeResult,
+    TxnResult,
+    parse,
+    want,
+)
+from hakv.client.txn import Compare, Op
 from hakv.errors import (
-    BadRequestError,
     ConfigError,
     HakvError,
     InternalError,
@@ -119,244 +132,6 @@ def parse_endpoints(endpoints: Sequence[str] | str) -> list[str]:
 def endpoints_from_env() -> list[str]:
     """The endpoints listed in ``$HAKV_ENDPOINTS`` (comma-separated), or an empty list."""
     return parse_endpoints(os.environ.get(ENDPOINTS_ENV, ""))
-
-
-# --------------------------------------------------------------------------- results
-
-
-def _want(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
-    """``body[key]`` checked against ``kind``; a missing or mistyped field is a protocol
-    error (KeyError/TypeError), turned into InternalError by the caller."""
-    value = body[key]
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"field {key!r} should be an integer, got {value!r}")
-    elif not isinstance(value, kind):
-        raise TypeError(f"field {key!r} has the wrong type: {value!r}")
-    return value
-
-
-@dataclass(frozen=True)
-class KeyValue:
-    """One key with its value and revisions (docs/api.md "Records")."""
-
-    key: str
-    value: str
-    create_revision: int
-    mod_revision: int
-    version: int
-
-    @classmethod
-    def from_wire(cls, body: Any) -> KeyValue:
-        if not isinstance(body, Mapping):
-            raise TypeError(f"a kv record should be an object, got {body!r}")
-        return cls(
-            key=_want(body, "key", str),
-            value=_want(body, "value", str),
-            create_revision=_want(body, "create_revision", int),
-            mod_revision=_want(body, "mod_revision", int),
-            version=_want(body, "version", int),
-        )
-
-    @classmethod
-    def from_wire_or_none(cls, body: Any) -> KeyValue | None:
-        return None if body is None else cls.from_wire(body)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "value": self.value,
-            "create_revision": self.create_revision,
-            "mod_revision": self.mod_revision,
-            "version": self.version,
-        }
-
-
-def _kv_dict(kv: KeyValue | None) -> dict[str, Any] | None:
-    return None if kv is None else kv.to_dict()
-
-
-@dataclass(frozen=True)
-class PutResult:
-    """``revision``: the group revision of this write; ``prev``: the record it replaced."""
-
-    revision: int
-    prev: KeyValue | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"revision": self.revision, "prev": _kv_dict(self.prev)}
-
-
-@dataclass(frozen=True)
-class DeleteResult:
-    """``deleted``: 1 if the key existed, else 0 (and ``revision`` did not move)."""
-
-    revision: int
-    deleted: int
-    prev: KeyValue | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"revision": self.revision, "deleted": self.deleted, "prev": _kv_dict(self.prev)}
-
-
-@dataclass(frozen=True)
-class GetResult:
-    """The answer of a ``get`` operation inside a transaction (``kv`` is None if absent)."""
-
-    kv: KeyValue | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kv": _kv_dict(self.kv)}
-
-
-@dataclass(frozen=True)
-class RangeResult:
-    """Keys sorted by key; ``more``: the limit cut the answer short."""
-
-    kvs: list[KeyValue]
-    more: bool
-    revision: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kvs": [kv.to_dict() for kv in self.kvs],
-            "more": self.more,
-            "revision": self.revision,
-        }
-
-
-@dataclass(frozen=True)
-class TxnResult:
-    """``results``: one per operation of the branch that ran, typed by operation."""
-
-    succeeded: bool
-    revision: int
-    results: list[PutResult | DeleteResult | GetResult]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "succeeded": self.succeeded,
-            "revision": self.revision,
-            "results": [r.to_dict() for r in self.results],
-        }
-
-
-# --------------------------------------------------------------------------- txn builders
-
-CompareTarget = Literal["value", "version", "mod_revision", "create_revision"]
-CompareOp = Literal["==", "!=", "<", ">"]
-_TARGETS = ("value", "version", "mod_revision", "create_revision")
-_COMPARE_OPS = ("==", "!=", "<", ">")
-_OPS = ("put", "delete", "get")
-
-
-@dataclass(frozen=True)
-class Compare:
-    """One compare of a transaction: ``key``'s ``target`` ``op`` ``operand``.
-
-    Build with the helpers: ``Compare.value("k", "==", "v")``,
-    ``Compare.version("k", "==", 0)`` (0: the key does not exist),
-    ``Compare.mod_revision("k", "<", 9)``, ``Compare.create_revision("k", "==", 5)``.
-    """
-
-    key: str
-    target: str
-    op: str
-    operand: str | int | None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.key, str):
-            raise BadRequestError(f"compare key must be a string, got {self.key!r}")
-        if self.target not in _TARGETS:
-            raise BadRequestError(
-                f"compare target {self.target!r} is not one of {', '.join(_TARGETS)}"
-            )
-        if self.op not in _COMPARE_OPS:
-            raise BadRequestError(f"compare op {self.op!r} is not one of {' '.join(_COMPARE_OPS)}")
-        if self.target == "value":
-            if self.operand is not None and not isinstance(self.operand, str):
-                raise BadRequestError(
-                    f"compare on value needs a string (or None), got {self.operand!r}"
-                )
-        elif isinstance(self.operand, bool) or not isinstance(self.operand, int):
-            raise BadRequestError(
-                f"compare on {self.target} needs an integer, got {self.operand!r}"
-            )
-
-    @classmethod
-    def value(cls, key: str, op: CompareOp, value: str | None) -> Compare:
-        return cls(key, "value", op, value)
-
-    @classmethod
-    def version(cls, key: str, op: CompareOp, version: int) -> Compare:
-        return cls(key, "version", op, version)
-
-    @classmethod
-    def mod_revision(cls, key: str, op: CompareOp, revision: int) -> Compare:
-        return cls(key, "mod_revision", op, revision)
-
-    @classmethod
-    def create_revision(cls, key: str, op: CompareOp, revision: int) -> Compare:
-        return cls(key, "create_revision", op, revision)
-
-    @classmethod
-    def from_dict(cls, body: Any) -> Compare:
-        """From the wire/file shape ``{"key", "target", "op", "value"}``."""
-        if not isinstance(body, Mapping):
-            raise BadRequestError(f"a compare must be an object, got {body!r}")
-        try:
-            return cls(body["key"], body["target"], body["op"], body.get("value"))
-        except KeyError as err:
-            raise BadRequestError(f"compare {dict(body)!r} lacks {err.args[0]!r}") from None
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"key": self.key, "target": self.target, "op": self.op, "value": self.operand}
-
-
-@dataclass(frozen=True)
-class Op:
-    """One operation of a transaction branch: ``Op.put(k, v)``, ``Op.delete(k)``,
-    ``Op.get(k)``."""
-
-    op: str
-    key: str
-    value: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.op not in _OPS:
-            raise BadRequestError(f"txn op {self.op!r} is not one of {', '.join(_OPS)}")
-        if not isinstance(self.key, str):
-            raise BadRequestError(f"txn {self.op} key must be a string, got {self.key!r}")
-        if self.op == "put" and not isinstance(self.value, str):
-            raise BadRequestError(f"txn put of {self.key!r} needs a string value")
-
-    @classmethod
-    def put(cls, key: str, value: str) -> Op:
-        return cls("put", key, value)
-
-    @classmethod
-    def delete(cls, key: str) -> Op:
-        return cls("delete", key)
-
-    @classmethod
-    def get(cls, key: str) -> Op:
-        return cls("get", key)
-
-    @classmethod
-    def from_dict(cls, body: Any) -> Op:
-        """From the wire/file shape ``{"op", "key", "value"?}``."""
-        if not isinstance(body, Mapping):
-            raise BadRequestError(f"a txn operation must be an object, got {body!r}")
-        try:
-            return cls(body["op"], body["key"], body.get("value"))
-        except KeyError as err:
-            raise BadRequestError(f"txn operation {dict(body)!r} lacks {err.args[0]!r}") from None
-
-    def to_wire(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"op": self.op, "key": self.key}
-        if self.op == "put":
-            body["value"] = self.value
-        return body
 
 
 # --------------------------------------------------------------------------- client
@@ -423,6 +198,14 @@ class Client:
     def __repr__(self) -> str:
         return f"Client(endpoints={list(self.endpoints)!r}, client_id={self.client_id!r})"
 
+    # ---- operators
+
+    @property
+    def admin(self) -> Admin:
+        """Operator operations over this client (cluster membership, group records, HA:
+        placement, move, maintenance, events): see :class:`hakv.client.admin.Admin`."""
+        return Admin(self)
+
     # ---- key-value API
 
     def get(self, group: str, key: str, serializable: bool = False) -> KeyValue:
@@ -431,7 +214,7 @@ class Client:
         body = self._call(
             "/v1/get", {"group": group, "key": key, "serializable": serializable}, write=False
         )
-        return self._parse("/v1/get", lambda: KeyValue.from_wire(body["kv"]))
+        return parse("/v1/get", lambda: KeyValue.from_wire(body["kv"]))
 
     def put(
         self, group: str, key: str, value: str, if_mod_revision: int | None = None
@@ -442,10 +225,10 @@ class Client:
         if if_mod_revision is not None:
             req["if_mod_revision"] = if_mod_revision
         body = self._call("/v1/put", req, write=True)
-        return self._parse(
+        return parse(
             "/v1/put",
             lambda: PutResult(
-                revision=_want(body, "revision", int),
+                revision=want(body, "revision", int),
                 prev=KeyValue.from_wire_or_none(body.get("prev")),
             ),
         )
@@ -453,11 +236,11 @@ class Client:
     def delete(self, group: str, key: str) -> DeleteResult:
         """Delete ``key``; ``deleted`` says whether it existed (absent is not an error)."""
         body = self._call("/v1/delete", {"group": group, "key": key}, write=True)
-        return self._parse(
+        return parse(
             "/v1/delete",
             lambda: DeleteResult(
-                revision=_want(body, "revision", int),
-                deleted=_want(body, "deleted", int),
+                revision=want(body, "revision", int),
+                deleted=want(body, "deleted", int),
                 prev=KeyValue.from_wire_or_none(body.get("prev")),
             ),
         )
@@ -471,12 +254,12 @@ class Client:
             {"group": group, "prefix": prefix, "limit": limit, "serializable": serializable},
             write=False,
         )
-        return self._parse(
+        return parse(
             "/v1/range",
             lambda: RangeResult(
-                kvs=[KeyValue.from_wire(kv) for kv in _want(body, "kvs", list)],
-                more=_want(body, "more", bool),
-                revision=_want(body, "revision", int),
+                kvs=[KeyValue.from_wire(kv) for kv in want(body, "kvs", list)],
+                more=want(body, "more", bool),
+                revision=want(body, "revision", int),
             ),
         )
 
@@ -497,11 +280,11 @@ class Client:
         }
         body = self._call("/v1/txn", req, write=True)
 
-        def parse() -> TxnResult:
-            succeeded = _want(body, "succeeded", bool)
-            revision = _want(body, "revision", int)
+        def build() -> TxnResult:
+            succeeded = want(body, "succeeded", bool)
+            revision = want(body, "revision", int)
             ops = success if succeeded else failure
-            raw = _want(body, "results", list)
+            raw = want(body, "results", list)
             if len(raw) != len(ops):
                 raise TypeError(f"{len(raw)} results for {len(ops)} operations")
             results: list[PutResult | DeleteResult | GetResult] = []
@@ -510,14 +293,14 @@ class Client:
                     raise TypeError(f"txn result should be an object, got {res!r}")
                 prev = KeyValue.from_wire_or_none(res.get("prev"))
                 if op.op == "put":
-                    results.append(PutResult(_want(res, "revision", int), prev))
+                    results.append(PutResult(want(res, "revision", int), prev))
                 elif op.op == "delete":
-                    results.append(DeleteResult(revision, _want(res, "deleted", int), prev))
+                    results.append(DeleteResult(revision, want(res, "deleted", int), prev))
                 else:
                     results.append(GetResult(KeyValue.from_wire_or_none(res.get("kv"))))
             return TxnResult(succeeded, revision, results)
 
-        return self._parse("/v1/txn", parse)
+        return parse("/v1/txn", build)
 
     # ---- status
 
@@ -583,13 +366,6 @@ class Client:
             idx = (start + i) % n
             yield idx, self.endpoints[idx]
 
-    def _parse(self, path: str, build: Any) -> Any:
-        try:
-            return build()
-        except (KeyError, TypeError, ValueError) as err:
-            raise InternalError(
-                f"malformed answer to {path}: {err.__class__.__name__}: {err}"
-            ) from None
 
     def _call(self, path: str, request: dict[str, Any], *, write: bool) -> dict[str, Any]:
         """Send ``request`` until an answer, a permanent error or the deadline."""

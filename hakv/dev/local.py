@@ -63,11 +63,17 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 class NodesNotReadyError(UnavailableError):
     """Some nodes did not answer /v1/health in time (or exited). ``tails`` holds the end of
-    each such node's log, by node id."""
+    each such node's log, by node id; ``log_tails()`` is them as one text to show."""
 
     def __init__(self, message: str, tails: dict[str, str]) -> None:
         super().__init__(message, nodes=sorted(tails))
         self.tails = tails
+
+    def log_tails(self) -> str:
+        """Each failed node's log tail under ``--- last lines of node N's log ---``: what
+        to show before the error line, so the reader sees why."""
+        return "\n".join(f"--- last lines of node {node}'s log ---\n{tail}"
+                         for node, tail in self.tails.items())
 
 
 @dataclass(frozen=True)
@@ -147,9 +153,13 @@ def _tail(path: Path, lines: int = 20) -> str:
 class LocalCluster:
     """A topology run as local processes under ``directory`` (see the module docstring)."""
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str],
+                 node_root: str | os.PathLike[str] | None = None) -> None:
         self.dir = Path(directory).absolute()
         self._topology: Topology | None = None
+        # The source tree whose `python -m hakv node` the nodes run (default: this hakv's):
+        # bench.ab runs one benchmark against two builds, alternating, in one run.
+        self.node_root = str(Path(node_root).absolute()) if node_root else None
 
     def __repr__(self) -> str:
         return f"LocalCluster({str(self.dir)!r})"
@@ -306,7 +316,7 @@ class LocalCluster:
         self.data_dir(node_id).mkdir(exist_ok=True)
         env = dict(os.environ)
         # The node must import this same hakv, installed or not.
-        package_root = str(Path(hakv.__file__).resolve().parent.parent)
+        package_root = self.node_root or str(Path(hakv.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (package_root, env.get("PYTHONPATH", "")) if p
         )
