@@ -1,1 +1,4 @@
-"""For developers and demos: a local cluster launcher (local) and the nine-node demo."""
+"""For developers: a whole topology as local processes under one run directory (local).
+
+The nine-node demo that uses it is ``hakv.cli.demo`` (``make demo``).
+"""
