@@ -4,11 +4,11 @@ Each request is one JSON object POSTed to ``/v1/<op>``. Requests are read, parse
 answered on the node's *raft thread*, in the same poller that carries the Raft traffic:
 
 - a key-value request for a group this node hosts (get, range, put, delete, txn) is
-  started there without blocking (``Node.begin``), and answered from the completion's
+  started there without blocking (``Service.begin``), and answered from the completion's
   callback right after the store commit that holds its result, in the same loop pass;
-- everything that may block (forwarding to an owner, HA operations, allocations, status)
-  runs on a small worker pool (``Node.serve_request``), and its answer is handed back to
-  the raft thread, which writes it.
+- everything that may block (forwarding to an owner through hakv.node.peer, HA
+  operations, allocations, status) runs on a small worker pool (``Service.serve``), and
+  its answer is handed back to the raft thread, which writes it.
 
 Why: with a thread per connection, each write crossed two thread hand-overs and every
 API thread fought the raft thread for the GIL; under 64 clients that, not the disk, bound
@@ -21,22 +21,18 @@ from __future__ import annotations
 
 import errno
 import heapq
-import http.client
 import itertools
 import json
 import logging
 import socket
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hakv import errors
 from hakv.core import codec
+from hakv.node.ports import Allocator, PeerApi, PeerUnreachable, Pending, Service, TopologyView
 from hakv.raft.poller import ERROR, READ, WRITE
-
-if TYPE_CHECKING:
-    from hakv.node.process import Node, Pending
 
 log = logging.getLogger("hakv.node.api")
 
@@ -58,33 +54,6 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 41
 _READ, _WRITE, _ERROR = READ, WRITE, ERROR
 
 
-class _Forwarder:
-    """Keep-alive connections to other nodes' APIs, one set per worker thread."""
-
-    def __init__(self, timeout: float) -> None:
-        self._local = threading.local()
-        self._timeout = timeout
-
-    def post(self, address: str, path: str, body: bytes) -> tuple[int, bytes]:
-        pool: dict[str, http.client.HTTPConnection] = self._local.__dict__.setdefault("pool", {})
-        for attempt in range(2):
-            conn = pool.get(address)
-            if conn is None:
-                host, port = address.rsplit(":", 1)
-                conn = http.client.HTTPConnection(host, int(port), timeout=self._timeout)
-                pool[address] = conn
-            try:
-                conn.request("POST", path, body, {"Content-Type": "application/json"})
-                resp = conn.getresponse()
-                return resp.status, resp.read()
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                pool.pop(address, None)
-                if attempt:
-                    raise
-        raise OSError("unreachable")
-
-
 class _Request:
     """One parsed request: what its answer needs besides the payload."""
 
@@ -99,11 +68,19 @@ class ApiServer:
 
     Binds in the constructor (so a taken port is a startup error); ``attach`` starts
     serving on a poller; every other method runs in the thread that polls it.
+
+    ``me`` is this node; ``service`` serves the requests for the groups hosted here;
+    ``view`` finds the owners of the others, to which ``peers`` forwards them (and an
+    allocation to the node it is about, whose bridge decides it: ``allocator`` here).
     """
 
-    def __init__(self, address: tuple[str, int], node: Node) -> None:
-        self.node = node
-        self.forwarder = _Forwarder(timeout=node.request_timeout + 2.0)
+    def __init__(self, address: tuple[str, int], me: str, service: Service,
+                 view: TopologyView, peers: PeerApi, allocator: Allocator) -> None:
+        self.me = me
+        self.service = service
+        self.view = view
+        self.peers = peers
+        self.allocator = allocator
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -181,12 +158,12 @@ class ApiServer:
 
     def _start(self, conn: _Connection, serial: int, request: _Request) -> None:
         """Serve one request: on the loop if it can be, else on a worker."""
-        node = self.node
+        service = self.service
         if request.op in _LOOP_OPS:
             body = _parse_object(request.raw)
             group = _group_of(body)
-            if node.member(group) is not None:
-                started = node.begin(request.op, group, body,
+            if service.hosts(group):
+                started = service.begin(request.op, group, body,
                                      on_done=lambda: conn.finish(serial))
                 if isinstance(started, dict):
                     conn.answer(serial, 200, _json(started))
@@ -196,7 +173,7 @@ class ApiServer:
                                (started.deadline, next(self._tickets), serial, conn))
                 return
         if request.op == "health":
-            conn.answer(serial, 200, _json(node.health()))
+            conn.answer(serial, 200, _json(service.health()))
             return
         post = self._post
         assert post is not None
@@ -221,7 +198,7 @@ class _Connection:
         self._serial = 0  # of the request in flight (0: none)
         self._next_serial = 0
         self._pending: Pending | None = None
-        self._resolved_early = 0  # serial whose completion resolved inside Node.begin
+        self._resolved_early = 0  # serial whose completion resolved inside Service.begin
         self._close_after = False
         self._keep_alive_1_0 = False  # an HTTP/1.0 client asked for keep-alive
         self._reading = True
@@ -493,43 +470,43 @@ def _serve_blocking(server: ApiServer, op: str, raw: bytes) -> tuple[int, bytes]
 
 
 def _serve(server: ApiServer, op: str, raw: bytes) -> tuple[int, bytes]:
-    node = server.node  # (health is answered on the loop: ApiServer._start)
+    service = server.service  # (health is answered on the loop: ApiServer._start)
     if op == "status":
-        return 200, _json(node.status())
+        return 200, _json(service.status())
     body = _parse_object(raw)
     group = _group_of(body)
     if op == "allocate":
         return _allocate(server, group, body, raw)
-    if node.member(group) is None:
-        spec = node.topology.group(group)  # UnknownGroupError if absent
+    if not service.hosts(group):
+        spec = server.view.topology.group(group)  # UnknownGroupError if absent
         return _forward(server, spec.owners, op, raw)
-    return 200, _json(node.serve(op, group, body))
+    return 200, _json(service.serve(op, group, body))
 
 
 def _allocate(server: ApiServer, group: str, body: dict[str, Any],
               raw: bytes) -> tuple[int, bytes]:
     """Allocations on node X are decided by the bridge on X only: forward there."""
-    node = server.node
     target, load = body.get("node"), body.get("load")
     if not isinstance(target, str) or not target:
         raise errors.BadRequestError('field "node" is required: the node to place load on')
     if isinstance(load, bool) or not isinstance(load, int) or load < 0:
         raise errors.BadRequestError('field "load": expected an integer >= 0')
-    node.topology.group(group)  # UnknownGroupError if absent
-    if target != node.node_id:
-        return _forward(server, (node.topology.node(target).id,), "allocate", raw)
-    return 200, _json(node.bridge.allocate(group, load))
+    topology = server.view.topology
+    topology.group(group)  # UnknownGroupError if absent
+    if target != server.me:
+        return _forward(server, (topology.node(target).id,), "allocate", raw)
+    return 200, _json(server.allocator.allocate(group, load))
 
 
 def _forward(server: ApiServer, owners: tuple[str, ...], op: str,
              raw: bytes) -> tuple[int, bytes]:
-    node = server.node
+    topology = server.view.topology
     failures = []
     for owner in owners:
-        address = node.topology.node(owner).api_address
+        address = topology.node(owner).api_address
         try:
-            return server.forwarder.post(address, f"/v1/{op}", raw)
-        except (OSError, http.client.HTTPException) as exc:
+            return server.peers.post(address, op, raw)
+        except PeerUnreachable as exc:
             failures.append(f"{owner}: {exc}")
     raise errors.UnavailableError("no owner of the group answered: " + "; ".join(failures))
 

@@ -22,13 +22,11 @@ import itertools
 import logging
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hakv import errors
-from hakv.core import codec
-
-if TYPE_CHECKING:
-    from hakv.node.process import Node
+from hakv.core import codec, routing
+from hakv.node.ports import GroupHost, TopologyView
 
 log = logging.getLogger("hakv.node.bridge")
 
@@ -37,36 +35,48 @@ IDLE_INTERVAL = 2.0
 """Seconds between rounds while every outbox is forwarded: a new outbox entry pokes the
 bridge at once (GroupStore.on_outbox), so this only backs that up."""
 
+Link = tuple[str, str, tuple[str, ...]]
+"""(source group, target group, the nodes both list): the changes about those nodes
+flow from the source's outbox into the target."""
+
 
 class Bridge:
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    """The bridge of node ``me`` over the groups it hosts (``groups``), as the cluster
+    view (``view``) links them; ``capacity`` is the node's declared capacity."""
+
+    def __init__(self, me: str, groups: GroupHost, view: TopologyView, capacity: int) -> None:
+        self.me = me
+        self.groups = groups
+        self.view = view
+        self.capacity = capacity
         self._alloc_lock = threading.Lock()
-        self._client = f"bridge-{node.node_id}-{uuid.uuid4().hex[:12]}"
+        self._client = f"bridge-{me}-{uuid.uuid4().hex[:12]}"
         self._seq = itertools.count(1)
         self._wake = threading.Event()
         self.forwarded = 0  # entries this bridge got applied (duplicates not counted)
-        self._caught_up: dict[str, int] = {}
+        self._caught_up: dict[str, int] = {}  # source group -> outbox head fully forwarded
         self._links_key: tuple[int, tuple[str, ...]] | None = None
-        self._links: list[tuple[str, str, tuple[str, ...]]] = []  # source group -> outbox head fully forwarded
+        self._links: list[Link] = []
 
     # ------------------------------------------------------------------ forwarding
 
-    def links(self) -> list[tuple[str, str, tuple[str, ...]]]:
-        """(source group, target group, nodes they share) for every ordered pair of this
-        node's groups; empty on a node that owns fewer than two groups."""
-        topology = self.node.topology
-        mine = sorted(self.node.members)
-        key = (id(topology), tuple(mine))
+    def links(self) -> list[Link]:
+        """Both directions of every link of this node's bridge (hakv.core.routing.bridges)
+        between two groups hosted here, each with the nodes the two groups share
+        (Topology.shared_nodes); empty on a node that hosts fewer than two groups."""
+        topology = self.view.topology
+        hosted = self.groups.hosted()
+        key = (id(topology), tuple(hosted))
         if self._links_key == key:
             return self._links
-        result = []
-        for source in mine:
-            for target in mine:
-                if source == target:
-                    continue
-                shared = set(topology.group(source).owners) & set(topology.group(target).owners)
-                result.append((source, target, tuple(sorted(shared))))
+        shared = topology.shared_nodes()
+        result: list[Link] = []
+        for a, b in routing.bridges(topology).get(self.me, ()):
+            if a not in hosted or b not in hosted:
+                continue
+            about = tuple(sorted(n for n, groups in shared.items()
+                                 if a in groups and b in groups))
+            result += [(a, b, about), (b, a, about)]
         self._links_key, self._links = key, result
         return result
 
@@ -77,9 +87,9 @@ class Bridge:
                 self.forward_once()
                 wait = IDLE_INTERVAL
             except errors.HakvError as exc:  # no quorum somewhere: try again next round
-                log.debug("bridge on %s: %s", self.node.node_id, exc.message)
+                log.debug("bridge on %s: %s", self.me, exc.message)
             except Exception:
-                log.exception("bridge on %s failed a round", self.node.node_id)
+                log.exception("bridge on %s failed a round", self.me)
             self._wake.wait(wait)
             self._wake.clear()
 
@@ -89,13 +99,14 @@ class Bridge:
     def forward_once(self) -> int:
         """One round over every link; returns the number of entries applied."""
         applied = 0
-        heads = {g: self.node.machines[g].store.outbox_head() for g in self.node.members}
+        groups = self.groups
+        heads = {g: groups.store(g).outbox_head() for g in groups.hosted()}
         for source, target, shared in self.links():
-            if heads[source] == self._caught_up.get(source):
+            if heads.get(source) == self._caught_up.get(source):
                 continue  # nothing new in this group's outbox since it was all forwarded
-            source_store = self.node.machines[source].store
-            target_store = self.node.machines[target].store
-            member = self.node.member_of(target)
+            source_store = groups.store(source)
+            target_store = groups.store(target)
+            member = groups.member_of(target)
             for about in shared:
                 after = target_store.high_water_mark(source, about)
                 for change in source_store.outbox(after=after):
@@ -103,7 +114,7 @@ class Bridge:
                         continue
                     command = codec.forwarded_command(source, change["index"], change)
                     result = member.submit(codec.encode(command)).wait(
-                        self.node.request_timeout)
+                        groups.request_timeout)
                     if isinstance(result, dict) and result.get("applied"):
                         applied += 1
         # Every link was walked without an error (an error raises out of this round).
@@ -115,19 +126,19 @@ class Bridge:
 
     def allocate(self, group: str, load: int) -> dict[str, Any]:
         """Set the load ``group`` places on this node, if the node's capacity allows."""
-        node = self.node
-        me = node.node_id
-        if group not in node.members:
+        groups, me = self.groups, self.me
+        hosted = groups.hosted()
+        if group not in hosted:
             raise errors.BadRequestError(
                 f"group {group} does not list node {me}: a group places load only on its "
                 "owners")
         with self._alloc_lock:
             others = 0
-            for gid, member in sorted(node.members.items()):
-                node.linearizable_barrier(member)  # see every allocation committed so far
+            for gid in hosted:
+                groups.barrier(gid)  # see every allocation committed so far
                 if gid != group:
-                    others += node.machines[gid].store.allocation(me)
-            capacity = node.spec.capacity
+                    others += groups.store(gid).allocation(me)
+            capacity = self.capacity
             if others + load > capacity:
                 raise errors.ConflictError(
                     f"node {me} has capacity {capacity}; other groups hold {others}, so "
@@ -136,7 +147,7 @@ class Bridge:
             body = {"node": me, "load": load}
             payload = codec.encode(codec.write_command("allocation", body, self._client,
                                                        next(self._seq)))
-            result = node.member_of(group).submit(payload).wait(node.request_timeout)
+            result = groups.member_of(group).submit(payload).wait(groups.request_timeout)
         if isinstance(result, dict) and "error" in result:
             raise errors.from_wire(result)
         self.poke()

@@ -40,25 +40,30 @@ report) and places the app again: the group resumes on its own.
 from __future__ import annotations
 
 import functools
-import http.client
 import itertools
 import json
 import logging
 import math
 import random
 import threading
-import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hakv import errors
 from hakv.core import codec, ha
 from hakv.core.topology import CLUSTER_GROUP
-from hakv.node.supervisor import group_spec, tuning_of
-
-if TYPE_CHECKING:
-    from hakv.node.process import Node
+from hakv.node.ports import (
+    Allocator,
+    Clock,
+    GroupHost,
+    LocalApps,
+    PeerApi,
+    PeerUnreachable,
+    RaftContact,
+    TopologyView,
+)
 
 log = logging.getLogger("hakv.node.manager")
 
@@ -68,6 +73,7 @@ HANDOVER_COOLDOWN = 10.0  # seconds between two leadership hand-overs of a group
 HANDOVER_WITHIN = 2.0
 ALLOCATE_PATIENCE = 3.0  # seconds to wait for a candidate's bridge before the next one
 PROPOSE_TIMEOUT = 2.0
+ALLOCATE_TIMEOUT = 3.0  # seconds to wait for another node's bridge to answer
 WATCH_IDLE = 10.0  # a peer nobody asked about for this long is no longer probed
 HA_OPS = frozenset({"placement", "events", "ha"})
 """Client API operations served here (docs/ha.md): placement and events (reads), ha
@@ -126,18 +132,32 @@ class _Peer:
     asked_at: float
     last_ok: float | None = None
     up_since: float | None = None
+    failures: int = 0  # HTTP probes in a row that got no answer
+
+
+def _spawn_thread(loop: Callable[[], None], name: str) -> None:
+    threading.Thread(target=loop, name=name, daemon=True).start()
 
 
 class Prober:
     """Probes the client API of the owners this node's groups need to know about, one
-    thread per peer, only while some group it leads asks for it."""
+    thread per peer, only while some group it leads asks for it.
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    ``spawn(loop, name)`` runs a peer's probe loop (a daemon thread; tests run none and
+    call ``probe_once`` themselves); ``rng`` jitters the probe periods."""
+
+    def __init__(self, contact: RaftContact, view: TopologyView, peers: PeerApi,
+                 clock: Clock, spawn: Callable[[Callable[[], None], str], None] = _spawn_thread,
+                 rng: random.Random | None = None) -> None:
+        self.contact = contact
+        self.view = view
+        self.peers = peers
+        self.clock = clock
+        self._spawn = spawn
         self._peers: dict[str, _Peer] = {}
         self._lock = threading.Lock()
         self.stopping = threading.Event()
-        self._random = random.Random()
+        self._random = rng or random.Random()
 
     def watch(self, peer: str, now: float) -> None:
         with self._lock:
@@ -147,64 +167,53 @@ class Prober:
                 return
             state = _Peer(peer, watched_at=now, asked_at=now)
             self._peers[peer] = state
-        threading.Thread(target=self._probe_loop, args=(state,), name=f"probe-{peer}",
-                         daemon=True).start()
+        self._spawn(functools.partial(self._probe_loop, state), f"probe-{peer}")
+
+    def peer(self, node: str) -> _Peer | None:
+        """What the prober knows of ``node`` (None: not watched)."""
+        return self._peers.get(node)
 
     def _probe_loop(self, peer: _Peer) -> None:
-        conn: http.client.HTTPConnection | None = None
-        address = ""
-        failures = 0  # probes in a row that got no answer
         try:
             while not self.stopping.is_set():
-                tuning = tuning_of(self.node)
-                started = time.monotonic()
-                if started - peer.asked_at > WATCH_IDLE:
+                wait = self.probe_once(peer)
+                if wait is None:
                     break
-                topology = self.node.topology
-                if not topology.has_node(peer.node):
-                    break
-                wanted = topology.node(peer.node).api_address
-                if conn is None or wanted != address:
-                    if conn is not None:
-                        conn.close()
-                    host, port = wanted.rsplit(":", 1)
-                    timeout = max(0.05, min(tuning.failure_timeout / 2, 2 * tuning.probe_interval))
-                    conn = http.client.HTTPConnection(host.strip("[]"), int(port),
-                                                      timeout=timeout)
-                    address = wanted
-                heard = self._raft_contact(peer.node)
-                window = raft_evidence_window(tuning)
-                if heard is not None and started - heard < window:
-                    # Its raft messages arrive: alive, and no HTTP probe is needed. Look
-                    # again when this evidence runs out (``classify`` reads the raft
-                    # contact itself meanwhile), not every probe interval.
-                    failures = 0
-                    self._record_ok(peer, heard, tuning.failure_timeout)
-                    self.stopping.wait(jittered(
-                        max(tuning.probe_interval, heard + window - started), self._random))
-                    continue
-                ok = False
-                try:
-                    conn.request("GET", "/v1/health")
-                    resp = conn.getresponse()
-                    body = json.loads(resp.read() or b"{}")
-                    ok = resp.status == 200 and body.get("node") == peer.node
-                except (OSError, http.client.HTTPException, ValueError):
-                    conn.close()
-                    conn = None
-                if ok:
-                    failures = 0
-                    self._record_ok(peer, time.monotonic(), tuning.failure_timeout)
-                else:
-                    failures += 1
-                period = jittered(probe_backoff(tuning, failures), self._random)
-                self.stopping.wait(max(0.0, started + period - time.monotonic()))
+                self.stopping.wait(wait)
         finally:
-            if conn is not None:
-                conn.close()
+            self.peers.close()  # this thread's connections
             with self._lock:
                 if self._peers.get(peer.node) is peer:
                     del self._peers[peer.node]
+
+    def probe_once(self, peer: _Peer) -> float | None:
+        """One look at ``peer``: seconds until the next one, or None when nobody asked
+        about it for WATCH_IDLE or it left the topology (its loop ends)."""
+        tuning = self.view.tuning()
+        started = self.clock.monotonic()
+        if started - peer.asked_at > WATCH_IDLE:
+            return None
+        topology = self.view.topology
+        if not topology.has_node(peer.node):
+            return None
+        heard = self._raft_contact(peer.node)
+        window = raft_evidence_window(tuning)
+        if heard is not None and started - heard < window:
+            # Its raft messages arrive: alive, and no HTTP probe is needed. Look again when
+            # this evidence runs out (``classify`` reads the raft contact itself
+            # meanwhile), not every probe interval.
+            peer.failures = 0
+            self._record_ok(peer, heard, tuning.failure_timeout)
+            return jittered(max(tuning.probe_interval, heard + window - started),
+                            self._random)
+        timeout = max(0.05, min(tuning.failure_timeout / 2, 2 * tuning.probe_interval))
+        if self.peers.healthy(topology.node(peer.node).api_address, peer.node, timeout):
+            peer.failures = 0
+            self._record_ok(peer, self.clock.monotonic(), tuning.failure_timeout)
+        else:
+            peer.failures += 1
+        period = jittered(probe_backoff(tuning, peer.failures), self._random)
+        return max(0.0, started + period - self.clock.monotonic())
 
     @staticmethod
     def _record_ok(peer: _Peer, at: float, failure_timeout: float) -> None:
@@ -214,10 +223,10 @@ class Prober:
 
     def _raft_contact(self, peer: str) -> float | None:
         """When a raft message from ``peer`` last reached this node (None: never)."""
-        topology = self.node.topology
+        topology = self.view.topology
         if not topology.has_node(peer):
             return None
-        return self.node.host.last_heard.get(topology.node(peer).raft_address)
+        return self.contact.last_heard(topology.node(peer).raft_address)
 
     def classify(self, owners: tuple[str, ...], me: str, now: float,
                  failure_timeout: float) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
@@ -243,28 +252,27 @@ class Prober:
         return frozenset(live), frozenset(unknown), frozenset(stable)
 
 
-def _post(address: str, op: str, body: dict[str, Any], timeout: float) -> tuple[int, Any]:
-    host, port = address.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout)
-    try:
-        conn.request("POST", f"/v1/{op}", json.dumps(body).encode(),
-                     {"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        return resp.status, json.loads(resp.read() or b"{}")
-    finally:
-        conn.close()
-
-
 # =========================================================================== the manager
 
 
 class Manager:
-    """The per-node resource group manager thread (see the module docstring)."""
+    """The per-node resource group manager thread (see the module docstring).
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.me = node.node_id
-        self.prober = Prober(node)
+    ``me`` is this node; ``groups`` the groups hosted here; ``prober`` tells live owners
+    from silent ones; ``peers`` reaches other nodes' bridges, ``allocator`` this node's;
+    ``apps`` is this node's supervisor (shown in a placement view)."""
+
+    def __init__(self, me: str, groups: GroupHost, view: TopologyView, clock: Clock,
+                 prober: Prober, peers: PeerApi, allocator: Allocator,
+                 apps: LocalApps) -> None:
+        self.me = me
+        self.groups = groups
+        self.view = view
+        self.clock = clock
+        self.prober = prober
+        self.peers = peers
+        self.allocator = allocator
+        self.apps = apps
         self.stopping = self.prober.stopping
         self.watches: dict[str, ha.LeaseWatch] = {}
         self.leading: dict[str, float] = {}
@@ -289,22 +297,23 @@ class Manager:
 
     def run(self) -> None:
         due: dict[str, float] = {}
-        last = time.monotonic()
+        clock = self.clock
+        last = clock.monotonic()
         while not self.stopping.is_set():
-            now = time.monotonic()
+            now = clock.monotonic()
             if now - last > STALLED:
                 # This thread did not run for a while (the process was frozen, starved of
                 # CPU, or paused by the collector): the silence it sees from its peers is
                 # its own. Mark nobody down until it has had a failure timeout to hear
                 # them again (a thawed leader marked its live peers down, in its group
                 # and in the cluster ensemble).
-                self._distrust_until = now + tuning_of(self.node).failure_timeout
+                self._distrust_until = now + self.view.tuning().failure_timeout
                 log.warning("manager on %s did not run for %.1fs: no node is marked down "
                             "for the next %.1fs", self.me, now - last,
                             self._distrust_until - now)
             last = now
-            for gid in list(self.node.members):
-                now = time.monotonic()
+            for gid in self.groups.hosted():
+                now = clock.monotonic()
                 if due.get(gid, 0.0) > now:
                     continue
                 # Slow rounds fall on a shared grid, so idle groups wake the thread together.
@@ -316,27 +325,26 @@ class Manager:
                     log.debug("group %s: manager round: %s", gid, exc.message)
                 except Exception:
                     log.exception("group %s: manager round failed", gid)
-            soonest = min(due.values(), default=time.monotonic() + ROUND)
-            self.stopping.wait(min(SLOW_ROUND, max(0.005, soonest - time.monotonic())))
+            soonest = min(due.values(), default=clock.monotonic() + ROUND)
+            self.stopping.wait(min(SLOW_ROUND, max(0.005, soonest - clock.monotonic())))
 
     # ------------------------------------------------------------------ one group
 
     def _propose(self, gid: str, cmd: dict[str, Any], timeout: float = PROPOSE_TIMEOUT) -> Any:
-        return self.node.member_of(gid).submit(codec.encode(cmd)).wait(timeout)
+        return self.groups.member_of(gid).submit(codec.encode(cmd)).wait(timeout)
 
     def tick(self, gid: str) -> bool:
         """One round for one group; True if the group has an app (next round soon)."""
-        member = self.node.members.get(gid)
-        machine = self.node.machines.get(gid)
-        gspec = group_spec(self.node, gid)
-        if member is None or machine is None or gspec is None:
+        member = self.groups.member(gid)
+        gspec = self.view.group_spec(gid)
+        if member is None or gspec is None:
             return False
         if gspec.app is None and not member.leads():
             self.leading.pop(gid, None)
             return False  # no app to watch, and node marks are the leader's
-        store = machine.store
+        store = self.groups.store(gid)
         rec = store.placement()
-        now = time.monotonic()
+        now = self.clock.monotonic()
         watch = ha.observe(self.watches.get(gid), rec, now)
         self.watches[gid] = watch
         st = member.status()
@@ -344,7 +352,7 @@ class Manager:
             self.leading.pop(gid, None)
             return gspec.app is not None
         self.leading.setdefault(gid, now)
-        tuning = tuning_of(self.node)
+        tuning = self.view.tuning()
         live, unknown, stable = self.prober.classify(gspec.owners, self.me, now,
                                                      tuning.failure_timeout)
         if now < self._distrust_until:  # see run(): silence seen after a stall of our own
@@ -356,11 +364,10 @@ class Manager:
             return False
         self.hand_over(gid, gspec.owners, rec, live, now)
         self.release_allocations(gid, rec, gspec.owners)
-        local = time.localtime()
         view = ha.GroupView(
             owners=gspec.owners, placement=rec, live=live, lease_seen_at=watch.seen_at,
             unknown=unknown, stable=stable, fallback=gspec.fallback,
-            in_window=ha.in_window(gspec.fallback_window, local.tm_hour * 60 + local.tm_min))
+            in_window=ha.in_window(gspec.fallback_window, self.clock.minute_of_day()))
         decision = ha.decide(view, now, tuning)
         previous = self.decisions.get(gid)
         if previous is None or previous.action != decision.action:
@@ -372,12 +379,12 @@ class Manager:
         if decision.action == "place":
             self.place(gid, rec, decision, gspec.load)
         elif decision.action == "unplace":
-            self._propose(gid, ha.command("unplace", time.time(), state=decision.state,
+            self._propose(gid, ha.command("unplace", self.clock.wall(), state=decision.state,
                                           expect_token=rec.token,
                                           expect_renewals=rec.renewals,
                                           reason=decision.reason))
         elif decision.action == "stop":
-            self._propose(gid, ha.command("stop", time.time(), expect_token=rec.token,
+            self._propose(gid, ha.command("stop", self.clock.wall(), expect_token=rec.token,
                                           reason=decision.reason))
         return True
 
@@ -388,15 +395,12 @@ class Manager:
         target = ha.handover_target(self.me, rec, live)
         if target is None or now - self._handover_at.get(gid, -HANDOVER_COOLDOWN) < HANDOVER_COOLDOWN:
             return
-        member = self.node.members.get(gid)
-        call_in_loop = getattr(self.node.host, "call_in_loop", None)
-        hand_over = getattr(member, "hand_over_leadership", None)
-        if member is None or call_in_loop is None or hand_over is None:
+        if self.groups.member(gid) is None:
             return
         self._handover_at[gid] = now
-        address = self.node.topology.node(target).raft_address
+        address = self.view.topology.node(target).raft_address
         log.info("group %s: handing Raft leadership to %s, which runs the app", gid, target)
-        call_in_loop(functools.partial(hand_over, address, HANDOVER_WITHIN))
+        self.groups.hand_over_leadership(gid, address, HANDOVER_WITHIN)
 
     def place(self, gid: str, rec: ha.Placement, decision: ha.Decision, load: int) -> None:
         """Place on the first candidate whose bridge grants the load. A candidate that
@@ -404,7 +408,7 @@ class Manager:
         cannot be sure of that group's allocation) is waited for, up to ALLOCATE_PATIENCE,
         before the next one by precedence is tried; a full one is skipped at once."""
         refused = []
-        now = time.monotonic()
+        now = self.clock.monotonic()
         for candidate in decision.candidates:
             verdict, why = self.allocate(gid, candidate, load)
             if verdict == "retry":
@@ -419,7 +423,7 @@ class Manager:
             if refused:
                 reason += f" (skipped {'; '.join(refused)})"
             result = self._propose(gid, ha.command(
-                "place", time.time(), node=candidate, expect_token=rec.token,
+                "place", self.clock.wall(), node=candidate, expect_token=rec.token,
                 expect_renewals=rec.renewals, reason=reason))
             if isinstance(result, dict) and result.get("applied"):
                 log.info("group %s: placed on %s (token %d): %s", gid, candidate,
@@ -431,27 +435,28 @@ class Manager:
         if rec.node is None and rec.state == "failed":
             return
         self._propose(gid, ha.command(
-            "unplace", time.time(), state="failed", expect_token=rec.token,
+            "unplace", self.clock.wall(), state="failed", expect_token=rec.token,
             expect_renewals=rec.renewals,
             reason=f"{decision.reason}; no owner could take it ({'; '.join(refused)})"))
 
     def allocate(self, gid: str, node: str, load: int) -> tuple[str, str]:
         """Ask the bridge on ``node`` for ``load`` for the group: ("ok", ""), ("retry",
         why) when it cannot decide now, ("refused", why) when full or unreachable."""
-        if load <= 0 or self.node.machines[gid].store.allocation(node) >= load:
+        if load <= 0 or self.groups.store(gid).allocation(node) >= load:
             return "ok", ""
         try:
             if node == self.me:
-                self.node.bridge.allocate(gid, load)
+                self.allocator.allocate(gid, load)
                 return "ok", ""
-            address = self.node.topology.node(node).api_address
-            status, answer = _post(address, "allocate", {"group": gid, "node": node,
-                                                         "load": load}, 3.0)
+            address = self.view.topology.node(node).api_address
+            body = json.dumps({"group": gid, "node": node, "load": load}).encode()
+            status, raw = self.peers.post(address, "allocate", body, ALLOCATE_TIMEOUT)
+            answer = json.loads(raw or b"{}")
         except errors.RetryableError as exc:
             return "retry", exc.message
         except errors.HakvError as exc:
             return "refused", exc.message
-        except (OSError, http.client.HTTPException, ValueError) as exc:
+        except (PeerUnreachable, ValueError) as exc:
             return "refused", f"unreachable ({exc})"
         if status == 200:
             return "ok", ""
@@ -461,7 +466,7 @@ class Manager:
 
     def release_allocations(self, gid: str, rec: ha.Placement, owners: tuple[str, ...]) -> None:
         """Release the group's load on owners that do not run its app (any more)."""
-        store = self.node.machines[gid].store
+        store = self.groups.store(gid)
         for owner in owners:
             if rec.holds_lease and rec.node == owner:
                 continue
@@ -473,7 +478,7 @@ class Manager:
     def mark(self, gid: str, node: str, state: str, statuses: dict[str, Any],
              tuning: ha.HaTuning) -> None:
         old = (statuses.get(node) or {}).get("status") or {}
-        now = time.time()
+        now = self.clock.wall()
         if state == "down":
             reason = (f"unreachable from {self.me} (leader of {gid}) for "
                       f"{tuning.failure_timeout:g}s")
@@ -485,51 +490,56 @@ class Manager:
         if self._cluster_marks.get(node) != state:
             self._cluster_marks[node] = state
             self._cluster_queue[node] = status
-            self._cluster_not_before[node] = time.monotonic() + MARK_STAGGER * mark_rank(
-                [g.id for g in self.node.topology.groups_of(node)], gid)
+            self._cluster_not_before[node] = self.clock.monotonic() + MARK_STAGGER * mark_rank(
+                [g.id for g in self.view.topology.groups_of(node)], gid)
             self._cluster_wake.set()
 
     def _cluster_marker(self) -> None:
         """Record node status marks in the cluster ensemble too, whenever it has quorum
         (it may have none while the groups do: that must not hold them up)."""
         while not self.stopping.is_set():
-            now = time.monotonic()
+            now = self.clock.monotonic()
             soonest = min([t for t in self._cluster_not_before.values() if t > now],
                           default=now + 1.0)
             self._cluster_wake.wait(min(1.0, max(0.01, soonest - now)))
             self._cluster_wake.clear()
-            for node, status in list(self._cluster_queue.items()):
-                if self._cluster_not_before.get(node, 0.0) > time.monotonic():
-                    continue  # a leader of an earlier group of this node goes first
-                recorded = self.node.machines[CLUSTER_GROUP].store.node_statuses().get(node)
-                if ((recorded or {}).get("status") or {}).get("state") == status["state"]:
-                    # Another group's leader (the node's whole sphere of influence marks
-                    # it) recorded it already: one more entry would reach all N nodes.
-                    if self._cluster_queue.get(node) is status:
-                        del self._cluster_queue[node]
-                    continue
-                cmd = codec.node_status_command(node, status, status["since"])
-                try:
-                    self.node.cluster_member.submit(codec.encode(cmd)).wait(3.0)
-                except errors.HakvError:
-                    self._cluster_wake.set()
-                    self.stopping.wait(0.5)
-                    continue
+            if not self.mark_cluster_once():
+                self._cluster_wake.set()
+                self.stopping.wait(0.5)
+
+    def mark_cluster_once(self) -> bool:
+        """Record the queued marks that are due in the cluster ensemble; False when one
+        could not be submitted (no quorum there: try again soon)."""
+        for node, status in list(self._cluster_queue.items()):
+            if self._cluster_not_before.get(node, 0.0) > self.clock.monotonic():
+                continue  # a leader of an earlier group of this node goes first
+            recorded = self.groups.store(CLUSTER_GROUP).node_statuses().get(node)
+            if ((recorded or {}).get("status") or {}).get("state") == status["state"]:
+                # Another group's leader (the node's whole sphere of influence marks it)
+                # recorded it already: one more entry would reach all N nodes.
                 if self._cluster_queue.get(node) is status:
                     del self._cluster_queue[node]
+                continue
+            cmd = codec.node_status_command(node, status, status["since"])
+            try:
+                self.groups.member_of(CLUSTER_GROUP).submit(codec.encode(cmd)).wait(3.0)
+            except errors.HakvError:
+                return False
+            if self._cluster_queue.get(node) is status:
+                del self._cluster_queue[node]
+        return True
 
     # ------------------------------------------------------------------ client API
 
     def serve(self, op: str, group: str, body: dict[str, Any]) -> dict[str, Any]:
-        node = self.node
-        member = node.member_of(group)
-        store = node.machines[group].store
+        member = self.groups.member_of(group)
+        store = self.groups.store(group)
         if op in ("placement", "events"):
             serializable = body.get("serializable", False)
             if not isinstance(serializable, bool):
                 raise errors.BadRequestError("serializable: expected true or false")
             if not serializable:
-                node.linearizable_barrier(member)
+                self.groups.barrier(group)
             if op == "events":
                 after, limit = body.get("after", 0), body.get("limit", 1000)
                 for name, value, low in (("after", after, 0), ("limit", limit, 1)):
@@ -539,7 +549,7 @@ class Manager:
                         "events": store.events(after=after, limit=min(limit, 10000))}
             return self.placement_view(group)
         action = body.get("action")
-        gspec = group_spec(node, group)
+        gspec = self.view.group_spec(group)
         fields: dict[str, Any] = {}
         if action == "move":
             target = body.get("target")
@@ -561,19 +571,18 @@ class Manager:
         reason = body.get("reason") or f"requested by an operator (via {self.me})"
         if not isinstance(reason, str):
             raise errors.BadRequestError("reason: expected a string")
-        cmd = ha.command(action, time.time(), reason=reason, **fields)
-        result = member.submit(codec.encode(cmd)).wait(node.request_timeout)
+        cmd = ha.command(action, self.clock.wall(), reason=reason, **fields)
+        result = member.submit(codec.encode(cmd)).wait(self.groups.request_timeout)
         if isinstance(result, dict) and "error" in result:
             raise errors.from_wire(result)
         return {"group": group, **(result if isinstance(result, dict) else {})}
 
     def placement_view(self, group: str) -> dict[str, Any]:
-        node = self.node
-        member = node.member_of(group)
-        store = node.machines[group].store
-        gspec = group_spec(node, group)
+        member = self.groups.member_of(group)
+        store = self.groups.store(group)
+        gspec = self.view.group_spec(group)
         st = member.status()
-        by_address = {n.raft_address: n.id for n in node.topology.nodes}
+        by_address = {n.raft_address: n.id for n in self.view.topology.nodes}
         leader = by_address.get(st.get("leader_address") or "")
         decision = self.decisions.get(group) if group in self.leading else None
         return {
@@ -585,8 +594,8 @@ class Manager:
             "app": gspec.app.to_dict() if gspec and gspec.app else None,
             "fallback": gspec.fallback if gspec else "stay",
             "fallback_window": gspec.fallback_window if gspec else None,
-            "ha": tuning_of(node).to_dict(),
-            "local": node.supervisor.local_status(group),
+            "ha": self.view.tuning().to_dict(),
+            "local": self.apps.local_status(group),
             "decision": ({"action": decision.action, "reason": decision.reason}
                          if decision else None),
         }

@@ -26,16 +26,17 @@ Data directory layout::
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from hakv import errors
@@ -46,15 +47,19 @@ from hakv.failpoints import NONE as NO_FAILPOINTS
 from hakv.failpoints import Failpoints
 from hakv.node.api import ApiServer
 from hakv.node.bridge import Bridge
-from hakv.node.manager import HA_OPS, Manager
+from hakv.node.manager import HA_OPS, Manager, Prober
+from hakv.node.peer import Peers
+from hakv.node.ports import Pending, SystemClock
 from hakv.node.reconciler import Reconciler, startup_view
 from hakv.node.supervisor import Supervisor
-from hakv.raft.completion import Completion, commit_timed_out
+from hakv.node.view import ClusterView
+from hakv.raft.completion import commit_timed_out
 from hakv.raft.host import RaftHost
 from hakv.raft.member import GroupMember
 from hakv.raft.settings import RaftSettings
 from hakv.raft.wire import NodeListener
 from hakv.storage.machine import StoreMachine
+from hakv.storage.store import GroupStore
 
 log = logging.getLogger("hakv.node.process")
 
@@ -153,7 +158,12 @@ def prepare_data_dir(path: str, topology: Topology, node_id: str) -> None:
 
 
 class Node:
-    """One hakv node: members for its groups, a raft thread, an API server."""
+    """One hakv node: members for its groups, a raft thread, an API server.
+
+    The composition root: it builds the components and hands each the ports it uses
+    (hakv.node.ports), never itself. It is the ``GroupHost`` (with ``MemberControl`` and
+    ``RaftContact``) and the API's ``Service``; ``view`` is the ``TopologyView``, ``peers``
+    the ``PeerApi``, ``clock`` the ``Clock``."""
 
     def __init__(
         self, topology: Topology, node_id: str, data_dir: str, request_timeout: float = 3.0,
@@ -161,7 +171,8 @@ class Node:
     ) -> None:
         self.seed_topology = topology  # the file: seeds the cluster records, once
         topology = startup_view(topology, node_id, data_dir)  # + runtime changes
-        self.topology = topology
+        self.view = ClusterView(self.seed_topology, topology)
+        self.clock = SystemClock()
         self.spec = topology.node(node_id)
         self.node_id = node_id
         self.data_dir = data_dir
@@ -171,9 +182,10 @@ class Node:
         self.failpoints = failpoints  # tests only (hakv.failpoints); logged by run_node
         self.unsafe_local_reads = failpoints.local_reads
         prepare_data_dir(data_dir, topology, node_id)
-        self._address_to_node = {n.raft_address: n.id for n in topology.nodes}
         self.settings = settings_from(topology, secret, failpoints)
         self.host = RaftHost(self.spec.host, self.spec.raft_port, _BARRIER, secret)
+        # The bridge first: a member's store pokes it when its outbox grows.
+        self.bridge = Bridge(node_id, self, self.view, self.spec.capacity)
         self.machines: dict[str, StoreMachine] = {}
         self.members: dict[str, GroupMember] = {}  # the resource groups this node owns
         for group in topology.groups_of(node_id):
@@ -188,10 +200,24 @@ class Node:
             CLUSTER_GROUP, os.path.join(data_dir, "cluster"),
             self.spec.raft_address if self.cluster_voter else None,
             [topology.node(v).raft_address for v in voters if v != node_id])
-        self.bridge = Bridge(self)
-        self.supervisor = Supervisor(self)  # runs the apps placed here (hakv.node.supervisor)
-        self.manager = Manager(self)  # places the apps of the groups led here (hakv.node.manager)
-        self.api = ApiServer((self.spec.host, self.spec.api_port), self)
+        # The components, each with the ports it uses (hakv.node.ports).
+        self.peers = Peers(timeout=request_timeout + 2.0)  # other nodes' APIs
+        self.supervisor = Supervisor(  # runs the apps placed here (hakv.node.supervisor)
+            node_id, self, self.view, self.clock, data_dir, self.spec.api_address,
+            no_fence=failpoints.no_fence)
+        self.manager = Manager(  # places the apps of the groups led here (hakv.node.manager)
+            node_id, self, self.view, self.clock,
+            Prober(self, self.view, self.peers, self.clock), self.peers,
+            allocator=self.bridge, apps=self.supervisor)
+        self.reconciler = Reconciler(self.spec, self, self.view, self.clock,
+                                     self.own_status, self.started_at)
+        self.api = ApiServer((self.spec.host, self.spec.api_port), node_id, self, self.view,
+                             self.peers, allocator=self.bridge)
+
+    @property
+    def topology(self) -> Topology:
+        """The current view: the file plus the runtime changes (``view``)."""
+        return self.view.topology
 
     def _add_member(self, group: str, directory: str, self_address: str | None,
                     peers: list[str]) -> GroupMember:
@@ -202,16 +228,52 @@ class Node:
             return GroupMember(group, self_address, peers, machine, directory, listener,
                                poller, self.settings)
 
-        machine.store.on_outbox = self._outbox_grew
+        machine.store.on_outbox = self.bridge.poke
         self.machines[group] = machine
         return self.host.add_member(factory)
 
-    def _outbox_grew(self) -> None:
-        bridge: Bridge | None = getattr(self, "bridge", None)  # members come before it
-        if bridge is not None:
-            bridge.poke()
+    # ------------------------------------------------------------------ GroupHost
 
-    # Runtime membership (hakv.core.membership's reconciler calls these).
+    def hosted(self) -> list[str]:
+        return sorted(self.members)
+
+    def store(self, group: str) -> GroupStore:
+        machine = self.machines.get(group)
+        if machine is None:
+            raise errors.UnknownGroupError(f"node {self.node_id} does not own group {group}")
+        return machine.store
+
+    def barrier(self, group: str) -> None:
+        self.linearizable_barrier(self.member_of(group))
+
+    def hand_over_leadership(self, group: str, address: str, within: float) -> None:
+        member = self.member(group)
+        if member is not None:
+            self.host.call_in_loop(functools.partial(member.hand_over_leadership, address,
+                                                     within))
+
+    def wake(self) -> None:
+        self.host.wake()
+
+    def last_heard(self, raft_address: str) -> float | None:
+        return self.host.last_heard.get(raft_address)
+
+    # ------------------------------------------------------------------ MemberControl
+    # Runtime membership (hakv.node.reconciler calls these).
+
+    def raft_member(self, group: str) -> GroupMember | None:
+        return self.member(group)
+
+    def is_voter(self, group: str) -> bool:
+        member = self.member(group)
+        return member is not None and member.selfNode is not None
+
+    def membership(self, group: str) -> dict[str, Any]:
+        info: dict[str, Any] = self.host.call_in_loop(self.member_of(group).membership)
+        return info
+
+    def hold_elections(self, group: str) -> None:
+        self.host.call_in_loop(self.member_of(group).hold_elections_until_leader)
 
     def host_group(self, group: str, peers: list[str], voter: bool) -> GroupMember:
         """Start a member of ``group`` now: a voter, or a read-only one (a new owner
@@ -222,18 +284,16 @@ class Node:
         self.host.wake()
         return member
 
-    def unhost_group(self, group: str) -> None:
-        """Stop ``group``'s member (destroyed in the raft thread) and close its store."""
+    def unhost_group(self, group: str, delete_data: bool = False) -> None:
+        """Stop ``group``'s member (destroyed in the raft thread) and close its store
+        (and delete the group's data dir)."""
         self.members.pop(group, None)
         self.host.remove_member(group)
         machine = self.machines.pop(group, None)
         if machine is not None:
             machine.close()
-
-    def set_view(self, topology: Topology) -> None:
-        """Adopt the nodes and groups of the cluster records (runtime changes)."""
-        self._address_to_node = {n.raft_address: n.id for n in topology.nodes}
-        self.topology = topology
+        if delete_data:
+            shutil.rmtree(os.path.join(self.data_dir, "groups", group), ignore_errors=True)
 
     def start(self) -> None:
         if self.settings.secret is None:
@@ -252,7 +312,7 @@ class Node:
         # fewer than two groups a round finds no link and costs nothing.
         threading.Thread(target=self.bridge.run, args=(self._stopping,), name="bridge",
                          daemon=True).start()
-        threading.Thread(target=Reconciler(self).run, args=(self._stopping,),
+        threading.Thread(target=self.reconciler.run, args=(self._stopping,),
                          name="membership", daemon=True).start()
         self.supervisor.start()
         self.manager.start()
@@ -346,6 +406,9 @@ class Node:
             raise errors.UnknownGroupError(f"node {self.node_id} does not own group {group}")
         return member
 
+    def hosts(self, group: str) -> bool:
+        return self.member(group) is not None
+
     def serve(self, op: str, group: str, body: dict[str, Any]) -> dict[str, Any]:
         """Serve a request for a group hosted here, blocking until its answer (any thread
         but the raft thread, which uses ``begin``)."""
@@ -434,6 +497,7 @@ class Node:
                          "descriptors": poller.registered(), "dropped": poller.dropped}}
 
     def status(self) -> dict[str, Any]:
+        address_to_node = {n.raft_address: n.id for n in self.topology.nodes}
         groups = {}
         for gid, member in [*self.members.items(), (CLUSTER_GROUP, self.cluster_member)]:
             st = member.status()
@@ -443,7 +507,7 @@ class Node:
                       else self.topology.group(gid).owners)
             groups[gid] = {
                 "owners": list(owners),
-                "leader": self._address_to_node.get(leader_addr) if leader_addr else None,
+                "leader": address_to_node.get(leader_addr) if leader_addr else None,
                 "applied_index": store.applied_index(),
                 "revision": store.revision(),
                 **st,
@@ -454,18 +518,6 @@ class Node:
         return {"node": self.node_id, "cluster": self.topology.cluster, "groups": groups,
                 "sphere_of_influence": sorted(self.topology.sphere_of_influence(self.node_id)),
                 "node_status": statuses}
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A request started by ``Node.begin``: ``finish()`` gives the answer (or raises its
-    error) once ``completion`` resolved; ``timed_out()`` is the error to answer with if it
-    has not by ``deadline`` (a ``time.monotonic`` time)."""
-
-    completion: Completion
-    finish: Callable[[], dict[str, Any]]
-    timed_out: Callable[[], errors.HakvError]
-    deadline: float
 
 
 def _write_answer(result: Any) -> dict[str, Any]:

@@ -3,31 +3,16 @@ Reconciler thread."""
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
-import os
-import shutil
 import threading
-import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from hakv.core import codec
-from hakv.core.topology import (
-    CLUSTER_GROUP,
-    Topology,
-)
-from hakv.errors import ConfigError, HakvError, TopologyError
-
-if TYPE_CHECKING:
-    from hakv.node.process import Node
-    from hakv.raft.completion import Completion
-    from hakv.raft.member import GroupMember
-
 from hakv.core.membership import (
     GROUPS,
     JOINS,
@@ -40,6 +25,13 @@ from hakv.core.membership import (
     build_view,
     plan_membership,
 )
+from hakv.core.topology import (
+    CLUSTER_GROUP,
+    NodeSpec,
+    Topology,
+)
+from hakv.errors import ConfigError, HakvError, TopologyError
+from hakv.node.ports import AdoptableView, Clock, Completion, MemberControl, RaftMember
 
 log = logging.getLogger("hakv.core.membership")
 
@@ -145,10 +137,18 @@ class Reconciler:
     the next one.
     """
 
-    def __init__(self, node: Node, interval: float = INTERVAL) -> None:
-        self.node = node
+    def __init__(self, spec: NodeSpec, groups: MemberControl, view: AdoptableView,
+                 clock: Clock, own_status: Callable[[], dict[str, Any]], started_at: float,
+                 interval: float = INTERVAL) -> None:
+        self.spec = spec  # this node (kept in the view even if the records lack it)
+        self.me = spec.id
+        self.groups = groups
+        self.view = view
+        self.clock = clock
+        self.own_status = own_status  # this node's status record, and since when
+        self.started_at = started_at
         self.interval = interval
-        self._client = f"membership-{node.node_id}-{uuid.uuid4().hex[:12]}"
+        self._client = f"membership-{spec.id}-{uuid.uuid4().hex[:12]}"
         self._seq = itertools.count(1)
         self._joins: dict[str, _Join] = {}
         self._pending: dict[str, _Pending] = {}
@@ -166,21 +166,21 @@ class Reconciler:
             try:
                 self.reconcile_once(stopping)
             except HakvError as exc:
-                log.info("membership on %s: %s", self.node.node_id, exc.message)
+                log.info("membership on %s: %s", self.me, exc.message)
             except Exception:
                 if stopping.is_set():
                     return
-                log.exception("membership pass on %s failed", self.node.node_id)
+                log.exception("membership pass on %s failed", self.me)
 
     def reconcile_once(self, stopping: threading.Event | None = None) -> None:
-        node = self.node
-        revision = node.machines[CLUSTER_GROUP].store.revision()
+        groups = self.groups
+        revision = groups.store(CLUSTER_GROUP).revision()
         if self._cache is not None and self._cache[0] == revision:
             _, records, maybe_view = self._cache  # nothing changed: skip the parsing
         else:
             records = self._read_local()
             try:
-                maybe_view = build_view(node.topology, records, keep=[node.spec])
+                maybe_view = build_view(self.view.topology, records, keep=[self.spec])
                 self._warned = None
             except TopologyError as exc:
                 maybe_view = None
@@ -192,37 +192,37 @@ class Reconciler:
         if not records.seeded or maybe_view is None:
             return
         view = maybe_view
-        me = node.node_id
+        me = self.me
         if me not in records.nodes and me not in view.cluster_voters:
             log.warning("node %s has been removed from the cluster; stop it", me)
         # 1. stop what this node must no longer host (before the view drops the group)
-        for gid in sorted(node.members):
+        for gid in groups.hosted():
             if self._must_stop(gid, view, records):
                 self._stop_group(gid)
         # 2. adopt the records' nodes and groups
-        if view != node.topology:
-            node.set_view(view)
+        if view != self.view.topology:
+            self.view.adopt(view)
         # 3. start members for the groups that list this node
         for group in view.groups_of(me):
-            if group.id not in node.members and not (stopping and stopping.is_set()):
+            if groups.member(group.id) is None and not (stopping and stopping.is_set()):
                 self._start_group(group.id, view, records)
         # 4. new owners catching up; status records into newly hosted groups
         for gid in sorted(self._joins):
-            if gid in node.members:
+            if groups.member(gid) is not None:
                 self._progress_join(gid, view, records)
             else:
                 self._joins.pop(gid, None)
-        hosted = sorted(node.members)
+        hosted = groups.hosted()
         if hosted != self._hosted:  # the node's status lists its groups
             self._hosted = hosted
             if not hosted:  # no sphere of influence: the cluster ensemble keeps it
                 self._publish[CLUSTER_GROUP] = None
         if revision != self._marks_seen:
             # The cluster ensemble records failures and reintegrations, not start-ups
-            # (docs/placement.md). A node marked down there that is up again says so
+            # (docs/replication.md). A node marked down there that is up again says so
             # itself: the group leader that would record it may be this very node.
             self._marks_seen = revision
-            mark = node.machines[CLUSTER_GROUP].store.node_statuses().get(me)
+            mark = groups.store(CLUSTER_GROUP).node_statuses().get(me)
             state = ((mark or {}).get("status") or {}).get("state")
             if mark is not None and state != "up":
                 self._publish.setdefault(CLUSTER_GROUP, None)
@@ -240,7 +240,7 @@ class Reconciler:
     # ---------------------------------------------------------------- reading/writing
 
     def _read_local(self) -> Records:
-        store = self.node.machines[CLUSTER_GROUP].store
+        store = self.groups.store(CLUSTER_GROUP)
         items: list[tuple[str, str, int]] = []
         for prefix in PREFIXES:
             kvs, _more, _rev = store.range_at(prefix, LOCAL_RANGE_LIMIT)
@@ -251,13 +251,13 @@ class Reconciler:
                      wait: float = 3.0) -> bool:
         body = {"group": CLUSTER_GROUP, "compare": compare, "success": success, "failure": []}
         payload = codec.encode(codec.write_command("txn", body, self._client, next(self._seq)))
-        result = self.node.cluster_member.submit(payload).wait(wait)
+        result = self.groups.member_of(CLUSTER_GROUP).submit(payload).wait(wait)
         return isinstance(result, dict) and bool(result.get("succeeded"))
 
     # ---------------------------------------------------------------- hosting
 
     def _must_stop(self, gid: str, view: Topology, records: Records) -> bool:
-        me = self.node.node_id
+        me = self.me
         if not view.has_group(gid):
             return True  # the group was deleted
         if me in view.group(gid).owners:
@@ -267,47 +267,42 @@ class Reconciler:
         return me not in records.voters(gid)
 
     def _stop_group(self, gid: str) -> None:
-        node = self.node
         log.info("group %s no longer lists node %s: stopping its member and deleting its "
-                 "data", gid, node.node_id)
+                 "data", gid, self.me)
         self._joins.pop(gid, None)
         self._pending.pop(gid, None)
         self._publish.pop(gid, None)
-        node.unhost_group(gid)
-        shutil.rmtree(os.path.join(node.data_dir, "groups", gid), ignore_errors=True)
+        self.groups.unhost_group(gid, delete_data=True)
 
     def _addresses(self, view: Topology, ids: Iterable[str]) -> list[str]:
         return [view.node(i).raft_address for i in ids
-                if i != self.node.node_id and view.has_node(i)]
+                if i != self.me and view.has_node(i)]
 
     def _start_group(self, gid: str, view: Topology, records: Records) -> None:
-        me = self.node.node_id
+        me = self.me
         voters = records.voters(gid)
         peers = self._addresses(view, voters)
         if me in voters:
             # A voter already (a new group's initial owner, or restarting): start as one.
             log.info("hosting group %s as a voter (peers %s)", gid, peers)
-            self.node.host_group(gid, peers, voter=True)
+            self.groups.host_group(gid, peers, voter=True)
             self._publish[gid] = None
         else:
             # A new owner: follow the log read-only until caught up, then vote.
             log.info("new owner of group %s: catching up read-only from %s", gid, peers)
-            self.node.host_group(gid, peers, voter=False)
+            self.groups.host_group(gid, peers, voter=False)
             self._joins[gid] = _Join(peers=tuple(voters))
 
     def _status_payload(self) -> bytes:
-        node = self.node
-        return codec.encode(codec.node_status_command(node.node_id, node.own_status(),
-                                                      node.started_at))
+        return codec.encode(codec.node_status_command(self.me, self.own_status(),
+                                                      self.started_at))
 
     def _progress_join(self, gid: str, view: Topology, records: Records) -> None:
-        node = self.node
-        me = node.node_id
+        groups, me = self.groups, self.me
         join = self._joins[gid]
-        member = node.members[gid]
         voters = records.voters(gid)
         if me in voters:
-            if member.selfNode is None:
+            if not groups.is_voter(gid):
                 self._restart_as_voter(gid, view, records)
             log.info("node %s is now a voter of group %s", me, gid)
             self._joins.pop(gid, None)
@@ -315,61 +310,61 @@ class Reconciler:
         if join.stage == "readonly":
             if tuple(voters) != join.peers:
                 # The voters changed (another step finished): follow the current ones.
-                node.unhost_group(gid)
-                node.host_group(gid, self._addresses(view, voters), voter=False)
+                groups.unhost_group(gid)
+                groups.host_group(gid, self._addresses(view, voters), voter=False)
                 self._joins[gid] = _Join(peers=tuple(voters))
                 return
             status = join.status
             if status is None or (status.done() and _failed(status)):
                 # Our status record goes through the leader into the log; once this
                 # member has applied it, it holds the log up to a recent point.
-                join.status = node.members[gid].submit(self._status_payload())
-                node.host.wake()
+                join.status = groups.member_of(gid).submit(self._status_payload())
+                groups.wake()
                 return
             if not status.done():
                 return
             self._restart_as_voter(gid, view, records)
             join.stage = "voter"
-        if me not in records.joins.get(gid, ()) and time.monotonic() - join.announced > 1.0:
+        now = self.clock.monotonic()
+        if me not in records.joins.get(gid, ()) and now - join.announced > 1.0:
             # Tell the leader (through the cluster records) that we are ready to vote.
-            join.announced = time.monotonic()
+            join.announced = now
             self._cluster_txn([{"key": GROUPS + gid, "target": "version", "op": ">",
                                 "value": 0}],  # not for a group deleted meanwhile
                               [{"op": "put", "key": f"{JOINS}{gid}/{me}",
-                                "value": _json({"at": time.time()})}])
+                                "value": _json({"at": self.clock.wall()})}])
 
     def _restart_as_voter(self, gid: str, view: Topology, records: Records) -> None:
-        node = self.node
         peers = self._addresses(view, records.voters(gid))
-        node.unhost_group(gid)
-        member = node.host_group(gid, peers, voter=True)
-        node.host.call_in_loop(member.hold_elections_until_leader)
+        self.groups.unhost_group(gid)
+        self.groups.host_group(gid, peers, voter=True)
+        self.groups.hold_elections(gid)
         log.info("group %s: caught up; restarted as a voter, waiting for the leader to add "
-                 "node %s", gid, node.node_id)
+                 "node %s", gid, self.me)
 
     def _publish_status(self) -> None:
         for gid, done in list(self._publish.items()):
-            member = self.node.member(gid)
+            member = self.groups.member(gid)
             if member is None:
                 self._publish.pop(gid, None)
             elif done is None or (done.done() and _failed(done)):
                 self._publish[gid] = member.submit(self._status_payload())
-                self.node.host.wake()
+                self.groups.wake()
             elif done.done():
                 self._publish.pop(gid, None)
 
     # ---------------------------------------------------------------- leading
 
     def _lead(self, gid: str, view: Topology, records: Records) -> None:
-        node = self.node
-        member: GroupMember | None = node.members.get(gid)
-        if member is None or member.selfNode is None:
+        groups = self.groups
+        member = groups.raft_member(gid)
+        if member is None or not groups.is_voter(gid):
             return
         pending = self._pending.get(gid)
-        if not member._isLeader():  # a cheap read; the details come from the raft thread
+        if not member.leads():  # a cheap read; the details come from the raft thread
             self._pending.pop(gid, None)
             return
-        info = node.host.call_in_loop(member.membership)
+        info = groups.membership(gid)
         if not info["leader"]:
             self._pending.pop(gid, None)
             return
@@ -379,14 +374,14 @@ class Reconciler:
             self._pending.pop(gid, None)
             if pending.done.done() and not _failed(pending.done):
                 log.info("group %s: membership step %s done", gid, pending.step)
-            info = node.host.call_in_loop(member.membership)
+            info = groups.membership(gid)
         if not info["settled"] or not view.has_group(gid):
             return
         by_address = {n.raft_address: n.id for n in view.nodes}
         owners = view.group(gid).owners
         self._forget_departed_status(gid, member, owners)
         actual = _in_order([by_address.get(a, a) for a in info["voters"]], owners)
-        me = node.node_id
+        me = self.me
         stale_joins = [n for n in records.joins.get(gid, ()) if n in actual or n not in owners]
         if set(records.voters(gid)) != set(actual) or stale_joins:
             self._record_voters(gid, actual, info["term"], records, stale_joins)
@@ -406,25 +401,25 @@ class Reconciler:
                 else step.node
         log.info("group %s: membership step %s (voters now %s)", gid, step, actual)
         done = member.change_membership(step.action, address)
-        node.host.wake()
+        groups.wake()
         self._pending[gid] = _Pending(step=step, term=info["term"], done=done)
         try:
             done.wait(STEP_WAIT)
         except HakvError:
             return  # checked again next pass
         self._pending.pop(gid, None)
-        after = node.host.call_in_loop(member.membership)
+        after = groups.membership(gid)
         if after["leader"]:
             actual = _in_order([by_address.get(a, a) for a in after["voters"]], owners)
             fresh = self._read_local()
             self._record_voters(gid, actual, after["term"], fresh,
                                 [n for n in fresh.joins.get(gid, ()) if n in actual])
 
-    def _forget_departed_status(self, gid: str, member: GroupMember,
+    def _forget_departed_status(self, gid: str, member: RaftMember,
                                 owners: Sequence[str]) -> None:
         """Drop status records of nodes that no longer own the group (I1: a node's status
         lives only in its sphere of influence). Idempotent, retried every pass."""
-        store = self.node.machines[gid].store
+        store = self.groups.store(gid)
         for departed in sorted(set(store.node_statuses()) - set(owners)):
             payload = codec.encode(codec.node_status_forget_command(departed))
             try:
@@ -443,23 +438,22 @@ class Reconciler:
         if ok:
             log.info("group %s: Raft voters recorded as %s", gid, ", ".join(voters))
 
-    def _hand_over(self, gid: str, member: GroupMember, view: Topology,
+    def _hand_over(self, gid: str, member: RaftMember, view: Topology,
                    actual: list[str]) -> None:
         """The leader is to be removed: hand leadership to a remaining owner first (a
         pysyncobj leader cannot remove itself)."""
         if member.handing_over():
             return
         owners = view.group(gid).owners
-        remaining = [o for o in owners if o in actual and o != self.node.node_id]
+        remaining = [o for o in owners if o in actual and o != self.me]
         if not remaining:
             return
         candidate = remaining[0]
         address = view.node(candidate).raft_address
-        self.node.host.call_in_loop(
-            functools.partial(member.hand_over_leadership, address, HANDOVER_WITHIN))
-        self.node.host.wake()
+        self.groups.hand_over_leadership(gid, address, HANDOVER_WITHIN)
+        self.groups.wake()
         log.info("group %s: leader %s leaves the group; handing leadership to %s",
-                 gid, self.node.node_id, candidate)
+                 gid, self.me, candidate)
 
 
 def _in_order(voters: Iterable[str], owners: Sequence[str]) -> list[str]:

@@ -47,17 +47,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from hakv import errors
 from hakv.core import codec, ha
 from hakv.node import fence
 from hakv.node.fence import EXIT_FENCED
-
-if TYPE_CHECKING:
-    from hakv.core.topology import GroupSpec
-    from hakv.node.process import Node
-    from hakv.raft.member import GroupMember
+from hakv.node.ports import Clock, GroupHost, Member, Store, TopologyView
 
 log = logging.getLogger("hakv.node.supervisor")
 
@@ -71,28 +67,6 @@ STARTING_CHECK = 0.1  # ...every this long until it passes (or start_timeout)
 
 
 # =========================================================================== the supervisor
-
-
-def group_spec(node: Node, group: str) -> GroupSpec | None:
-    """The group's spec for HA: owners from the node's current view, app and fallback
-    from the topology file (runtime membership changes do not carry app specs)."""
-    topology = node.topology
-    if not topology.has_group(group):
-        return None
-    current = topology.group(group)
-    seed = getattr(node, "seed_topology", None)
-    if current.app is None and seed is not None and seed.has_group(group):
-        from dataclasses import replace
-
-        spec = seed.group(group)
-        return replace(current, app=spec.app, fallback=spec.fallback,
-                       fallback_window=spec.fallback_window)
-    return current
-
-
-def tuning_of(node: Node) -> ha.HaTuning:
-    seed = getattr(node, "seed_topology", None)
-    return (seed or node.topology).ha
 
 
 @dataclass
@@ -117,9 +91,11 @@ class AppRunner:
 
     def __init__(self, supervisor: Supervisor, group: str) -> None:
         self.sup = supervisor
-        self.node = supervisor.node
+        self.groups = supervisor.groups
+        self.view = supervisor.view
+        self.clock = supervisor.clock
         self.group = group
-        self.me = self.node.node_id
+        self.me = supervisor.me
         self._lock = threading.Lock()
         self.keeper: subprocess.Popen[bytes] | None = None
         self.keeper_token: int | None = None
@@ -138,14 +114,18 @@ class AppRunner:
     # ------------------------------------------------------------------ helpers
 
     @property
-    def member(self) -> GroupMember:
-        return self.node.member_of(self.group)
+    def member(self) -> Member:
+        return self.groups.member_of(self.group)
+
+    @property
+    def store(self) -> Store:
+        return self.groups.store(self.group)
 
     def placement(self) -> ha.Placement:
-        return self.node.machines[self.group].store.placement()
+        return self.store.placement()
 
     def _propose(self, action: str, timeout: float = REPORT_TIMEOUT, **fields: Any) -> Any:
-        payload = codec.encode(ha.command(action, time.time(), **fields))
+        payload = codec.encode(ha.command(action, self.clock.wall(), **fields))
         return self.member.submit(payload).wait(timeout)
 
     def report(self, token: int, state: str, reason: str) -> bool:
@@ -164,17 +144,17 @@ class AppRunner:
         return True
 
     def _env(self, spec: ha.AppSpec, token: int) -> dict[str, str]:
-        data = os.path.join(self.node.data_dir, "apps", self.group)
+        data = os.path.join(self.sup.data_dir, "apps", self.group)
         os.makedirs(data, exist_ok=True)
         env = dict(os.environ)
         env.update(spec.env)
         env.update(HAKV_GROUP=self.group, HAKV_NODE=self.me, HAKV_FENCING_TOKEN=str(token),
-                   HAKV_DATA=data, HAKV_ENDPOINTS=self.node.spec.api_address)
+                   HAKV_DATA=data, HAKV_ENDPOINTS=self.sup.api_address)
         return env
 
     def _logfile(self) -> IO[bytes]:
         if self._log is None:
-            path = os.path.join(self.node.data_dir, "apps", f"{self.group}.log")
+            path = os.path.join(self.sup.data_dir, "apps", f"{self.group}.log")
             os.makedirs(os.path.dirname(path), exist_ok=True)
             self._log = open(path, "ab", buffering=0)  # noqa: SIM115 - kept open
         return self._log
@@ -200,13 +180,13 @@ class AppRunner:
     # ------------------------------------------------------------------ lease
 
     def renew_loop(self, stopping: threading.Event) -> None:
-        tuning = tuning_of(self.node)
+        tuning = self.view.tuning()
         while not stopping.is_set():
             token = self.lease_token
             if token is None or token == self.fenced_token:
                 stopping.wait(POLL)
                 continue
-            asked = time.monotonic()
+            asked = self.clock.monotonic()
             try:
                 result = self._propose("renew", timeout=min(tuning.lease, 3.0), node=self.me,
                                        token=token)
@@ -214,13 +194,13 @@ class AppRunner:
                 result = None
             if isinstance(result, dict) and result.get("renewed") and self.lease_token == token:
                 deadline = ha.runner_deadline(asked, tuning)
-                if deadline > self.deadline and deadline > time.monotonic():
+                if deadline > self.deadline and deadline > self.clock.monotonic():
                     self.deadline = deadline
                     self._send(f"deadline {deadline:.6f}")
-            stopping.wait(max(0.0, asked + tuning.renew_interval - time.monotonic()))
+            stopping.wait(max(0.0, asked + tuning.renew_interval - self.clock.monotonic()))
 
     def lease_left(self) -> float:
-        return self.deadline - time.monotonic()
+        return self.deadline - self.clock.monotonic()
 
     # ------------------------------------------------------------------ app process
 
@@ -241,7 +221,7 @@ class AppRunner:
             self.keeper_token = token
         if self.deadline > deadline:
             self._send(f"deadline {self.deadline:.6f}")
-        self.started_at = time.monotonic()
+        self.started_at = self.clock.monotonic()
         self.healthy = False
         self.next_check = self.started_at + FIRST_CHECK
         self.local.state, self.local.token = "starting", token
@@ -332,11 +312,11 @@ class AppRunner:
             stopping.wait(POLL)
 
     def step(self) -> None:
-        if self.group not in self.node.members:
+        if self.groups.member(self.group) is None:
             self.stop_app(None, "this node no longer owns the group")
             self.lease_token = None
             return
-        gspec = group_spec(self.node, self.group)
+        gspec = self.view.group_spec(self.group)
         spec = gspec.app if gspec is not None else None
         rec = self.placement()
         self.local.lease_left = round(self.lease_left(), 3) if self.keeper else None
@@ -376,7 +356,7 @@ class AppRunner:
             return
         if self.keeper is not None:
             self.watch_app(spec, rec)
-        elif not rec.maintenance and self.lease_left() > min(0.2, tuning_of(self.node).lease / 4):
+        elif not rec.maintenance and self.lease_left() > min(0.2, self.view.tuning().lease / 4):
             self.start_app(spec, token)
 
     def watch_app(self, spec: ha.AppSpec, rec: ha.Placement) -> None:
@@ -398,13 +378,13 @@ class AppRunner:
             return
         if rec.maintenance:
             return  # not managed: no checks, no restarts
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now < self.next_check:
             return
         if spec.check is None and now - self.started_at < NO_CHECK_GRACE:
             return
         ok, why = self.run_check(spec, token)
-        self.next_check = time.monotonic() + spec.check_interval
+        self.next_check = self.clock.monotonic() + spec.check_interval
         if ok:
             if not self.healthy:
                 self.healthy = True
@@ -412,8 +392,8 @@ class AppRunner:
                 if rec.state == "starting":
                     self.report(token, "running", "started; check passed")
             return
-        if not self.healthy and time.monotonic() - self.started_at < spec.start_timeout:
-            self.next_check = time.monotonic() + min(spec.check_interval, STARTING_CHECK)
+        if not self.healthy and self.clock.monotonic() - self.started_at < spec.start_timeout:
+            self.next_check = self.clock.monotonic() + min(spec.check_interval, STARTING_CHECK)
             return  # still starting
         if not self.healthy:
             why = f"not healthy within start_timeout {spec.start_timeout:g}s: {why}"
@@ -443,7 +423,7 @@ class AppRunner:
             rec = self.placement()
         except Exception:  # the store may be closing
             pass
-        gspec = group_spec(self.node, self.group)
+        gspec = self.view.group_spec(self.group)
         token = self.keeper_token
         self.stop_app(gspec.app if gspec else None, "the node is shutting down")
         if rec is not None and token is not None and rec.token == token:
@@ -454,14 +434,25 @@ class AppRunner:
 
 
 class Supervisor:
-    """Every app runner of a node; started by the node, one runner per owned group with
-    an app (created as groups appear)."""
+    """Every app runner of node ``me``; one runner per hosted group with an app (created
+    as groups appear). Apps get ``data_dir``/apps/<group>/ and this node's client API
+    (``api_address``). ``clock`` must be the system's when apps run: the fence keeper
+    reads the same monotonic clock (CLOCK_MONOTONIC) for the lease deadline.
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    ``no_fence`` is a failpoint (hakv.failpoints, chaos self-test only; logged by
+    run_node): the keepers ignore lease expiry."""
+
+    def __init__(self, me: str, groups: GroupHost, view: TopologyView, clock: Clock,
+                 data_dir: str, api_address: str, no_fence: bool = False) -> None:
+        self.me = me
+        self.groups = groups
+        self.view = view
+        self.clock = clock
+        self.data_dir = data_dir
+        self.api_address = api_address
         self.stopping = threading.Event()
         self.runners: dict[str, AppRunner] = {}
-        self.no_fence = node.failpoints.no_fence  # hakv.failpoints; logged by run_node
+        self.no_fence = no_fence
         self._threads: list[threading.Thread] = []
         self._thread: threading.Thread | None = None
 
@@ -472,10 +463,10 @@ class Supervisor:
     def run(self) -> None:
         while not self.stopping.is_set():
             try:
-                for gid in list(self.node.members):
+                for gid in self.groups.hosted():
                     if gid in self.runners:
                         continue
-                    gspec = group_spec(self.node, gid)
+                    gspec = self.view.group_spec(gid)
                     if gspec is None or gspec.app is None:
                         continue
                     runner = AppRunner(self, gid)
@@ -506,4 +497,4 @@ class Supervisor:
             t.join(timeout=4.0)
 
 
-__all__ = ["AppRunner", "LocalApp", "Supervisor", "group_spec", "tuning_of"]
+__all__ = ["AppRunner", "LocalApp", "Supervisor"]
