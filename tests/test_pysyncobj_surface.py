@@ -1,5 +1,6 @@
 """hakv.raft.pysyncobj_surface: every pysyncobj private hakv.raft relies on exists on the
-installed pysyncobj, and hakv.raft relies on no other (a version bump fails here)."""
+installed pysyncobj, hakv.raft relies on no other and on every one listed, and no test
+names one (a version bump fails here, and in GroupMember's accessors, not in tests)."""
 
 from __future__ import annotations
 
@@ -48,10 +49,22 @@ def test_the_patched_module_attributes_exist(module: str, attr: str) -> None:
     assert hasattr(importlib.import_module(module), attr)
 
 
-def test_hakv_raft_uses_no_private_missing_from_the_list() -> None:
-    used = {m for path in RAFT.glob("*.py") if path.name != "pysyncobj_surface.py"
+def _mangled_in(paths: list[Path]) -> set[str]:
+    return {m for path in paths
             for m in re.findall(r"_[A-Z]\w*?__\w+", path.read_text(encoding="utf-8"))}
-    assert used <= surface.mangled(), sorted(used - surface.mangled())
+
+
+def test_hakv_raft_uses_exactly_the_listed_privates() -> None:
+    used = _mangled_in([p for p in RAFT.glob("*.py") if p.name != "pysyncobj_surface.py"])
+    assert used <= surface.mangled(), f"not listed: {sorted(used - surface.mangled())}"
+    assert used >= surface.mangled(), f"listed, unused: {sorted(surface.mangled() - used)}"
+
+
+def test_no_test_names_a_pysyncobj_private() -> None:
+    """Tests go through GroupMember's accessors: a pysyncobj bump breaks those, not tests."""
+    tests = [p for p in Path(__file__).parent.rglob("*.py") if p.name != Path(__file__).name]
+    named = {str(p.relative_to(p.parents[1])) for p in tests if _mangled_in([p])}
+    assert not named, sorted(named)
 
 
 def test_the_trackers_and_settings_import_no_pysyncobj() -> None:

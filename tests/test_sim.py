@@ -149,9 +149,9 @@ def test_read_only_followers_ack_but_never_count_for_the_quorum() -> None:
 
 
 def test_read_only_followers_get_what_the_voters_got_20_ms_later() -> None:
-    # hakv.raft.host GroupMember._SyncObj__sendAppendEntries, send_to_readonly, readonly_due,
-    # RaftHost._pass. One ms of CPU a message makes every send visible in the times; no
-    # jitter.
+    # hakv.raft.member GroupMember's sendAppendEntries override, send_to_readonly,
+    # readonly_due; hakv.raft.host RaftHost._pass. One ms of CPU a message makes every send
+    # visible in the times; no jitter.
     c = 0.001
     params = SimParams(link_jitter=0.0, msg_cpu=c)
     sim = Sim(params, random.Random(0), ("a", "b", "c", "r1", "r2", "r3"))

@@ -68,6 +68,7 @@ log = logging.getLogger("hakv.raft.member")
 _LEADER = 2
 _FOLLOWER = 0
 _ROLES = {0: "follower", 1: "candidate", 2: "leader"}
+_STATES = {role: state for state, role in _ROLES.items()}
 _OWN_MESSAGES = {READ_PROBE: "_on_read_probe", READ_PROBE_ACK: "_on_read_probe_ack",
                  PRE_VOTE: "_on_pre_vote", PRE_VOTE_ACK: "_on_pre_vote_ack"}
 
@@ -180,6 +181,119 @@ class GroupMember(SyncObj):  # type: ignore[misc]
     def _poller(self, _value: Any) -> None:
         pass
 
+    # ------------------------------------------------------------------ pysyncobj state
+    # The one place GroupMember names pysyncobj's state (hakv.raft.pysyncobj_surface lists
+    # every name): each accessor is one line over a private. The tests and this class's
+    # code read and set the state through them, so a pysyncobj bump breaks this section,
+    # not its users. Exceptions, on purpose: the per-message and per-peer paths
+    # (``_SyncObj__onMessageReceived``, ``_append_entries``, ``_next_index_ack``,
+    # ``_SyncObj__sendNextNodeIdx``, the AppendEntries sends, ``_applyCommand``, the
+    # node-heartbeat handlers, the loops over peers in ``_quiet_now``/``needs_tick``) keep
+    # reading the privates directly, where a method call per message or per peer adds up;
+    # and the ``_SyncObj__*`` overrides are pysyncobj's hooks, named as pysyncobj names them.
+
+    def role(self) -> str:
+        """Raft role: ``"follower"``, ``"candidate"`` or ``"leader"`` (``status`` says
+        "read-only" for a member without a vote)."""
+        return _ROLES.get(self._SyncObj__raftState, "unknown")
+
+    def leads(self) -> bool:
+        """Whether this member is its group's Raft leader (cheaper than ``status``)."""
+        return bool(self._SyncObj__raftState == _LEADER)
+
+    def leader(self) -> Any:
+        """The last known leader node (None: none known)."""
+        return self._SyncObj__raftLeader
+
+    def last_log_index(self) -> int:
+        """Index of the last entry in the log (pysyncobj's ``__getCurrentLogIndex``)."""
+        return self._journal[-1][1]
+
+    def last_log_term(self) -> int:
+        """Term of the last entry in the log (pysyncobj's ``__getCurrentLogTerm``)."""
+        return self._journal[-1][2]
+
+    def match_index(self, node: Any) -> int:
+        """Leader: the highest entry ``node`` is known to hold (0: none known)."""
+        return self._SyncObj__raftMatchIndex.get(node, 0)
+
+    def next_index(self, node: Any) -> int:
+        """Leader: the next entry to send ``node`` (0: not tracked)."""
+        return self._SyncObj__raftNextIndex.get(node, 0)
+
+    def last_response(self, node: Any) -> float:
+        """Leader: when ``node`` last answered (``time.monotonic``; 0.0: never)."""
+        return self._SyncObj__lastResponseTime.get(node, 0.0)
+
+    def election_deadline(self) -> float:
+        """When this member starts an election (PreVote first) if no leader is heard."""
+        return self._SyncObj__raftElectionDeadline
+
+    def noop_index(self) -> int | None:
+        """Leader: index of its first entry of its term (None: not appended yet)."""
+        return self._SyncObj__noopIDx
+
+    def transferring(self) -> bool:
+        """Whether this member obeys a TimeoutNow (a hand-over's election, no PreVote)."""
+        return bool(self._SyncObj__transferInProgress)
+
+    def _voters(self) -> set[Any]:
+        """The other voters' nodes: pysyncobj's own set (``otherNodes`` copies it)."""
+        return self._SyncObj__otherNodes
+
+    def _readonly(self) -> set[Any]:
+        """The connected read-only followers' nodes: pysyncobj's own set."""
+        return self._SyncObj__readonlyNodes
+
+    def _transport(self) -> Any:
+        return self._SyncObj__transport
+
+    def _connected_to_anyone(self) -> bool:
+        return bool(self._SyncObj__connectedToAnyone())
+
+    def _receive(self, node: Any, message: dict[str, Any]) -> None:
+        """A message from ``node``, as the transport delivers it."""
+        self._SyncObj__onMessageReceived(node, message)
+
+    # Setters: this class's writes outside the hot paths, and tests, which put a member in a
+    # state (leader, term, peer progress) without running Raft to it.
+
+    def _set_role(self, role: str) -> None:
+        self._SyncObj__setState(_STATES[role])
+
+    def _set_term(self, term: int) -> None:
+        self._SyncObj__setCurrentTerm(term, None)
+
+    def _set_leader(self, node: Any) -> None:
+        self._SyncObj__raftLeader = node
+
+    def _set_election_deadline(self, deadline: float) -> None:
+        self._SyncObj__raftElectionDeadline = deadline
+
+    def _set_transferring(self, transferring: bool) -> None:
+        self._SyncObj__transferInProgress = transferring
+
+    def _set_match_index(self, node: Any, index: int) -> None:
+        self._SyncObj__raftMatchIndex[node] = index
+
+    def _set_next_index(self, node: Any, index: int) -> None:
+        self._SyncObj__raftNextIndex[node] = index
+
+    def _set_last_response(self, node: Any, when: float) -> None:
+        self._SyncObj__lastResponseTime[node] = when
+
+    def _set_commit_index(self, index: int) -> None:  # tests (_append_entries writes its own)
+        self._SyncObj__raftCommitIndex = index
+
+    def _set_noop_index(self, index: int | None) -> None:  # tests
+        self._SyncObj__noopIDx = index
+
+    def _set_applied(self, index: int) -> None:  # tests: as if applied up to ``index``
+        self._SyncObj__raftLastApplied = index
+
+    def _set_connected_to_anyone(self, check: Callable[[], bool]) -> None:  # tests
+        self._SyncObj__connectedToAnyone = check
+
     # ------------------------------------------------------------------ replicated apply
 
     @replicated  # type: ignore[misc]
@@ -221,14 +335,13 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         if self._handover.active and self._holding_for_handover():
             return  # proposals wait in the queue until the new leader takes them
         conf = self.conf
-        before = self._SyncObj__getCurrentLogIndex()
+        before = self.last_log_index()
         batched, conf.appendEntriesUseBatch = conf.appendEntriesUseBatch, True
         try:
             SyncObj._checkCommandsToApply(self)
         finally:
             conf.appendEntriesUseBatch = batched
-        if (self._SyncObj__raftState == _LEADER
-                and self._SyncObj__getCurrentLogIndex() != before):
+        if self.leads() and self.last_log_index() != before:
             self._SyncObj__sendAppendEntries()
 
     def submit(self, payload: bytes, on_done: Callable[[], None] | None = None) -> Completion:
@@ -250,11 +363,11 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         proposals wait for the tick instead and go out together (the batching that
         carries concurrent load). The fsync here keeps what the loop guarantees: the
         leader's own copy is durable before any later tick counts it toward commit."""
-        if self._SyncObj__raftState != _LEADER or self._handover.active:
+        if not self.leads() or self._handover.active:
             return
-        last = self._SyncObj__getCurrentLogIndex()
-        match = self._SyncObj__raftMatchIndex
-        if any(match.get(node, 0) < last for node in self._SyncObj__otherNodes):
+        last = self.last_log_index()
+        match = self._SyncObj__raftMatchIndex  # per peer: the dict, not match_index()
+        if any(match.get(node, 0) < last for node in self._voters()):
             return
         self._checkCommandsToApply()
         self.flush_journal()
@@ -308,7 +421,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         if batch:
             if (not self.settings.unsafe_stock_replication
                     and may_read_by_index(self.leads(), self.raftCommitIndex,
-                                          self._SyncObj__noopIDx)):
+                                          self.noop_index())):
                 self._send_to_voters(self._reads.probe(self.raftCurrentTerm,
                                                        self.raftCommitIndex, batch, now))
             else:
@@ -335,19 +448,19 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             self._send_to_voters(step.send)
 
     def _send_to_voters(self, message: dict[str, Any]) -> None:
-        transport = self._SyncObj__transport
-        for node in self._SyncObj__otherNodes:
+        transport = self._transport()
+        for node in self._voters():
             transport.send(node, message)
 
     def voter_addresses(self) -> set[str]:
         """The other voters of the group, by Raft address."""
-        return {node.address for node in self._SyncObj__otherNodes}
+        return {node.address for node in self._voters()}
 
     def _on_read_probe(self, node: Any, message: dict[str, Any]) -> None:
         answer = answer_probe(message, term=self.raftCurrentTerm, leading=self.leads(),
                               voter=self.selfNode is not None)
         if answer is not None:
-            self._SyncObj__transport.send(node, answer)
+            self._transport().send(node, answer)
 
     def _on_read_probe_ack(self, node: Any, message: dict[str, Any]) -> None:
         if self._reads.on_answer(str(getattr(node, "address", "")), message,
@@ -367,7 +480,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             self._synced_gen = gen
         if self._pending_acks:
             acks, self._pending_acks = self._pending_acks, []
-            transport = self._SyncObj__transport
+            transport = self._transport()
             for node, message in acks:
                 transport.send(node, message)
 
@@ -393,10 +506,10 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         fallback = self.settings.leader_fallback_timeout
         if self.selfNode is None:  # read-only: node heartbeats come every READONLY_ROUNDS
             fallback = max(fallback, CONNECTION_SILENCE)
-        if (self._SyncObj__raftState != _LEADER and self._SyncObj__raftLeader is not None  # type: ignore[has-type]
+        if (not self.leads() and self.leader() is not None
                 and time.monotonic() - self._last_leader_contact > fallback):
             self._SyncObj__onLeaderChanged()
-            self._SyncObj__raftLeader = None
+            self._set_leader(None)
 
     def needs_tick(self, now: float, period: float) -> bool:
         """Whether to tick this member now: it has work, or its periodic tick is due.
@@ -414,8 +527,8 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         if state == _LEADER and not self._quiescence.quiesced:
             self._next_tick = now + period
         elif state == _LEADER:
-            heard = self._SyncObj__lastResponseTime
-            oldest = min((heard.get(n, 0.0) for n in self._SyncObj__otherNodes), default=now)
+            heard = self._SyncObj__lastResponseTime  # per peer: the dict
+            oldest = min((heard.get(n, 0.0) for n in self._voters()), default=now)
             self._next_tick = quiesce.quiet_leader_next_tick(
                 now, oldest, self.settings.leader_fallback_timeout)
         elif self.selfNode is None:
@@ -423,7 +536,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         elif state == _FOLLOWER:
             # At its election deadline, unless that has passed without an election (no
             # peer connected): then on the leader's cadence, not in a busy loop.
-            deadline = self._SyncObj__raftElectionDeadline
+            deadline = self.election_deadline()
             if deadline <= now:
                 deadline = now + period
             self._next_tick = min(quiesce.tick_after(now, QUIET_TICK), deadline)
@@ -448,18 +561,18 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             self._SyncObj__newAppendEntriesTime = heartbeat_at
 
     def _quiet_now(self, now: float) -> bool:
-        if (self._SyncObj__raftState != _LEADER or self._handover.active
+        if (not self.leads() or self._handover.active
                 or self.settings.unsafe_stock_replication or self._pending()
                 or self._reads.waiting()):
             return False
-        match = self._SyncObj__raftMatchIndex
+        match = self._SyncObj__raftMatchIndex  # per peer: the dicts
         heard = self._SyncObj__lastResponseTime
         return quiesce.followers_caught_up(
-            now, last_index=self._SyncObj__getCurrentLogIndex(),
+            now, last_index=self.last_log_index(),
             commit_index=self.raftCommitIndex, applied=self.raftLastApplied,
-            voters=[(match.get(n, 0), heard.get(n, 0.0)) for n in self._SyncObj__otherNodes],
+            voters=[(match.get(n, 0), heard.get(n, 0.0)) for n in self._voters()],
             readonly=[(match.get(n, 0), bool(getattr(n, "address", None)))
-                      for n in self._SyncObj__readonlyNodes],
+                      for n in self._readonly()],
             heartbeat_period=self.settings.heartbeat_period)
 
     def _SyncObj__onNodeConnected(self, node: Any) -> None:
@@ -483,10 +596,6 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         its leader from AppendEntries, not from node heartbeats)."""
         self._quiescence.reset()
         self._activity += 1
-
-    def leads(self) -> bool:
-        """Whether this member is its group's Raft leader (cheaper than ``status``)."""
-        return bool(self._SyncObj__raftState == _LEADER)
 
     def hears_quiet_leader(self, now: float) -> Any:
         """The leader node of this follower (voter or read-only), if the group looks
@@ -568,13 +677,13 @@ class GroupMember(SyncObj):  # type: ignore[misc]
     def notify_commit(self) -> None:
         """After the pass's answers: send the new commit index now if a follower forwarded
         a command (its caller waits until that follower applied it)."""
-        if not self._followers_waiting or self._SyncObj__raftState != _LEADER:
+        if not self._followers_waiting or not self.leads():
             return
         commit = self.raftCommitIndex
         if commit > self._notified_commit:
             self._notified_commit = commit
             self._SyncObj__sendAppendEntries()
-        if commit >= self._SyncObj__getCurrentLogIndex() and not self._proposals_queued():
+        if commit >= self.last_log_index() and not self._proposals_queued():
             self._followers_waiting = False
 
     def finish_batch(self) -> None:
@@ -589,11 +698,9 @@ class GroupMember(SyncObj):  # type: ignore[misc]
     # ------------------------------------------------------------------ status
 
     def status(self) -> dict[str, Any]:
-        leader = self._getLeader()
-        state = self._SyncObj__raftState
+        leader = self.leader()
         return {
-            "role": ("read-only" if self.selfNode is None else
-                     {0: "follower", 1: "candidate", 2: "leader"}.get(state, "unknown")),
+            "role": "read-only" if self.selfNode is None else self.role(),
             "leader_address": leader.address if leader is not None else None,
             "term": self.raftCurrentTerm,
             "commit_index": self.raftCommitIndex,
@@ -619,8 +726,8 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         if term != self.raftCurrentTerm:  # a PreVote round belongs to the term it began in
             self._pre_vote.new_term()
         SyncObj._SyncObj__setCurrentTerm(self, term, voted_for)
-        meta = getattr(self._SyncObj__raftLog, "_FileJournal__metaStorer", None)
-        self._SyncObj__raftLog.flush()
+        meta = getattr(self._journal, "_FileJournal__metaStorer", None)
+        self._journal.flush()
         path = getattr(meta, "getPath", lambda: None)()
         if path and os.path.exists(path):
             fd = os.open(path, os.O_RDONLY)
@@ -676,7 +783,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
     def _SyncObj__sendNextNodeIdx(self, node: Any, reset: bool = False,
                                   nextNodeIdx: int | None = None, success: bool = False) -> None:
         if nextNodeIdx is None:
-            nextNodeIdx = self._SyncObj__getCurrentLogIndex() + 1
+            nextNodeIdx = self.last_log_index() + 1
         message = {"type": "next_node_idx", "next_node_idx": nextNodeIdx,
                    "reset": reset, "success": success}
         if success:
@@ -760,7 +867,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
                                  first_conflict)
                 self._SyncObj__deleteEntriesFrom(first_conflict)
             for entry in new_entries[same:]:
-                self._SyncObj__raftLog.add(*entry)
+                self._journal.add(*entry)
                 if dynamic:
                     change = self._SyncObj__parseChangeClusterRequest(entry[0])
                     if change is not None:
@@ -770,10 +877,10 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         commit = self.raftCommitIndex
         if leader_commit > commit:
             commit = min(leader_commit, last_new)
-        commit = min(commit, self._SyncObj__getCurrentLogIndex())
+        commit = min(commit, self.last_log_index())
         if commit != self.raftCommitIndex:
             self._SyncObj__raftCommitIndex = commit
-            self._SyncObj__raftLog.setRaftCommitIndex(commit)
+            self._journal.setRaftCommitIndex(commit)
 
     def _next_index_ack(self, node: Any, message: dict[str, Any]) -> bool:
         """Leader side: success acks only move next/match forward; failures back-track.
@@ -795,7 +902,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             if nxt.get(node, 0) < next_idx:
                 nxt[node] = next_idx
             return (match[node] > self.raftCommitIndex or self._handover.active
-                    or nxt[node] <= self._SyncObj__getCurrentLogIndex())
+                    or nxt[node] <= self.last_log_index())
         if message["reset"]:
             if next_idx <= match[node]:
                 # The follower no longer holds entries it acknowledged (its data dir was
@@ -814,34 +921,32 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         term, and holds its election back another timeout; pysyncobj's election runs once
         a majority has said yes (its deadline is then set to the past)."""
         if not self._pre_vote.should_ask(
-                now=now, election_deadline=self._SyncObj__raftElectionDeadline,
+                now=now, election_deadline=self.election_deadline(),
                 voter=self.selfNode is not None, leading=self.leads(),
-                transfer=self._SyncObj__transferInProgress,
-                connected=self._SyncObj__connectedToAnyone()):
+                transfer=self.transferring(), connected=self._connected_to_anyone()):
             return
-        self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
+        self._set_election_deadline(now + self._SyncObj__generateRaftTimeout())
         self._send_to_voters(self._pre_vote.ask(
-            self.raftCurrentTerm, self._SyncObj__getCurrentLogIndex(),
-            self._SyncObj__getCurrentLogTerm(), self.voter_addresses()))
+            self.raftCurrentTerm, self.last_log_index(), self.last_log_term(),
+            self.voter_addresses()))
         if self._pre_vote.won:
             self._run_election()
 
     def _run_election(self) -> None:
-        self._SyncObj__raftElectionDeadline = 0.0  # pysyncobj's election, next tick
+        self._set_election_deadline(0.0)  # pysyncobj's election, next tick
         self._activity += 1
 
     def _on_pre_vote(self, node: Any, message: dict[str, Any]) -> None:
         """Would this member vote for the asker? (``prevote.grants``; nothing changes here.)"""
-        leader = self._SyncObj__raftLeader  # type: ignore[has-type]
+        leader = self.leader()
         answer = grants(message, term=self.raftCurrentTerm,
-                        last_index=self._SyncObj__getCurrentLogIndex(),
-                        last_term=self._SyncObj__getCurrentLogTerm(),
+                        last_index=self.last_log_index(), last_term=self.last_log_term(),
                         voter=self.selfNode is not None, leading=self.leads(),
                         leader_heard_at=None if leader is None else self._last_leader_contact,
                         now=time.monotonic(),
                         election_timeout_min=self.settings.election_timeout_min)
         if answer is not None:
-            self._SyncObj__transport.send(node, answer)
+            self._transport().send(node, answer)
 
     def _on_pre_vote_ack(self, node: Any, message: dict[str, Any]) -> None:
         if self._pre_vote.on_answer(str(getattr(node, "address", "")), message,
@@ -860,10 +965,10 @@ class GroupMember(SyncObj):  # type: ignore[misc]
     def membership(self) -> dict[str, Any]:
         """This member's view of the group's Raft configuration (addresses)."""
         me = self.selfNode.address if self.selfNode is not None else None
-        others = [n.address for n in self._SyncObj__otherNodes]
-        leader = self._SyncObj__raftLeader  # type: ignore[has-type]
-        is_leader = self._SyncObj__raftState == _LEADER
-        noop = self._SyncObj__noopIDx
+        others = [n.address for n in self._voters()]
+        leader = self.leader()
+        is_leader = self.leads()
+        noop = self.noop_index()
         return {
             "self": me,
             "voters": sorted(others + ([me] if me else [])),
@@ -909,7 +1014,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         leader wins again. Gives up after ``within`` seconds, at once when the target is not
         connected, and one election timeout after TimeoutNow went out (a target that died
         meanwhile must not stall the group for long)."""
-        if self._SyncObj__raftState == _LEADER:
+        if self.leads():
             self._handover.start(address, time.monotonic(), within)
 
     def handing_over(self) -> bool:
@@ -923,7 +1028,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         step = self._handover.step(
             now, leading=self.leads(),
             target_connected=target is not None
-            and TCPNode(target) in self._SyncObj__connectedNodes)
+            and self.isNodeConnected(TCPNode(target)))
         if step is HandOverStep.TIMEOUT_NOW:
             outcome: list[int] = []
             self.transferLeadership(target, callback=lambda _r, why: outcome.append(why))
@@ -945,11 +1050,10 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             nonlocal released
             if released:
                 return
-            if self._SyncObj__raftLeader is not None:  # type: ignore[has-type]
+            if self.leader() is not None:
                 released = True
                 return
-            self._SyncObj__raftElectionDeadline = (
-                time.monotonic() + self.settings.election_timeout_max)
+            self._set_election_deadline(time.monotonic() + self.settings.election_timeout_max)
 
         self.addOnTickCallback(hold)
         hold()

@@ -30,6 +30,15 @@ def lease(election_timeout_min: float) -> float:
     return PRE_VOTE_LEASE * election_timeout_min
 
 
+def leader_alive(*, leading: bool, leader_heard_at: float | None, now: float,
+                 election_timeout_min: float) -> bool:
+    """The lease rule: whether a member counts its leader as alive, and so refuses to
+    pre-vote. It leads, or it heard from a leader (``leader_heard_at``; None: no leader
+    known) within ``lease`` of ``now``. (The simulator, hakv.sim.model, applies it too.)"""
+    return leading or (leader_heard_at is not None
+                       and now - leader_heard_at < lease(election_timeout_min))
+
+
 def grants(message: Mapping[str, Any], *, term: int, last_index: int, last_term: int,
            voter: bool, leading: bool, leader_heard_at: float | None, now: float,
            election_timeout_min: float) -> dict[str, Any] | None:
@@ -44,11 +53,11 @@ def grants(message: Mapping[str, Any], *, term: int, last_index: int, last_term:
     if (not voter or not isinstance(asked, int) or not isinstance(their_index, int)
             or not isinstance(their_term, int)):
         return None
-    leader_alive = leading or (leader_heard_at is not None
-                               and now - leader_heard_at < lease(election_timeout_min))
     up_to_date = their_term > last_term or (their_term == last_term
                                             and their_index >= last_index)
-    granted = asked > term and up_to_date and not leader_alive
+    granted = (asked > term and up_to_date
+               and not leader_alive(leading=leading, leader_heard_at=leader_heard_at, now=now,
+                                    election_timeout_min=election_timeout_min))
     return {"type": PRE_VOTE_ACK, "term": asked, "granted": granted}
 
 

@@ -1,8 +1,9 @@
 """Every private part of pysyncobj that hakv.raft reads, overrides or replaces, in one
 place, with the version it was checked against. tests/test_pysyncobj_surface.py checks
-that each one still exists on the installed pysyncobj, and that hakv.raft uses no
-name-mangled private missing from this list: a version bump fails there, loudly, before
-anything subtle breaks.
+that each one still exists on the installed pysyncobj, and that hakv.raft uses exactly
+the name-mangled privates listed here: a version bump fails there, loudly, before
+anything subtle breaks. No test names them (checked there too): tests go through
+GroupMember's one-line accessors (hakv.raft.member, section "pysyncobj state").
 
 Pure data: importing it imports no pysyncobj.
 """
@@ -13,18 +14,22 @@ from __future__ import annotations
 CHECKED_VERSION = "0.3.17"
 
 #: ``SyncObj`` instance state (``self.__name`` in its source) that GroupMember reads or sets.
+#: Outside its hot paths GroupMember reads and sets these through the one-line accessors of
+#: its "pysyncobj state" section, and so do the tests (``raftLastApplied`` only they set).
 SYNCOBJ_STATE = (
-    "commandsQueue", "connectedNodes", "lastResponseTime", "leaderCommitIndex",
-    "newAppendEntriesTime", "noopIDx", "otherNodes", "pipeNotifier", "raftCommitIndex",
-    "raftElectionDeadline", "raftLeader", "raftLog", "raftMatchIndex", "raftNextIndex",
+    "commandsQueue", "lastResponseTime", "leaderCommitIndex", "newAppendEntriesTime",
+    "noopIDx", "otherNodes", "pipeNotifier", "raftCommitIndex", "raftElectionDeadline",
+    "raftLastApplied", "raftLeader", "raftLog", "raftMatchIndex", "raftNextIndex",
     "raftState", "readonlyNodes", "transferInProgress", "transport",
 )
 
-#: ``SyncObj`` private methods GroupMember calls.
+#: ``SyncObj`` private methods GroupMember calls. (The log's last index and term it reads
+#: from the journal, ``GroupMember.last_log_index``/``last_log_term``; whether a node is
+#: connected through the public ``isNodeConnected``.)
 SYNCOBJ_CALLED = (
     "callErrCallback", "connectedToAnyone", "deleteEntriesFrom", "doChangeCluster",
-    "generateRaftTimeout", "getCurrentLogIndex", "getCurrentLogTerm", "getEntries",
-    "onLeaderChanged", "parseChangeClusterRequest", "setState",
+    "generateRaftTimeout", "getEntries", "onLeaderChanged", "parseChangeClusterRequest",
+    "setState",
 )
 
 #: ``SyncObj`` private methods GroupMember overrides (and mostly calls back).

@@ -102,6 +102,7 @@ from functools import partial
 from hakv.core.ha import HaTuning
 from hakv.core.quorum import has_quorum, majority
 from hakv.core.topology import HEARTBEAT_PERIOD, RaftTuning
+from hakv.raft import prevote
 from hakv.raft.settings import (
     CONNECTION_SILENCE,
     NODE_HEARTBEAT,
@@ -544,10 +545,11 @@ class Ensemble:
         return leader is not None and (leader == node or self.sim.net.reachable(node, leader))
 
     def _refuses_pre_vote(self, voter: str, now: float) -> bool:
-        if self._hears_leader(voter):
-            return True
-        lease = PRE_VOTE_LEASE * self.sim.params.raft.election_timeout_min
-        return now - self.heard_leader.get(voter, NEVER) < lease
+        """hakv.raft.prevote's lease rule: a voter that reaches the leader hears it now."""
+        return prevote.leader_alive(
+            leading=voter == self.leader,
+            leader_heard_at=now if self._hears_leader(voter) else self.heard_leader.get(voter),
+            now=now, election_timeout_min=self.sim.params.raft.election_timeout_min)
 
     def _deadline(self, node: str, gen: int) -> None:
         sim = self.sim
