@@ -221,7 +221,7 @@ class WriteMessages:
        its ack: M-1 each more.
 
     ``total`` = ``commit_path`` = 2(M-1), what the writer waits for. Measured: a lone write
-    in a 3-member group sends 2+2 = 4 messages, in a 5-member group 8 (tests/test_placement.py,
+    in a 3-member group sends 2+2 = 4 messages, in a 5-member group 8 (tests/test_replication.py,
     ``test_messages_per_write_is_what_hakv_raft_sends``, counts them on real members).
 
     Under concurrent load the leader batches every queued proposal into one AppendEntries
