@@ -28,7 +28,7 @@ import pytest
 
 import hakv
 from hakv.dev.local import LocalCluster
-from tests.support import start_api_cluster, wait_for
+from tests.support import holds, post, start_api_cluster, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -256,6 +256,19 @@ def _healthy(cluster: LocalCluster, node: str) -> bool:
         return False
 
 
+QUIET = 3.0  # seconds of silence: twice pysyncobj's connection timeout (1.5 s)
+
+
+def _quiesced(cluster: LocalCluster, group: str) -> bool:
+    """Whether an owner reports itself the quiesced leader of ``group`` (/v1/status)."""
+    for node in GROUPS[group]:
+        status, answer = post(cluster.endpoint(node), "status", {}, timeout=TIMEOUT)
+        state = answer.get("groups", {}).get(group, {}) if status == 200 else {}
+        if state.get("role") == "leader" and state.get("quiesced"):
+            return True
+    return False
+
+
 def test_writes_through_every_owner_of_a_quiet_group_commit_at_once(
         cluster: LocalCluster) -> None:
     """A quiesced group's connections carry nothing; pysyncobj dropped a connection that
@@ -264,7 +277,14 @@ def test_writes_through_every_owner_of_a_quiet_group_commit_at_once(
     timed out (3 s, every time, on every retry), and the first write on an idle leader
     waited for a reconnect. Node heartbeats now keep the quiet connections alive."""
     for round_ in range(2):
-        time.sleep(3.0)  # quiesced, and silent for twice the connection timeout
+        # A measured window, not a wait for a condition: the defect needs g2's connections
+        # to have carried nothing for longer than the connection timeout, and only time
+        # makes them so. Wait for g2's leader to quiesce (its heartbeats stop), then hold
+        # twice the timeout while checking it stays quiesced, so the silence is observed,
+        # not assumed.
+        wait_for(lambda: _quiesced(cluster, "g2"), 10, interval=0.1, what="g2 to quiesce")
+        holds(lambda: _quiesced(cluster, "g2"), QUIET, interval=0.5,
+              what="g2 stays quiesced through the window")
         for node in ("n1", "n2"):  # g2's owners: one leads, one follows
             body = {"group": "g2", "key": f"quiet-{node}", "value": str(round_),
                     "client": f"quiet-{node}-{time.monotonic_ns()}", "seq": 1}

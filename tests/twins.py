@@ -14,6 +14,8 @@ component receives has a twin here:
                                     what; every call is recorded
     Allocator      Allocations      the bridge's allocation decisions, recorded
     LocalApps      Apps             a supervisor's local view, as set by the test
+    Service        Service          the requests a node serves, answered from a dict (or
+                                    held until the test releases them); every call recorded
     TopologyView   hakv.node.view.ClusterView itself (plain data, no I/O)
 """
 
@@ -21,17 +23,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from hakv import errors
 from hakv.core import codec
 from hakv.core.topology import CLUSTER_GROUP
-from hakv.node.ports import PeerUnreachable
+from hakv.node.ports import PeerUnreachable, Pending
 from hakv.storage.machine import StoreMachine
 from hakv.storage.store import GroupStore
 
-__all__ = ["Allocations", "Apps", "Done", "FakeClock", "Groups", "Member", "Peers"]
+__all__ = ["Allocations", "Apps", "Done", "FakeClock", "Groups", "Later", "Member", "Peers",
+           "Service"]
 
 
 class FakeClock:
@@ -89,16 +94,18 @@ class Member:
         self.commands: list[dict[str, Any]] = []  # every command applied, decoded
         self.changes: list[tuple[str, str]] = []  # membership changes proposed
         self._index = machine.applied_index()
+        self._log_lock = threading.Lock()  # one writer at a time, as the raft thread is
 
     def submit(self, payload: bytes, on_done: Callable[[], None] | None = None) -> Done:
         if not self.quorum:
             done = Done(error=errors.NoQuorumError(f"group {self.group} has no quorum",
                                                    group=self.group))
         else:
-            self._index += 1
-            result = self.machine.apply(self._index, payload)
-            self.machine.commit()
-            self.commands.append(codec.decode(payload))
+            with self._log_lock:
+                self._index += 1
+                result = self.machine.apply(self._index, payload)
+                self.machine.commit()
+                self.commands.append(codec.decode(payload))
             done = Done(result)
         if on_done is not None:
             on_done()
@@ -233,12 +240,14 @@ class Peers:
         self.nodes: dict[str, str] = {}
         self.answers: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
         self.posts: list[tuple[str, str, dict[str, Any]]] = []
+        self.raw: list[bytes] = []  # the bodies posted, byte for byte
         self.probes: list[str] = []
         self.closed = 0
 
     def post(self, address: str, op: str, body: bytes,
              timeout: float | None = None) -> tuple[int, bytes]:
         self.posts.append((address, op, codec.parse_body(body) if body else {}))
+        self.raw.append(body)
         if address not in self.nodes:
             raise PeerUnreachable(f"{address}: connection refused")
         status, answer = self.answers.get((address, op), (200, {}))
@@ -275,3 +284,99 @@ class Apps:
 
     def local_status(self, group: str) -> dict[str, Any] | None:
         return self.local.get(group)
+
+
+class Later:
+    """A completion that resolves when the test says so (``resolve``)."""
+
+    def __init__(self) -> None:
+        self.resolved = False
+
+    def resolve(self) -> None:
+        self.resolved = True
+
+    def done(self) -> bool:
+        return self.resolved
+
+    def outcome(self) -> Any:
+        if not self.resolved:
+            raise errors.OutcomeUnknownError("not resolved yet")
+        return None
+
+    def wait(self, timeout: float) -> Any:
+        return self.outcome()
+
+
+class Service:
+    """The requests node ``node`` serves for the groups in ``hosted``, as the test sets
+    them: ``answers`` maps (op, group) to the answer (a dict, or a HakvError to raise);
+    without one the answer is ``{"op": op, "group": group, "served_by": node}``.
+
+    ``begin`` answers at once, or, while ``hold`` is set, returns a ``Pending`` that only
+    ``release`` (run it in the loop's thread, as the raft thread resolves completions)
+    resolves; a held request not released within ``timeout`` seconds times out with
+    OutcomeUnknownError. Every call is recorded in ``calls`` as (method, op, group, body,
+    the calling thread's name)."""
+
+    def __init__(self, node: str = "a", hosted: tuple[str, ...] = ()) -> None:
+        self.node = node
+        self.hosted = set(hosted)
+        self.answers: dict[tuple[str, str], dict[str, Any] | errors.HakvError] = {}
+        self.calls: list[tuple[str, str, str, dict[str, Any], str]] = []
+        self.hold = False
+        self.timeout = 1.0
+        self.held: list[tuple[Later, Callable[[], None] | None]] = []
+        self._lock = threading.Lock()
+
+    def _record(self, method: str, op: str, group: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            self.calls.append((method, op, group, body, threading.current_thread().name))
+
+    def _answer(self, op: str, group: str) -> dict[str, Any]:
+        answer = self.answers.get((op, group))
+        if isinstance(answer, errors.HakvError):
+            raise answer
+        if answer is None:
+            return {"op": op, "group": group, "served_by": self.node}
+        return dict(answer)
+
+    def hosts(self, group: str) -> bool:
+        return group in self.hosted
+
+    def begin(self, op: str, group: str, body: dict[str, Any],
+              on_done: Callable[[], None] | None = None) -> dict[str, Any] | Pending:
+        self._record("begin", op, group, body)
+        if not self.hold:
+            return self._answer(op, group)
+        later = Later()
+        self.held.append((later, on_done))
+        return Pending(later, lambda: self._answer(op, group),
+                       lambda: errors.OutcomeUnknownError(
+                           f"no commit within {self.timeout:.1f}s"),
+                       time.monotonic() + self.timeout)
+
+    def release(self) -> None:
+        """Stop holding; resolve every held request, in the order they began."""
+        self.hold = False
+        held, self.held = self.held, []
+        for later, on_done in held:
+            later.resolve()
+            if on_done is not None:
+                on_done()
+
+    def serve(self, op: str, group: str, body: dict[str, Any]) -> dict[str, Any]:
+        self._record("serve", op, group, body)
+        return self._answer(op, group)
+
+    def health(self) -> dict[str, Any]:
+        self._record("health", "health", "", {})
+        return {"ok": True, "node": self.node}
+
+    def status(self) -> dict[str, Any]:
+        self._record("status", "status", "", {})
+        return {"node": self.node, "groups": {g: {"role": "leader"} for g in self.hosted}}
+
+    def methods(self) -> list[str]:
+        """The methods called so far, in order."""
+        with self._lock:
+            return [c[0] for c in self.calls]

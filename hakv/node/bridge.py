@@ -26,6 +26,7 @@ from typing import Any
 
 from hakv import errors
 from hakv.core import codec, routing
+from hakv.core.topology import has_room
 from hakv.node.ports import GroupHost, TopologyView
 
 log = logging.getLogger("hakv.node.bridge")
@@ -139,7 +140,7 @@ class Bridge:
                 if gid != group:
                     others += groups.store(gid).allocation(me)
             capacity = self.capacity
-            if others + load > capacity:
+            if not has_room(capacity, others, load):
                 raise errors.ConflictError(
                     f"node {me} has capacity {capacity}; other groups hold {others}, so "
                     f"group {group} cannot place {load} on it", node=me, group=group,

@@ -180,24 +180,28 @@ class AppRunner:
     # ------------------------------------------------------------------ lease
 
     def renew_loop(self, stopping: threading.Event) -> None:
-        tuning = self.view.tuning()
         while not stopping.is_set():
-            token = self.lease_token
-            if token is None or token == self.fenced_token:
-                stopping.wait(POLL)
-                continue
-            asked = self.clock.monotonic()
-            try:
-                result = self._propose("renew", timeout=min(tuning.lease, 3.0), node=self.me,
-                                       token=token)
-            except errors.HakvError:
-                result = None
-            if isinstance(result, dict) and result.get("renewed") and self.lease_token == token:
-                deadline = ha.runner_deadline(asked, tuning)
-                if deadline > self.deadline and deadline > self.clock.monotonic():
-                    self.deadline = deadline
-                    self._send(f"deadline {deadline:.6f}")
-            stopping.wait(max(0.0, asked + tuning.renew_interval - self.clock.monotonic()))
+            stopping.wait(self.renew_once())
+
+    def renew_once(self) -> float:
+        """Ask once for a renewal of the lease we hold (or want), and on success extend
+        the deadline, the keeper's too; the seconds to wait before the next one."""
+        tuning = self.view.tuning()
+        token = self.lease_token
+        if token is None or token == self.fenced_token:
+            return POLL
+        asked = self.clock.monotonic()
+        try:
+            result = self._propose("renew", timeout=min(tuning.lease, 3.0), node=self.me,
+                                   token=token)
+        except errors.HakvError:
+            result = None
+        if isinstance(result, dict) and result.get("renewed") and self.lease_token == token:
+            deadline = ha.runner_deadline(asked, tuning)
+            if deadline > self.deadline and deadline > self.clock.monotonic():
+                self.deadline = deadline
+                self._send(f"deadline {deadline:.6f}")
+        return max(0.0, asked + tuning.renew_interval - self.clock.monotonic())
 
     def lease_left(self) -> float:
         return self.deadline - self.clock.monotonic()
