@@ -6,16 +6,21 @@
     ├── RetryableError            try again (same request id), maybe at another endpoint
     │   ├── NoQuorumError         the group has no majority of its owners reachable
     │   ├── NotLeaderError        internal: this member cannot order writes right now
-    │   └── UnavailableError      no endpoint answered / node shutting down
+    │   ├── UnavailableError      no endpoint answered / node shutting down
+    │   ├── FutureRevisionError   a watch from a revision this replica has not applied
+    │   └── TooManyWatchesError   the node parks its maximum of waiting watches
     ├── OutcomeUnknownError       timed out: the write may or may not have applied;
     │                             retrying with the same request id is safe (deduplicated)
     ├── PermanentError            do not retry unchanged
     │   ├── BadRequestError       malformed request (missing field, wrong type, bad JSON)
+    │   │   └── LeaseTtlError     a lease TTL out of range
     │   ├── RequestTooLargeError  key, value or whole request above the documented limits
     │   ├── UnknownGroupError     no such resource group in the topology
     │   ├── NotFoundError         key does not exist
+    │   │   └── LeaseNotFoundError  lease never granted, revoked or expired
     │   ├── ConflictError         a compare (expected version / revision / value) failed
-    │   └── RequestExpiredError   a retry older than the dedup window: outcome unknowable
+    │   ├── RequestExpiredError   a retry older than the dedup window: outcome unknowable
+    │   └── CompactedError        a watch from a revision the history no longer holds
     ├── ConfigError               topology file or data dir is wrong; the message says how
     │   ├── TopologyError
     │   └── DataDirError
@@ -93,6 +98,21 @@ class UnavailableError(RetryableError):
     code = "unavailable"
 
 
+class FutureRevisionError(RetryableError):
+    """A watch asked for a revision this replica had not applied within the long-poll's
+    timeout: it lags, or the revision does not exist yet. Try another owner, or watch from
+    ``head_revision + 1`` (hakv.node.watch)."""
+
+    code = "future_revision"
+
+
+class TooManyWatchesError(RetryableError):
+    """This node already parks its maximum of waiting watches (hakv.node.watch): retry
+    later or at another endpoint."""
+
+    code = "too_many_watches"
+
+
 class OutcomeUnknownError(HakvError):
     code = "outcome_unknown"
     http_status = 504
@@ -134,6 +154,38 @@ class ConflictError(PermanentError):
 class RequestExpiredError(PermanentError):
     code = "request_expired"
     http_status = 410
+
+
+class CompactedError(PermanentError):
+    """A watch wants revisions this replica's history no longer holds: everything up to
+    ``compact_revision`` is compacted, the group is at ``head_revision``. Resync: a new
+    watch with ``start_revision="snapshot"`` (``Watch.resync()`` in the client)."""
+
+    code = "compacted"
+    http_status = 410
+    exit_code = 8
+
+    @property
+    def compact_revision(self) -> int:
+        """Everything up to this revision is compacted (``details`` on the wire)."""
+        return int(self.details.get("compact_revision", 0))
+
+    @property
+    def head_revision(self) -> int:
+        return int(self.details.get("head_revision", 0))
+
+
+class LeaseNotFoundError(NotFoundError):
+    """No such lease in the group: never granted, revoked, or expired (hakv.core.leases).
+    A put or keepalive naming it changed nothing; grant a new lease."""
+
+    code = "lease_not_found"
+
+
+class LeaseTtlError(BadRequestError):
+    """A lease TTL outside hakv.core.leases.MIN_TTL..MAX_TTL seconds."""
+
+    code = "bad_ttl"
 
 
 class ConfigError(HakvError):

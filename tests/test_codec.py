@@ -105,7 +105,8 @@ CMP = {"key": "a", "target": "version", "op": "==", "value": 0}
 WRITE_ERRORS: list[tuple[str, str, Any, type[Exception], str]] = [
     # id, op, body, error, message fragment
     ("body-not-object", "put", ["k"], BAD, "request body: expected a JSON object, got a list"),
-    ("unknown-op", "get", {"key": "k"}, BAD, "op: expected one of allocation, delete, notify, put, txn"),
+    ("unknown-op", "get", {"key": "k"}, BAD, "op: expected one of allocation, delete, lease_grant, lease_keepalive, lease_revoke,"
+     " notify, put, txn"),
     ("key-missing", "put", {"value": "v"}, BAD, "key: missing"),
     ("key-int", "put", {"key": 5, "value": "v"}, BAD, "key: expected a non-empty string, got an integer"),
     ("key-null", "put", {"key": None, "value": "v"}, BAD, "got null"),

@@ -14,7 +14,8 @@ on stderr, ``hakv: error: <code>: <message>``; anything else with exit code 1 an
 
 Exit codes: 0 ok, 1 internal, 2 permanent error (bad request, too large, unknown group,
 request expired; also click's usage errors), 3 retryable (no quorum, unavailable), 4 outcome
-unknown, 5 not found, 6 conflict (and ``txn`` whose compares failed), 7 configuration.
+unknown, 5 not found, 6 conflict (and ``txn`` whose compares failed), 7 configuration,
+8 compacted (a watch from a revision the history no longer holds).
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from hakv.cli.explain import explain
 from hakv.cli.group import group
 from hakv.cli.inspect import inspect
 from hakv.cli.kv import delete, get, put, range_, txn
+from hakv.cli.lease import lease
 from hakv.cli.local import local
 from hakv.cli.node import node
 from hakv.cli.status import status
+from hakv.cli.watch import watch
 from hakv.client import ENDPOINTS_ENV
 from hakv.dev.local import NodesNotReadyError
 from hakv.errors import HakvError
@@ -103,6 +106,8 @@ def cli(
 for _command in (put, get, delete, range_, txn, status, explain, cluster, group, events,
                  inspect, local, node):
     cli.add_command(_command)
+cli.add_command(watch)
+cli.add_command(lease)
 
 
 def main() -> None:

@@ -25,6 +25,8 @@ __all__ = ["delete", "get", "put", "range_", "txn"]
     default=None,
     help="Only if the key's mod revision is N (0: only if the key does not exist).",
 )
+@click.option("--lease", type=int, default=None,
+              help="Attach the key to lease ID (deleted with it; hakv lease grant).")
 @json_option
 @conn_options
 @click.pass_context
@@ -34,12 +36,13 @@ def put(
     key: str,
     value: str,
     if_mod_revision: int | None,
+    lease: int | None,
     as_json: bool,
     **conn: Any,
 ) -> None:
     """Set KEY to VALUE in GROUP."""
     with client(ctx, **conn) as c:
-        res = c.put(group, key, value, if_mod_revision=if_mod_revision)
+        res = c.put(group, key, value, if_mod_revision=if_mod_revision, lease=lease)
     if as_json:
         echo_json(res.to_dict())
     else:

@@ -16,6 +16,7 @@ from hakv.client.client import (
     parse_endpoints,
     probe,
 )
+from hakv.client.lease import Lease, LeaseTtl
 from hakv.client.results import (
     DeleteResult,
     GetResult,
@@ -25,6 +26,7 @@ from hakv.client.results import (
     TxnResult,
 )
 from hakv.client.txn import Compare, Op
+from hakv.client.watch import Watch, WatchBatch, WatchEvent
 
 __all__ = [
     "ENDPOINTS_ENV",
@@ -35,11 +37,16 @@ __all__ = [
     "GetResult",
     "HaActionResult",
     "KeyValue",
+    "Lease",
+    "LeaseTtl",
     "Op",
     "PlacementView",
     "PutResult",
     "RangeResult",
     "TxnResult",
+    "Watch",
+    "WatchBatch",
+    "WatchEvent",
     "endpoints_from_env",
     "merge_status",
     "parse_endpoints",

@@ -43,11 +43,12 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
 
+from hakv.client import lease as lease_api
 from hakv.client.admin import Admin
 from hakv.client.connection import (
     CONNECT_TIMEOUT_MAX,
@@ -60,6 +61,7 @@ from hakv.client.connection import (
     probe,
     split_endpoint,
 )
+from hakv.client.lease import Lease, LeaseTtl
 from hakv.client.results import (
     DeleteResult,
     GetResult,
@@ -71,6 +73,7 @@ from hakv.client.results import (
     want,
 )
 from hakv.client.txn import Compare, Op
+from hakv.client.watch import Watch, WatchBatch
 from hakv.errors import (
     ConfigError,
     HakvError,
@@ -217,13 +220,18 @@ class Client:
         return parse("/v1/get", lambda: KeyValue.from_wire(body["kv"]))
 
     def put(
-        self, group: str, key: str, value: str, if_mod_revision: int | None = None
+        self, group: str, key: str, value: str, if_mod_revision: int | None = None,
+        lease: int | None = None,
     ) -> PutResult:
         """Set ``key`` to ``value``. ``if_mod_revision``: only if the key's mod revision is
-        this (0: only if the key does not exist), else ConflictError."""
+        this (0: only if the key does not exist), else ConflictError. ``lease``: attach
+        the key to that lease (deleted with it; LeaseNotFoundError if it is gone); without
+        it the key is detached from any lease."""
         req: dict[str, Any] = {"group": group, "key": key, "value": value}
         if if_mod_revision is not None:
             req["if_mod_revision"] = if_mod_revision
+        if lease is not None:
+            req["lease"] = lease
         body = self._call("/v1/put", req, write=True)
         return parse(
             "/v1/put",
@@ -302,6 +310,47 @@ class Client:
 
         return parse("/v1/txn", build)
 
+    # ---- watches (hakv.client.watch)
+
+    def watch(self, group: str, prefix: str = "", start_revision: int | str | None = None,
+              prev_kv: bool = False, *, key: str | None = None,
+              callback: Callable[[WatchBatch], Any] | None = None, progress: bool = False,
+              poll_timeout: float = 10.0) -> Watch:
+        """Watch ``prefix`` (or one ``key``) of ``group``: an iterator and context manager
+        of :class:`~hakv.client.watch.WatchBatch`, one whole revision each, resumed from
+        its cursor across endpoint failures. ``start_revision``: None (after the current
+        revision), a revision, or ``"snapshot"`` (the keys first, then what follows).
+        ``callback``: run in a thread, called per batch. See :mod:`hakv.client.watch`."""
+        w = Watch(self, group, prefix, start_revision, prev_kv, key=key, progress=progress,
+                  poll_timeout=poll_timeout)
+        return w.run_callback(callback) if callback is not None else w
+
+    # ---- leases (hakv.client.lease)
+
+    def lease_grant(self, group: str, ttl: float, id: int | None = None) -> Lease:
+        """Grant a lease of ``ttl`` seconds (``id``: choose it). Keep it alive with
+        ``lease.keepalive()``, or use it as a context manager (auto-keepalive, revoked on
+        exit)."""
+        return lease_api.grant(self, group, ttl, id)
+
+    def lease(self, group: str, ttl: float,
+              on_lost: Callable[[Lease], None] | None = None) -> Lease:
+        """A lease for ``with client.lease(group, ttl, on_lost) as lease:``: granted now,
+        kept alive every ttl/3 inside the block, revoked at its end (hakv.client.lease)."""
+        return lease_api.grant(self, group, ttl, on_lost=on_lost)
+
+    def lease_keepalive(self, group: str, id: int) -> float:
+        """Keep lease ``id`` alive once: its TTL (seconds); LeaseNotFoundError if gone."""
+        return lease_api.keepalive(self, group, id)
+
+    def lease_revoke(self, group: str, id: int) -> int:
+        """Revoke lease ``id``: its keys are deleted in one revision; how many."""
+        return lease_api.revoke(self, group, id)
+
+    def lease_ttl(self, group: str, id: int, keys: bool = False) -> LeaseTtl:
+        """Seconds left, the granted TTL and (``keys``) the attached keys of lease ``id``."""
+        return lease_api.time_to_live(self, group, id, keys)
+
     # ---- status
 
     def status(self, endpoint: str | None = None) -> dict[str, Any]:
@@ -367,15 +416,18 @@ class Client:
             yield idx, self.endpoints[idx]
 
 
-    def _call(self, path: str, request: dict[str, Any], *, write: bool) -> dict[str, Any]:
-        """Send ``request`` until an answer, a permanent error or the deadline."""
+    def _call(self, path: str, request: dict[str, Any], *, write: bool,
+              timeout: float | None = None) -> dict[str, Any]:
+        """Send ``request`` until an answer, a permanent error or the deadline
+        (``timeout`` seconds, default the client's)."""
         if self._closed:
             raise RuntimeError("this hakv Client is closed")
         if write:
             request = {**request, "client": self.client_id, "seq": self._next_seq()}
         body = _REQUEST_ENCODER.encode(request).encode("utf-8")
-        deadline = time.monotonic() + self.timeout
-        attempt_cap = max(1.0, self.timeout / 2) if len(self.endpoints) > 1 else self.timeout
+        budget = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        attempt_cap = max(1.0, budget / 2) if len(self.endpoints) > 1 else budget
         backoff = _BACKOFF_START
         maybe_applied = False  # a write attempt that may have reached a server
         last_server_error: HakvError | None = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hakv.core import leases
 from hakv.errors import BadRequestError, RequestTooLargeError
 
 MAX_KEY_BYTES = 1024
@@ -28,7 +29,7 @@ MAX_CLIENT_ID = 128
 #: Largest integer accepted anywhere (seq, revisions, versions): stored as u64 on disk.
 MAX_INT = (1 << 63) - 1
 
-WRITE_OPS = frozenset({"put", "delete", "txn", "notify", "allocation"})
+WRITE_OPS = frozenset({"put", "delete", "txn", "notify", "allocation"}) | leases.WRITE_OPS
 """Client writes (deduplicated by client and seq). ``notify`` records a cross-group change
 about a node in the group's outbox; ``allocation`` sets the load a group places on a node
 (only the bridge on that node proposes it). Bridges forward both (hakv.node.bridge)."""
@@ -193,6 +194,10 @@ def write_command(op: str, body: dict[str, Any], client: str, seq: int) -> dict[
         cmd["value"] = _value(body, "value")
         if "if_mod_revision" in body:
             cmd["if_mod_revision"] = _nonneg_int(body["if_mod_revision"], "if_mod_revision")
+        if body.get("lease"):  # attach to a lease (hakv.core.leases); absent: detach
+            cmd["lease"] = leases.optional_lease(body)
+    elif op in leases.WRITE_OPS:
+        cmd.update(leases.write_fields(op, body))
     elif op == "delete":
         cmd["key"] = _key(body, "key")
     elif op == "notify":
@@ -286,6 +291,8 @@ def _txn_op(item: Any, field: str) -> dict[str, Any]:
     out: dict[str, Any] = {"op": op, "key": _key(item, f"{field}.key")}
     if op == "put":
         out["value"] = _value(item, f"{field}.value")
+        if item.get("lease"):
+            out["lease"] = leases.optional_lease(item, f"{field}.lease")
     return out
 
 

@@ -37,7 +37,8 @@ from hakv.raft.poller import ERROR, READ, WRITE
 log = logging.getLogger("hakv.node.api")
 
 _OPS = {"get", "put", "delete", "range", "txn", "status", "health", "notify", "changes",
-        "allocate", "placement", "events", "ha"}
+        "allocate", "placement", "events", "ha", "watch",
+        "lease_grant", "lease_keepalive", "lease_revoke", "lease_ttl"}  # hakv.node.lessor
 _PATHS = {f"/v1/{op}".encode(): op for op in _OPS}
 _ANSWER_ENCODER = json.JSONEncoder(ensure_ascii=False)  # one for all answers (thread-safe)
 #: Served on the raft thread when the group is hosted here; the rest go to the workers.
@@ -101,6 +102,9 @@ class ApiServer:
         self._tickets = itertools.count()  # orders equal deadlines in the heap
         self._workers = ThreadPoolExecutor(_WORKERS, thread_name_prefix="api")
         self._closed = False
+        #: Long-poll watches go to the node's watch hub (hakv.node.watch.WatchHub:
+        #: ``begin(raw, reply)``), which parks them without holding a worker.
+        self.watches: Any = None
 
     def attach(self, poller: Any, post: Callable[[Callable[[], Any]], None]) -> None:
         """Serve on ``poller``; ``post(fn)`` must run ``fn`` in the polling thread soon."""
@@ -177,6 +181,10 @@ class ApiServer:
             return
         post = self._post
         assert post is not None
+        if request.op == "watch" and self.watches is not None:
+            self.watches.begin(request.raw, lambda status, payload: post(
+                lambda: conn.answer(serial, status, payload)))
+            return
 
         def work() -> None:
             status, payload = _serve_blocking(self, request.op, request.raw)

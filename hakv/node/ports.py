@@ -13,6 +13,7 @@ Which component uses which port:
     manager      GroupHost, TopologyView, Clock, PeerApi, Allocator, LocalApps
     prober       RaftContact, TopologyView, Clock, PeerApi
     supervisor   GroupHost, TopologyView, Clock
+    lessor       GroupHost, Clock
     api          Service, TopologyView, PeerApi, Allocator
     reconciler   MemberControl, AdoptableView, Clock
 
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hakv.core import ha
+from hakv.core.leases import LeaseRecord
 from hakv.core.topology import GroupSpec, Topology
 from hakv.errors import HakvError
 
@@ -135,6 +137,15 @@ class Store(Protocol):
     def range_at(self, prefix: str, limit: int) -> tuple[list[dict[str, Any]], bool, int]: ...
 
     def revision(self) -> int: ...
+
+    def lease_marks(self) -> tuple[int, int, int]:
+        """(lessor term, log index of the last lease change, live leases)."""
+        ...
+
+    def lease_table(self) -> dict[int, LeaseRecord]: ...
+
+    def lease(self, lease_id: int, keys: bool = False
+              ) -> tuple[LeaseRecord | None, list[str]]: ...
 
 
 class GroupHost(Protocol):

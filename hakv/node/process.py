@@ -40,19 +40,22 @@ from collections.abc import Callable
 from typing import Any
 
 from hakv import errors
-from hakv.core import codec
+from hakv.core import codec, leases
+from hakv.core import watch as watch_core
 from hakv.core.seed import seed_transactions
 from hakv.core.topology import CLUSTER_GROUP, Topology, load_topology
 from hakv.failpoints import NONE as NO_FAILPOINTS
 from hakv.failpoints import Failpoints
 from hakv.node.api import ApiServer
 from hakv.node.bridge import Bridge
+from hakv.node.lessor import Lessor
 from hakv.node.manager import HA_OPS, Manager, Prober
 from hakv.node.peer import Peers
 from hakv.node.ports import Pending, SystemClock
 from hakv.node.reconciler import Reconciler, startup_view
 from hakv.node.supervisor import Supervisor
 from hakv.node.view import ClusterView
+from hakv.node.watch import WatchHub
 from hakv.raft.completion import commit_timed_out
 from hakv.raft.host import RaftHost
 from hakv.raft.member import GroupMember
@@ -186,6 +189,13 @@ class Node:
         self.host = RaftHost(self.spec.host, self.spec.raft_port, _BARRIER, secret)
         # The bridge first: a member's store pokes it when its outbox grows.
         self.bridge = Bridge(node_id, self, self.view, self.spec.capacity)
+        # The watch hub too: a member's store wakes it when it commits events.
+        retention, compact_interval = watch_core.retention_from(
+            os.environ.get(watch_core.RETENTION_ENV))
+        self.watches = WatchHub(self.view, Peers(timeout=request_timeout + 2.0),
+                                self.host.post, hosts=self.hosts, store=self.store,
+                                barrier=self.barrier, hosted=lambda: list(self.machines),
+                                retention=retention, compact_interval=compact_interval)
         self.machines: dict[str, StoreMachine] = {}
         self.members: dict[str, GroupMember] = {}  # the resource groups this node owns
         for group in topology.groups_of(node_id):
@@ -209,10 +219,12 @@ class Node:
             node_id, self, self.view, self.clock,
             Prober(self, self.view, self.peers, self.clock), self.peers,
             allocator=self.bridge, apps=self.supervisor)
+        self.lessor = Lessor(self, self.clock)  # lease timers of groups led here
         self.reconciler = Reconciler(self.spec, self, self.view, self.clock,
                                      self.own_status, self.started_at)
         self.api = ApiServer((self.spec.host, self.spec.api_port), node_id, self, self.view,
                              self.peers, allocator=self.bridge)
+        self.api.watches = self.watches  # /v1/watch (hakv.node.watch)
 
     @property
     def topology(self) -> Topology:
@@ -229,6 +241,7 @@ class Node:
                                poller, self.settings)
 
         machine.store.on_outbox = self.bridge.poke
+        machine.store.on_history = functools.partial(self.watches.on_commit, group)
         self.machines[group] = machine
         return self.host.add_member(factory)
 
@@ -315,7 +328,9 @@ class Node:
         threading.Thread(target=self.reconciler.run, args=(self._stopping,),
                          name="membership", daemon=True).start()
         self.supervisor.start()
+        self.watches.start()
         self.manager.start()
+        self.lessor.start()
         log.info(
             "node %s up: raft %s, api %s, groups %s",
             self.node_id,
@@ -383,6 +398,8 @@ class Node:
     def stop(self) -> None:
         self._stopping.set()
         self.manager.stop()
+        self.lessor.stop()
+        self.watches.close()
         self.supervisor.shutdown()  # stops the apps here, and says so (docs/ha.md)
         try:
             self.host.call_in_loop(self.api.close)
@@ -414,6 +431,8 @@ class Node:
         but the raft thread, which uses ``begin``)."""
         if op in HA_OPS:
             return self.manager.serve(op, group, body)
+        if op in leases.READ_OPS:
+            return self.lessor.serve(op, group, body)
         member = self.member_of(group)
         if op == "changes":
             store = self.machines[group].store

@@ -39,7 +39,7 @@ from typing import Any
 
 import lmdb
 
-from hakv.core import codec, ha
+from hakv.core import codec, ha, leases
 from hakv.errors import (
     BadRequestError,
     ConflictError,
@@ -48,7 +48,10 @@ from hakv.errors import (
     InternalError,
     RequestExpiredError,
     StorageFailure,
+    UnavailableError,
 )
+from hakv.storage import history
+from hakv.storage.leases import LeaseTable
 
 log = logging.getLogger(__name__)
 
@@ -373,6 +376,9 @@ class GroupStore:
         self._applying = 0  # log index of the command being applied
         self._outbox_grew = False
         self.on_outbox: Callable[[], None] | None = None
+        self._history_grew = False
+        self.on_history: Callable[[], None] | None = None
+        """Called after a commit that recorded watch events (the node wakes its watches)."""
         """Called after a commit that added outbox entries (the node pokes its bridge)."""
         try:
             _recover_swap(self.path)
@@ -391,6 +397,8 @@ class GroupStore:
         self._clients = dbs[b"clients"]
         self._results = dbs[b"results"]
         self._idle = dbs[b"idle"]
+        self._history = history.open_db(self._env, self._meta)  # watches (history.py)
+        self._leases = LeaseTable(self._env, self._delete_keys)  # leases (leases.py)
 
     # -- context ---------------------------------------------------------------------------
 
@@ -431,8 +439,11 @@ class GroupStore:
             except lmdb.Error as exc:
                 raise StorageFailure(f"commit to {self.path} failed: {exc}") from exc
             grew, self._outbox_grew = self._outbox_grew, False
+            events, self._history_grew = self._history_grew, False
         if grew and self.on_outbox is not None:
             self.on_outbox()
+        if events and self.on_history is not None:
+            self.on_history()
 
     def sync(self) -> None:
         """Force everything committed so far to disk."""
@@ -510,6 +521,11 @@ class GroupStore:
             return self._forwarded(txn, index, raw)
         if raw.get("op") == ha.PLACEMENT_OP:
             return self._placement(txn, index, raw)
+        if raw.get("op") in leases.LESSOR_OPS:  # the leader's lessor (hakv.storage.leases)
+            try:
+                return self._leases.lessor(txn, index, leases.validate_lessor_command(raw))
+            except HakvError as exc:
+                return _err(BadRequestError(f"invalid command: {exc.message}"))
         try:
             client, seq = codec.client_and_seq(raw)
         except HakvError as exc:
@@ -746,6 +762,11 @@ class GroupStore:
                                 {"group": self.group_id, "load": cmd["load"]})
         if op == "barrier":
             return {"revision": _meta_int(txn, self._meta, b"revision")}
+        if op in leases.WRITE_OPS:  # grant, keepalive, revoke (hakv.storage.leases)
+            try:
+                return self._leases.write(txn, self._applying, cmd)
+            except HakvError as exc:
+                return _err(exc)
         revision = _meta_int(txn, self._meta, b"revision")
         if op == "put":
             prev = self._get(txn, cmd["key"])
@@ -758,7 +779,12 @@ class GroupStore:
                             f" (0 = absent), not {cmd['if_mod_revision']}"
                         )
                     )
+            try:
+                self._leases.check_puts(txn, [(cmd["key"], cmd.get("lease", 0))])
+            except HakvError as exc:  # unknown lease: nothing changes
+                return _err(exc)
             self._put(txn, cmd["key"], cmd["value"], prev, revision + 1)
+            self._leases.attach(txn, cmd["key"], cmd.get("lease", 0))
             _meta_set(txn, self._meta, b"revision", revision + 1)
             return {"revision": revision + 1, "prev": prev}
         if op == "delete":
@@ -773,10 +799,17 @@ class GroupStore:
         new = revision + 1
         changed = False
         results: list[dict[str, Any]] = []
-        for item in cmd["success"] if succeeded else cmd["failure"]:
+        branch = cmd["success"] if succeeded else cmd["failure"]
+        try:
+            self._leases.check_puts(txn, [(i["key"], i.get("lease", 0)) for i in branch
+                                          if i["op"] == "put"])
+        except HakvError as exc:  # unknown lease: nothing changes
+            return _err(exc)
+        for item in branch:
             prev = self._get(txn, item["key"])
             if item["op"] == "put":
                 self._put(txn, item["key"], item["value"], prev, new)
+                self._leases.attach(txn, item["key"], item.get("lease", 0))
                 changed = True
                 results.append({"revision": new, "prev": prev})
             elif item["op"] == "delete":
@@ -826,10 +859,55 @@ class GroupStore:
         else:
             record = _record(prev["create_revision"], revision, prev["version"] + 1, value)
         _kv_put(txn, self._kv, self._meta, key.encode("utf-8"), record)
+        # Every change is a watch event of its revision, in the same transaction.
+        history.record(txn, self._history, revision,
+                       history.put_event(key, _kv_dict(key.encode("utf-8"), record), prev))
+        self._history_grew = True
+
+    def _delete_keys(self, txn: lmdb.Transaction, keys: list[str]) -> int:
+        """Delete ``keys`` in one revision through the write path of a txn (a lease's
+        revocation or expiry, hakv.storage.leases); the group's revision after it."""
+        result = self._execute(txn, {"op": "txn", "compare": [], "failure": [],
+                                     "success": [{"op": "delete", "key": k} for k in keys]})
+        return int(result["revision"])
+
+    # -- leases (hakv.storage.leases) ------------------------------------------------------
+
+    def lease_marks(self) -> tuple[int, int, int]:
+        """(lessor term, log index of the last lease change, live leases)."""
+        result: tuple[int, int, int] = self._reading(self._leases.marks)
+        return result
+
+    def lease_table(self) -> dict[int, leases.LeaseRecord]:
+        """Every live lease, by id."""
+        result: dict[int, leases.LeaseRecord] = self._reading(self._leases.table)
+        return result
+
+    def lease(self, lease_id: int, keys: bool = False
+              ) -> tuple[leases.LeaseRecord | None, list[str]]:
+        """One lease (None if absent) and, if asked, its keys (sorted)."""
+        def read(txn: lmdb.Transaction) -> tuple[leases.LeaseRecord | None, list[str]]:
+            rec = self._leases.get(txn, lease_id)
+            return rec, (self._leases.keys_of(txn, lease_id) if keys and rec else [])
+        result: tuple[leases.LeaseRecord | None, list[str]] = self._reading(read)
+        return result
+
+    def lease_of(self, key: str) -> int:
+        """The lease ``key`` is attached to (0: none)."""
+        return int(self._reading(lambda txn: self._leases.lease_of(txn, key)))
 
     def _delete(self, txn: lmdb.Transaction, key: str) -> None:
+        """Delete ``key`` at the revision being written: callers set meta ``revision`` to
+        revision + 1 after their deletes and puts (the watch event is recorded at it)."""
+        prev = self._get(txn, key)
         _kv_delete(txn, self._kv, key.encode("utf-8"))
+        self._leases.detach(txn, key)
         _meta_set(txn, self._meta, b"keys", _meta_int(txn, self._meta, b"keys") - 1)
+        if prev is not None:
+            revision = _meta_int(txn, self._meta, b"revision") + 1
+            history.record(txn, self._history, revision,
+                           history.delete_event(key, revision, prev))
+            self._history_grew = True
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -906,6 +984,50 @@ class GroupStore:
 
     def session_count(self) -> int:
         return int(self._reading(lambda txn: txn.stat(self._clients)["entries"]))
+
+    # -- watch history (hakv.storage.history) ----------------------------------------------
+
+    def history_view(self, fn: Callable[[history.HistoryView], Any]) -> Any:
+        """``fn(view)`` over one read transaction of the committed state: the revision,
+        the history and the keys as of one instant. The store lock is held only to begin
+        the transaction, so a long read never delays apply. A restore that replaces the
+        store meanwhile makes the read fail with UnavailableError (retryable)."""
+        with self._lock:
+            if self._env is None:
+                raise StorageFailure(f"group store {self.path} is closed")
+            txn = self._env.begin()
+        try:
+            view = history.HistoryView(txn, self._history,
+                                       _meta_int(txn, self._meta, b"revision"), self._scan)
+            return fn(view)
+        except lmdb.Error as exc:
+            raise UnavailableError(f"reading the watch history of {self.path} failed ({exc});"
+                                   " retry") from exc
+        finally:
+            try:
+                txn.abort()
+            except lmdb.Error:
+                pass
+
+    def history_info(self) -> tuple[int, int, int]:
+        """(compact revision, last revision recorded, bytes of events) of the history."""
+        result: tuple[int, int, int] = self._reading(
+            lambda txn: history.info(txn, self._history))
+        return result
+
+    def compact_history(self, floor: int, max_entries: int = 2000) -> int:
+        """Drop the history of revisions <= ``floor`` (at most ``max_entries`` events per
+        call); the new compact revision. Runs on the raft thread (a write): inside the open
+        batch if there is one, else in a transaction of its own."""
+        with self._lock:
+            try:
+                if self._txn is not None:
+                    return history.compact(self._txn, self._history, floor, max_entries)
+                with self._env.begin(write=True) as txn:
+                    return history.compact(txn, self._history, floor, max_entries)
+            except lmdb.Error as exc:
+                raise StorageFailure(f"compacting the history of {self.path} failed: {exc}"
+                                     ) from exc
 
     # -- snapshots -------------------------------------------------------------------------
 

@@ -1,0 +1,168 @@
+"""Watches on real node processes (docs/api.md, "Watches"): every acknowledged write seen
+exactly once and in revision order across a kill -9 of the leader and its restart; txn
+revisions as one batch; "snapshot" starts without a seam; through a non-owner; compacted
+history -> CompactedError, then resync; a watcher that never reads does not slow writes;
+bad input gets typed errors."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hakv.client import Op
+from hakv.client.watch import WatchBatch
+from hakv.errors import BadRequestError, CompactedError
+from tests.support import leader_of, post, start_api_cluster, wait_for, wait_healthy
+
+pytestmark = pytest.mark.slow
+
+OWNERS = ["n1", "n2", "n3"]
+
+
+@pytest.fixture(scope="module")
+def lc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    # Small history so that compaction shows within the test: 3 s or the last 5 revisions
+    # (kept in the environment for the whole module: a node restarted later reads it too).
+    old = os.environ.get("HAKV_WATCH_RETENTION")
+    os.environ["HAKV_WATCH_RETENTION"] = "seconds=3,revisions=5,interval=0.3"
+    try:
+        cluster = start_api_cluster(Path(tmp_path_factory.mktemp("watch")),
+                                    [*OWNERS, "n4"], {"g": OWNERS, "h": OWNERS})
+        yield cluster
+        cluster.down()
+    finally:
+        if old is None:
+            os.environ.pop("HAKV_WATCH_RETENTION")
+        else:
+            os.environ["HAKV_WATCH_RETENTION"] = old
+
+
+def collect(w: Any, into: list[WatchBatch], stop: threading.Event) -> threading.Thread:
+    def run() -> None:
+        for batch in w:
+            into.append(batch)
+            if stop.is_set():
+                return
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_every_acknowledged_write_exactly_once_in_order_across_a_leader_kill(lc: Any) -> None:
+    c = lc.client(timeout=20)
+    start = c.put("g", "w/start", "0").revision + 1
+    seen: list[WatchBatch] = []
+    stop = threading.Event()
+    w = c.watch("g", "w/", start_revision=start, poll_timeout=1)
+    t = collect(w, seen, stop)
+    acked: dict[int, list[str]] = {}
+    for i in range(10):
+        acked[c.put("g", f"w/{i}", str(i)).revision] = [f"w/{i}"]
+    r = c.txn("g", [], [Op.put("w/t1", "a"), Op.put("w/t2", "b"), Op.delete("w/0")], [])
+    acked[r.revision] = ["w/t1", "w/t2", "w/0"]
+    victim = leader_of(lc.endpoints(), "g")
+    assert victim in OWNERS
+    lc.kill(victim)
+    for i in range(10, 20):  # through the survivors, across the election
+        acked[c.put("g", f"w/{i}", str(i)).revision] = [f"w/{i}"]
+    lc.start(victim, wait=0)
+    wait_healthy(lc, [victim])
+    for i in range(20, 25):
+        acked[c.put("g", f"w/{i}", str(i)).revision] = [f"w/{i}"]
+    last = max(acked)
+    assert w.wait_until(last, timeout=30), (w.delivered, last)
+    stop.set()
+    w.close()
+    got = {b.revision: [e.key for e in b.events] for b in seen}
+    assert [b.revision for b in seen] == sorted(got)  # in order, each revision once
+    assert {r: got.get(r) for r in acked} == acked    # every ack, whole txn in one batch
+    t.join(timeout=15)
+    c.close()
+
+
+def test_snapshot_start_has_no_seam_and_works_through_a_non_owner(lc: Any) -> None:
+    c = lc.client(timeout=10)
+    for i in range(5):
+        c.put("h", f"s/{i}", str(i))
+    n4 = lc.client(timeout=10)
+    n4.endpoints = (lc.endpoint("n4"),)
+    with n4.watch("h", "s/", start_revision="snapshot", poll_timeout=2) as w:
+        first = next(w)
+        assert first.snapshot and [e.key for e in first.events] == [f"s/{i}" for i in range(5)]
+        r = c.put("h", "s/new", "x").revision
+        after = next(w)
+        assert (after.revision, [e.key for e in after.events]) == (r, ["s/new"])
+        assert w.cursor == r + 1
+    c.close()
+    n4.close()
+
+
+def test_compacted_history_raises_and_resync_recovers(lc: Any) -> None:
+    c = lc.client(timeout=10)
+    first = c.put("h", "c/0", "0").revision
+    for i in range(1, 12):
+        c.put("h", f"c/{i}", str(i))
+    ep = lc.endpoint("n1")
+    wait_for(lambda: post(ep, "watch", {"group": "h", "prefix": "c/", "timeout": 0})[1]
+             .get("compact_revision", 0) >= first, 15, 0.2, what="compaction past the first")
+    c.endpoints = (ep,)
+    w = c.watch("h", "c/", start_revision=first, poll_timeout=1)
+    with pytest.raises(CompactedError) as info:
+        next(w)
+    assert info.value.compact_revision >= first and info.value.head_revision > first
+    batch = next(w.resync())
+    assert batch.snapshot and len(batch.events) == 12
+    w.close()
+    c.close()
+
+
+def test_a_watcher_that_never_reads_does_not_slow_writes(lc: Any) -> None:
+    ep = lc.endpoint("n1")
+    host, port = ep.split(":")
+    c = lc.client(timeout=10)
+
+    def writes() -> float:
+        t0 = time.monotonic()
+        for i in range(30):
+            c.put("g", f"busy/{i}", "x" * 1000)
+        return time.monotonic() - t0
+
+    baseline = writes()
+    stuck = []
+    for i in range(40):  # parked (never/) or answered (busy/), and nobody reads a byte
+        s = socket.create_connection((host, int(port)))
+        body = b'{"group":"g","prefix":"%s","timeout":30,"limit":10000}' % (
+            b"never/" if i % 2 else b"busy/")
+        s.sendall(b"POST /v1/watch HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s"
+                  % (len(body), body))
+        stuck.append(s)
+    # The parked ones are still waiting (no answer can have come: nothing under never/).
+    stuck[1].settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        stuck[1].recv(1)
+    loaded = writes()
+    assert loaded < 3 * baseline + 1.0, (baseline, loaded)
+    for s in stuck:
+        s.close()
+    c.close()
+
+
+def test_bad_input_gets_typed_errors(lc: Any) -> None:
+    ep = lc.endpoint("n1")
+    status, body = post(ep, "watch", {"group": "g", "prefix": "a", "start_revision": -1})
+    assert (status, body["error"]["code"]) == (400, "bad_request")
+    status, body = post(ep, "watch", {"group": "g", "prefix": "a\u0000"})
+    assert (status, body["error"]["code"]) == (400, "bad_request")
+    status, body = post(lc.endpoint("n4"), "watch", {"group": "nope", "prefix": ""})
+    assert (status, body["error"]["code"]) == (404, "unknown_group")
+    c = lc.client(timeout=5)
+    with pytest.raises(BadRequestError), c.watch("g", "x", start_revision=-3) as w:
+        next(w)
+    c.close()
