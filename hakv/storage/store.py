@@ -1,13 +1,15 @@
 """A resource group's key-value state machine on LMDB (the only module that imports lmdb).
 
 Layout, key encodings and the reasons behind them: docs/storage.md. In short, one LMDB
-environment (a directory) per group with five named databases:
+environment (a directory) per group with seven named databases:
 
 ``meta``      format, group id, applied_index, revision, keys, next_bucket
 ``kv``        the keys, as a tree of <= 502-byte segments (LMDB keys are <= 511 bytes)
 ``clients``   sha256(client) -> max_seq, last_index, client id     (exactly-once sessions)
 ``results``   sha256(client) + seq -> the write's result as JSON
 ``idle``      last_index -> sha256(client)                         (eviction order)
+``history``   revision + n -> event (watches; hakv.storage.history, compacted per replica)
+``leases``    replicated lease state (hakv.storage.leases)
 
 Writes are batched: :meth:`GroupStore.apply` runs each log entry in a nested transaction
 of one open write transaction and records ``applied_index`` in it; :meth:`commit` makes the
