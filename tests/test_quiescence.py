@@ -155,10 +155,23 @@ def test_the_cluster_ensemble_goes_quiet_with_read_only_followers(tmp_path: Path
 
         leader, term = wait_for(quiet_cluster_leader, 20, what="a quiet cluster ensemble")
         assert cluster_status("r4")["role"] == "read-only"
-        # Longer than leader_fallback_timeout (and the read-only fallback,
-        # CONNECTION_SILENCE) without AppendEntries: node heartbeats alone keep it.
-        holds(lambda: cluster_status("r4")["leader"] == leader, 3.0, interval=0.25,
-              what="the read-only follower knows its quiet leader")
+        # The read-only follower learns the leader (AppendEntries reach it READONLY_LAG
+        # after the voters); then, for longer than leader_fallback_timeout (and the
+        # read-only fallback, CONNECTION_SILENCE) without AppendEntries, node heartbeats
+        # alone keep it.
+        seen: list[Any] = []
+
+        def r4_knows_leader() -> bool:
+            seen.append(cluster_status("r4")["leader"])
+            return bool(seen[-1] == leader)
+
+        def r4_still_knows_leader() -> bool:
+            assert r4_knows_leader(), (
+                f"the read-only follower forgot its quiet leader {leader}: r4 saw {seen[-4:]}")
+            return True
+
+        wait_for(r4_knows_leader, 5, what=f"r4 learning the leader {leader}")
+        holds(r4_still_knows_leader, 3.0, interval=0.25)
         # Same leader, same term: nobody held an election while the ensemble was quiet.
         # (A node-status write under load unquiesces it for a moment, hence the wait.)
         assert wait_for(quiet_cluster_leader, 5, what="the quiet leader") == (leader, term)
