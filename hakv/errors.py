@@ -8,7 +8,8 @@
     │   ├── NotLeaderError        internal: this member cannot order writes right now
     │   ├── UnavailableError      no endpoint answered / node shutting down
     │   ├── FutureRevisionError   a watch from a revision this replica has not applied
-    │   └── TooManyWatchesError   the node parks its maximum of waiting watches
+    │   ├── TooManyWatchesError   the node parks its maximum of waiting watches
+    │   └── LockTimeoutError      client side: a lock or election not won in time
     ├── OutcomeUnknownError       timed out: the write may or may not have applied;
     │                             retrying with the same request id is safe (deduplicated)
     ├── PermanentError            do not retry unchanged
@@ -19,6 +20,9 @@
     │   ├── NotFoundError         key does not exist
     │   │   └── LeaseNotFoundError  lease never granted, revoked or expired
     │   ├── ConflictError         a compare (expected version / revision / value) failed
+    │   │   └── LockLostError     client side: the lock is no longer held (lease lost,
+    │   │       │                 key gone); a guarded write did not apply
+    │   │       └── LeadershipLostError  the same for an election's leader
     │   ├── RequestExpiredError   a retry older than the dedup window: outcome unknowable
     │   └── CompactedError        a watch from a revision the history no longer holds
     ├── ConfigError               topology file or data dir is wrong; the message says how
@@ -113,6 +117,14 @@ class TooManyWatchesError(RetryableError):
     code = "too_many_watches"
 
 
+class LockTimeoutError(RetryableError):
+    """Client side (hakv.client.recipe): a lock was not acquired, or an election not won,
+    within the caller's timeout; the contender left the queue. Try again later."""
+
+    code = "lock_timeout"
+    exit_code = 10
+
+
 class OutcomeUnknownError(HakvError):
     code = "outcome_unknown"
     http_status = 504
@@ -149,6 +161,22 @@ class ConflictError(PermanentError):
     code = "conflict"
     http_status = 409
     exit_code = 6
+
+
+class LockLostError(ConflictError):
+    """Client side (hakv.client.recipe): the lock is no longer held — its lease was lost
+    (no keepalive acknowledged before its safe-until deadline, or expired/revoked) or its
+    key is gone. A write guarded by the lock was not applied. Stop acting as the holder."""
+
+    code = "lock_lost"
+    exit_code = 9
+
+
+class LeadershipLostError(LockLostError):
+    """Client side (hakv.client.recipe.election): this candidate is no longer the
+    election's leader (or never was); a ``proclaim`` or guarded write was not applied."""
+
+    code = "leadership_lost"
 
 
 class RequestExpiredError(PermanentError):

@@ -5,7 +5,8 @@ local launcher :mod:`hakv.dev.local`.
 Layout: this module holds the root group, ``main`` and the one error-to-exit-code
 mapping; ``render`` everything printed; ``_options`` the connection options and the Client
 built from them; one module per command family (``kv``, ``status``, ``explain``,
-``cluster``, ``group``, ``events``, ``inspect``, ``local``, ``node``), each importing only
+``cluster``, ``group``, ``events``, ``inspect``, ``local``, ``node``, ``watch``,
+``lease``, ``lock`` (lock and elect)), each importing only
 ``render``, ``_options`` and the library. ``demo`` is ``make demo``.
 
 Every :class:`~hakv.errors.HakvError` ends the command with its ``exit_code`` and one line
@@ -15,7 +16,9 @@ on stderr, ``hakv: error: <code>: <message>``; anything else with exit code 1 an
 Exit codes: 0 ok, 1 internal, 2 permanent error (bad request, too large, unknown group,
 request expired; also click's usage errors), 3 retryable (no quorum, unavailable), 4 outcome
 unknown, 5 not found, 6 conflict (and ``txn`` whose compares failed), 7 configuration,
-8 compacted (a watch from a revision the history no longer holds).
+8 compacted (a watch from a revision the history no longer holds), 9 lock lost (also a
+lost leadership), 10 lock timeout (a lock or election not won in time); ``hakv lock``
+otherwise exits with its command's status.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from hakv.cli.inspect import inspect
 from hakv.cli.kv import delete, get, put, range_, txn
 from hakv.cli.lease import lease
 from hakv.cli.local import local
+from hakv.cli.lock import elect, lock
 from hakv.cli.node import node
 from hakv.cli.status import status
 from hakv.cli.watch import watch
@@ -108,6 +112,8 @@ for _command in (put, get, delete, range_, txn, status, explain, cluster, group,
     cli.add_command(_command)
 cli.add_command(watch)
 cli.add_command(lease)
+cli.add_command(lock)
+cli.add_command(elect)
 
 
 def main() -> None:

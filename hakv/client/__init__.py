@@ -1,8 +1,9 @@
 """The client library: ``hakv.Client`` for applications, ``client.admin``
 (:class:`~hakv.client.admin.Admin`) for operators (membership and HA changes).
 
-Layering inside the package (imports point down): ``client`` (Client: endpoints, retry
-policy, failover) > ``admin`` (operator operations over a Client) > ``txn`` (Compare, Op)
+Layering inside the package (imports point down): ``recipe`` (lock, election, counter:
+hakv.client.recipe, over the public calls) > ``client`` (Client: endpoints, retry
+policy, failover; its recipe methods import ``recipe`` lazily) > ``admin`` (operator operations over a Client) > ``txn`` (Compare, Op)
 and ``results`` (typed answers) > ``connection`` (one HTTP/1.1 connection; also used by
 nodes talking to each other).
 """
@@ -17,6 +18,7 @@ from hakv.client.client import (
     probe,
 )
 from hakv.client.lease import Lease, LeaseTtl
+from hakv.client.recipe import Counter, Election, Leader, Lock
 from hakv.client.results import (
     DeleteResult,
     GetResult,
@@ -33,12 +35,16 @@ __all__ = [
     "Admin",
     "Client",
     "Compare",
+    "Counter",
     "DeleteResult",
+    "Election",
     "GetResult",
     "HaActionResult",
     "KeyValue",
+    "Leader",
     "Lease",
     "LeaseTtl",
+    "Lock",
     "Op",
     "PlacementView",
     "PutResult",

@@ -46,7 +46,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hakv.client import lease as lease_api
 from hakv.client.admin import Admin
@@ -82,6 +82,11 @@ from hakv.errors import (
     RetryableError,
     UnavailableError,
 )
+
+if TYPE_CHECKING:
+    from hakv.client.recipe.counter import Counter
+    from hakv.client.recipe.election import Election
+    from hakv.client.recipe.lock import Lock
 
 __all__ = [
     "ENDPOINTS_ENV",
@@ -350,6 +355,32 @@ class Client:
     def lease_ttl(self, group: str, id: int, keys: bool = False) -> LeaseTtl:
         """Seconds left, the granted TTL and (``keys``) the attached keys of lease ``id``."""
         return lease_api.time_to_live(self, group, id, keys)
+
+    # ---- recipes (hakv.client.recipe)
+
+    def lock(self, group: str, name: str, ttl: float = 10.0, *,
+             timeout: float | None = None, value: str = "",
+             on_lost: Callable[[Lock], None] | None = None) -> Lock:
+        """A fair lock with a fencing token: ``with client.lock(group, name, ttl) as
+        lock:`` (``lock.fence``, ``lock.lost``, ``lock.put(...)`` only while held). See
+        :mod:`hakv.client.recipe.lock`."""
+        from hakv.client.recipe.lock import Lock
+
+        return Lock(self, group, name, ttl, timeout=timeout, value=value, on_lost=on_lost)
+
+    def election(self, group: str, name: str, ttl: float = 10.0, *,
+                 on_lost: Callable[[Election], None] | None = None) -> Election:
+        """Leader election: ``.campaign(value)``, ``.leader()``, ``.observe()``,
+        ``.proclaim(value)``, ``.resign()``. See :mod:`hakv.client.recipe.election`."""
+        from hakv.client.recipe.election import Election
+
+        return Election(self, group, name, ttl, on_lost=on_lost)
+
+    def counter(self, group: str, key: str, default: int = 0) -> Counter:
+        """An atomic integer counter in ``key`` (:mod:`hakv.client.recipe.counter`)."""
+        from hakv.client.recipe.counter import Counter
+
+        return Counter(self, group, key, default)
 
     # ---- status
 

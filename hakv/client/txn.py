@@ -83,12 +83,14 @@ class Compare:
 
 @dataclass(frozen=True)
 class Op:
-    """One operation of a transaction branch: ``Op.put(k, v)``, ``Op.delete(k)``,
-    ``Op.get(k)``."""
+    """One operation of a transaction branch: ``Op.put(k, v)``, ``Op.put(k, v, lease=ID)``
+    (the key is attached to that lease, deleted with it; without ``lease`` a put detaches
+    the key from any lease), ``Op.delete(k)``, ``Op.get(k)``."""
 
     op: str
     key: str
     value: str | None = None
+    lease: int | None = None
 
     def __post_init__(self) -> None:
         if self.op not in _OPS:
@@ -97,10 +99,18 @@ class Op:
             raise BadRequestError(f"txn {self.op} key must be a string, got {self.key!r}")
         if self.op == "put" and not isinstance(self.value, str):
             raise BadRequestError(f"txn put of {self.key!r} needs a string value")
+        if self.lease is not None:
+            if self.op != "put":
+                raise BadRequestError(f"txn {self.op} of {self.key!r} cannot carry a lease")
+            if isinstance(self.lease, bool) or not isinstance(self.lease, int) \
+                    or self.lease < 1:
+                raise BadRequestError(
+                    f"txn put of {self.key!r}: lease must be an integer id >= 1, "
+                    f"got {self.lease!r}")
 
     @classmethod
-    def put(cls, key: str, value: str) -> Op:
-        return cls("put", key, value)
+    def put(cls, key: str, value: str, lease: int | None = None) -> Op:
+        return cls("put", key, value, lease)
 
     @classmethod
     def delete(cls, key: str) -> Op:
@@ -112,11 +122,11 @@ class Op:
 
     @classmethod
     def from_dict(cls, body: Any) -> Op:
-        """From the wire/file shape ``{"op", "key", "value"?}``."""
+        """From the wire/file shape ``{"op", "key", "value"?, "lease"?}``."""
         if not isinstance(body, Mapping):
             raise BadRequestError(f"a txn operation must be an object, got {body!r}")
         try:
-            return cls(body["op"], body["key"], body.get("value"))
+            return cls(body["op"], body["key"], body.get("value"), body.get("lease") or None)
         except KeyError as err:
             raise BadRequestError(f"txn operation {dict(body)!r} lacks {err.args[0]!r}") from None
 
@@ -124,4 +134,6 @@ class Op:
         body: dict[str, Any] = {"op": self.op, "key": self.key}
         if self.op == "put":
             body["value"] = self.value
+            if self.lease is not None:
+                body["lease"] = self.lease
         return body

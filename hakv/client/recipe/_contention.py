@@ -1,0 +1,364 @@
+"""The queue behind locks and elections (hakv.client.recipe.lock, .election): FIFO by
+creation revision over a key prefix, each contender a key attached to its own lease.
+
+Layout of one queue in a group::
+
+    _hakv/lock/<name>/<lease id, 16 hex digits>        value: the contender's value
+    _hakv/election/<name>/<lease id, 16 hex digits>
+
+A contender is a *direct child* of ``<root><name>/`` (no further ``/``), so the queue of
+``a`` never mixes with the queue of ``a/b`` although one prefix contains the other.
+
+1. Grant a lease (kept alive in a thread for as long as the contender waits or holds).
+2. ONE txn: ``create_revision(own key) == 0`` → ``put(own key, value, lease=own lease)``.
+   The key's create_revision is the group revision of that txn: the contender's place
+   in the queue and, once it is at the head, its fencing token.
+3. Range the prefix (linearizable) at revision R. The holder is the contender with the
+   lowest create_revision. If it is not us, watch ONLY our predecessor (the contender just
+   before us) from R + 1 — no herd, no seam between the range and the watch — and go back
+   to 3 when it is deleted (it released, or its lease expired).
+4. Release = revoke the lease: the key goes (in one revision), the next contender's watch
+   fires. A dead holder's key goes when its lease expires.
+
+Why the token only grows: a holder is the lowest create_revision among the keys present;
+a contender created while another holds gets a higher revision (revisions grow by one
+per write, through the group's Raft log, so also across leader changes), and one that
+was there before it had a higher revision already (it was behind in the queue). A key
+exists over one interval and is never re-created under the same create_revision. So
+each later holder of a queue has a larger token than every earlier one.
+
+The pure functions here (names, keys, who holds, who is whose predecessor) are
+table-tested in tests/test_recipe.py; ``Contention`` does the I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hakv.client import lease as lease_api
+from hakv.client.results import KeyValue, RangeResult, TxnResult
+from hakv.client.txn import Compare, Op
+from hakv.client.watch import Watch
+from hakv.core.codec import MAX_KEY_BYTES
+from hakv.errors import (
+    BadRequestError,
+    CompactedError,
+    HakvError,
+    LeaseNotFoundError,
+    LockLostError,
+    PermanentError,
+    RequestTooLargeError,
+)
+
+if TYPE_CHECKING:
+    from hakv.client.client import Client
+    from hakv.client.lease import Lease
+
+__all__ = ["ELECTION_ROOT", "LOCK_ROOT", "Contender", "Contention", "contender_key",
+           "contenders_of", "holder", "is_contender", "predecessor", "queue_prefix",
+           "validate_name"]
+
+log = logging.getLogger("hakv.client.recipe")
+
+LOCK_ROOT = "_hakv/lock/"
+ELECTION_ROOT = "_hakv/election/"
+_ID_DIGITS = 16  # a lease id in hex
+_RANGE_LIMIT = 10000  # the API's maximum
+_WATCH_POLL = 2.0  # seconds per long-poll of a waiter's watch
+
+
+# --------------------------------------------------------------------------- pure part
+
+
+def validate_name(root: str, name: str, what: str = "lock") -> str:
+    """``name`` if its contender keys fit the key limits (docs/api.md "Limits"):
+    BadRequestError for a non-string, empty or NUL-holding name, RequestTooLargeError if
+    ``<root><name>/<16 hex digits>`` exceeds the 1024-byte key limit."""
+    if not isinstance(name, str):
+        raise BadRequestError(f"{what} name must be a string, got {type(name).__name__}")
+    if not name:
+        raise BadRequestError(f"{what} name must not be empty")
+    if "\x00" in name:
+        raise BadRequestError(f"{what} name must not contain NUL characters")
+    size = len(contender_key(root, name, 0).encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        room = MAX_KEY_BYTES - (size - len(name.encode("utf-8", "surrogatepass")))
+        raise RequestTooLargeError(
+            f"{what} name {name[:40]!r}...: its keys would be {size} bytes UTF-8, over the "
+            f"{MAX_KEY_BYTES}-byte key limit (names up to {room} bytes)")
+    return name
+
+
+def queue_prefix(root: str, name: str) -> str:
+    """The prefix under which the contenders of queue ``name`` live."""
+    return f"{root}{name}/"
+
+
+def contender_key(root: str, name: str, lease_id: int) -> str:
+    """The key of the contender holding lease ``lease_id``."""
+    return f"{queue_prefix(root, name)}{lease_id:0{_ID_DIGITS}x}"
+
+
+def is_contender(prefix: str, key: str) -> bool:
+    """``key`` is a contender of the queue at ``prefix`` (a direct child, not a key of a
+    longer name's queue)."""
+    return key.startswith(prefix) and len(key) > len(prefix) and "/" not in key[len(prefix):]
+
+
+@dataclass(frozen=True, order=True)
+class Contender:
+    """One contender: its place (``create_revision``, the fencing token if it holds),
+    its key and its value."""
+
+    create_revision: int
+    key: str
+    value: str = ""
+
+
+def contenders_of(prefix: str, kvs: Iterable[KeyValue]) -> list[Contender]:
+    """The contenders among ``kvs`` (a range of ``prefix``), in queue order."""
+    return sorted(Contender(kv.create_revision, kv.key, kv.value)
+                  for kv in kvs if is_contender(prefix, kv.key))
+
+
+def holder(contenders: Sequence[Contender]) -> Contender | None:
+    """The contender at the head of the queue (lowest create_revision), None if empty."""
+    return min(contenders, default=None)
+
+
+def predecessor(contenders: Sequence[Contender], mine: int) -> Contender | None:
+    """The contender just before the one created at revision ``mine`` (the one it must
+    wait for); None when it is at the head."""
+    before = [c for c in contenders if c.create_revision < mine]
+    return max(before, default=None)
+
+
+# --------------------------------------------------------------------------- I/O part
+
+
+class Contention:
+    """One contender's side of a queue (shared by Lock and Election).
+
+    Not reentrant: ``enter`` while queued or holding raises RuntimeError. ``lost`` is set
+    (and ``on_lost()`` called, from the keepalive thread) when the lease is lost: no
+    acknowledged keepalive before its safe-until deadline, or the server says it is gone.
+    """
+
+    def __init__(self, client: Client, group: str, root: str, name: str, ttl: float,
+                 on_lost: Callable[[], None] | None = None, what: str = "lock") -> None:
+        self.client = client
+        self.group = group
+        self.name = validate_name(root, name, what)
+        self.root = root
+        self.prefix = queue_prefix(root, name)
+        self.ttl = ttl
+        self.what = what
+        self.on_lost = on_lost
+        self.lost = threading.Event()
+        self.lease: Lease | None = None
+        self.key: str | None = None
+        self.token: int | None = None  # our create_revision (held: the fencing token)
+        self.held = False
+        self._wake = threading.Event()
+        self._cancelled = threading.Event()
+        self._busy = threading.Lock()
+
+    # -- entering the queue -----------------------------------------------------------
+
+    def enter(self, value: str, deadline: float | None) -> bool:
+        """Queue with ``value`` and wait until at the head (True), or until ``deadline``
+        (monotonic; None: forever) or ``cancel()`` (False: the queue was left)."""
+        if self.held:
+            raise RuntimeError(
+                f"{self.what} {self.name!r} of group {self.group!r} is already held by this "
+                f"object: hakv {self.what}s are not reentrant (release it first)")
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(
+                f"{self.what} {self.name!r} of group {self.group!r}: another thread is "
+                f"already waiting for it through this object")
+        try:
+            self.lost.clear()
+            self._cancelled.clear()
+            self._wake.clear()
+            self.lease = lease_api.grant(self.client, self.group, self.ttl,
+                                         on_lost=self._lease_lost)
+            self.lease.start_keepalive()
+            self.key = contender_key(self.root, self.name, self.lease.id)
+            try:
+                self.token = self._create(value)
+                got = self._wait_for_head(deadline)
+            except BaseException:
+                self._leave()
+                raise
+            if not got:
+                self._leave()
+                return False
+            self.held = True
+            return True
+        finally:
+            self._busy.release()
+
+    def _create(self, value: str) -> int:
+        assert self.lease is not None and self.key is not None
+        r = self.client.txn(self.group, [Compare.create_revision(self.key, "==", 0)],
+                            [Op.put(self.key, value, lease=self.lease.id)],
+                            [Op.get(self.key)])
+        if r.succeeded:
+            return r.revision
+        kv = r.results[0].kv  # type: ignore[union-attr]
+        if kv is None:  # cannot happen: the compare said it exists
+            raise LockLostError(f"{self.what} key {self.key!r} vanished while created")
+        return kv.create_revision  # our own key, from an earlier attempt
+
+    def _range(self) -> RangeResult:
+        r = self.client.range(self.group, self.prefix, limit=_RANGE_LIMIT)
+        if r.more:
+            raise RequestTooLargeError(
+                f"{self.what} {self.name!r}: more than {_RANGE_LIMIT} keys under "
+                f"{self.prefix!r} (contenders and the queues of longer names)")
+        return r
+
+    def _wait_for_head(self, deadline: float | None) -> bool:
+        assert self.key is not None and self.token is not None
+        while True:
+            self._check_alive()
+            if self._cancelled.is_set():
+                return False
+            r = self._range()
+            queue = contenders_of(self.prefix, r.kvs)
+            if not any(c.key == self.key and c.create_revision == self.token for c in queue):
+                self.lost.set()
+                raise LockLostError(
+                    f"{self.what} {self.name!r} of group {self.group!r}: our key "
+                    f"{self.key!r} is gone (its lease expired or was revoked)")
+            before = predecessor(queue, self.token)
+            if before is None:
+                self._check_alive()  # at the head, and the lease alive as we read it
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            self._wait_deleted(before.key, r.revision + 1, deadline)
+
+    def _wait_deleted(self, key: str, start: int, deadline: float | None) -> None:
+        """Until ``key`` is deleted at or after revision ``start``, the deadline, a lost
+        lease or cancel(): a watch of that ONE key, in a thread of its own."""
+        self._wake.clear()
+        w = Watch(self.client, self.group, key=key, start_revision=start,
+                  poll_timeout=_WATCH_POLL)
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                for batch in w:
+                    if any(e.type == "delete" for e in batch.events):
+                        return
+            except CompactedError:
+                pass  # the history moved on: re-check with a fresh range
+            except BaseException as exc:  # re-raised by the waiting thread
+                failure.append(exc)
+            finally:
+                self._wake.set()
+
+        thread = threading.Thread(target=run, daemon=True,
+                                  name=f"hakv-{self.what}-{self.group}-{self.name}")
+        thread.start()
+        try:
+            if deadline is None:
+                self._wake.wait()
+            else:
+                self._wake.wait(max(0.0, deadline - time.monotonic()))
+        finally:
+            w.close()  # the thread ends within one long-poll
+        if failure and isinstance(failure[0], PermanentError):
+            raise failure[0]
+        if failure:
+            log.debug("%s %s: watch of %s failed: %s", self.what, self.name, key, failure[0])
+
+    def _check_alive(self) -> None:
+        if self.lost.is_set():
+            reason = self.lease.lost_reason if self.lease is not None else None
+            raise LockLostError(
+                f"{self.what} {self.name!r} of group {self.group!r}: lease lost "
+                f"({reason or 'no keepalive acknowledged in time'})")
+        if self.lease is not None and time.monotonic() >= self.lease.safe_until():
+            raise LockLostError(
+                f"{self.what} {self.name!r} of group {self.group!r}: lease past its "
+                f"safe-until deadline")
+
+    # -- while queued or holding ------------------------------------------------------
+
+    def _lease_lost(self, _lease: Lease) -> None:
+        self.lost.set()
+        self._wake.set()
+        if self.on_lost is not None:
+            self.on_lost()
+
+    def cancel(self) -> None:
+        """Make a blocking ``enter`` (in another thread) give up and return False."""
+        self._cancelled.set()
+        self._wake.set()
+
+    def guard(self) -> Compare:
+        """The compare that holds exactly while we hold: our key still exists with the
+        create_revision it had when we got to the head."""
+        if not self.held or self.key is None or self.token is None:
+            raise LockLostError(f"{self.what} {self.name!r} of group {self.group!r} is not "
+                                f"held (released, lost, or never acquired)")
+        return Compare.create_revision(self.key, "==", self.token)
+
+    def guarded_txn(self, compare: Sequence[Compare], success: Sequence[Op],
+                    failure: Sequence[Op], lost: type[LockLostError]) -> TxnResult:
+        """``client.txn`` with ``guard()`` first; ``lost`` raised (and nothing applied) if
+        we no longer hold; else the result, ``results`` those of the caller's branch."""
+        try:
+            guard = self.guard()
+        except LockLostError as err:
+            raise lost(err.message) from None
+        assert self.key is not None
+        r = self.client.txn(self.group, [guard, *compare], success,
+                            [*failure, Op.get(self.key)])
+        if r.succeeded:
+            return r
+        mine = r.results[-1].kv  # type: ignore[union-attr]
+        if mine is None or mine.create_revision != self.token:
+            self.held = False
+            self.lost.set()
+            raise lost(f"{self.what} {self.name!r} of group {self.group!r} is no longer "
+                       f"held (our key {self.key!r} is gone): nothing was applied")
+        return TxnResult(False, r.revision, r.results[:-1])
+
+    def valid_until(self) -> float:
+        """``time.monotonic()`` time before which our lease has surely not expired."""
+        if self.lease is None:
+            raise RuntimeError(f"{self.what} {self.name!r} of group {self.group!r} is not "
+                               f"held")
+        return self.lease.safe_until()
+
+    # -- leaving ----------------------------------------------------------------------
+
+    def leave(self) -> bool:
+        """Leave the queue (release / resign): revoke the lease, so our key goes in one
+        revision. True if done now; False if the lease could not be revoked (it then
+        expires on its own within its bound, docs/api.md "Leases") or was gone."""
+        self.held = False
+        return self._leave()
+
+    def _leave(self) -> bool:
+        lease, self.lease = self.lease, None
+        if lease is None:
+            return False
+        lease.stop_keepalive()
+        try:
+            lease.revoke()
+        except LeaseNotFoundError:
+            return False
+        except HakvError as err:
+            log.warning("%s %s of group %s: revoking lease %s failed (%s); it expires "
+                        "within its bound", self.what, self.name, self.group, lease.id, err)
+            return False
+        return True
