@@ -6,6 +6,7 @@ bad input gets typed errors."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -166,3 +167,47 @@ def test_bad_input_gets_typed_errors(lc: Any) -> None:
     with pytest.raises(BadRequestError), c.watch("g", "x", start_revision=-3) as w:
         next(w)
     c.close()
+
+
+def test_the_cli_streams_one_line_per_event_and_exits_8_on_a_compacted_start(lc: Any) -> None:
+    """``hakv watch``: text and --json lines, a txn's events under one revision, --count,
+    --snapshot first prints the keys; a start below the compacted history exits 8."""
+    from click.testing import CliRunner
+
+    from hakv.cli import cli
+
+    c = lc.client(timeout=20)
+    ep = ["--endpoints", lc.endpoint("n4")]  # through the node that owns no group
+    first = c.put("h", "cli/a", "1").revision
+    c.txn("h", [], [Op.put("cli/b", "2"), Op.delete("cli/a")], [])
+    runner = CliRunner()
+    out = runner.invoke(cli, ["watch", "h", "cli/", "--from-revision", str(first),
+                              "--count", "3", *ep])
+    assert out.exit_code == 0, out.output
+    assert out.output.splitlines() == [f"{first} put cli/a 1", f"{first + 1} put cli/b 2",
+                                       f"{first + 1} delete cli/a"]
+    out = runner.invoke(cli, ["watch", "h", "cli/", "--from-revision", str(first),
+                              "--count", "1", "--json", *ep])
+    assert out.exit_code == 0, out.output
+    line = json.loads(out.output)
+    assert (line["revision"], line["type"], line["key"], line["value"]) == (
+        first, "put", "cli/a", "1")
+    out = runner.invoke(cli, ["watch", "h", "cli/", "--snapshot", "--count", "1", *ep])
+    assert out.exit_code == 0, out.output
+    assert out.output.split()[1:] == ["snapshot", "cli/b", "2"]
+    for i in range(12):  # past the module's small retention (5 revisions, 3 s)
+        c.put("h", f"cli/x{i}", str(i))
+    wait_for(lambda: _compacted_past(lc, "h", first + 1), 20, what="history of h compacted")
+    out = runner.invoke(cli, ["watch", "h", "cli/", "--from-revision", str(first), *ep])
+    assert out.exit_code == 8, out.output
+    assert "compacted" in out.output
+
+
+def _compacted_past(lc: Any, group: str, revision: int) -> bool:
+    """Every owner's history of ``group`` starts above ``revision``."""
+    for node in OWNERS:
+        _status, answer = post(lc.endpoint(node), "watch", {
+            "group": group, "prefix": "cli/", "start_revision": revision, "timeout": 0})
+        if answer.get("error", {}).get("code") != "compacted":
+            return False
+    return True
