@@ -55,6 +55,7 @@ class ScenarioResult:
     beats_path: str | None = None
     heartbeats: list[Heartbeat] = field(default_factory=list)
     finals: list[FinalPlacement] = field(default_factory=list)
+    coord: dict[str, list[Any]] = field(default_factory=dict)  # kind -> records
 
     @property
     def skipped_faults(self) -> list[FaultWindow]:
@@ -108,6 +109,47 @@ def _cex_lines(ops: Sequence[Operation], t0: float) -> list[str]:
     return lines
 
 
+def _ops_section(r: ScenarioResult) -> list[str]:
+    lines = ["### Operations", "", "| kind | ok | fail | unknown |", "|---|---|---|---|"]
+    counts = op_counts(r.history)
+    total = {"ok": 0, "fail": 0, "unknown": 0}
+    for kind in sorted(counts):
+        row = counts[kind]
+        for s in total:
+            total[s] += row[s]
+        lines.append(f"| {kind} | {row['ok']} | {row['fail']} | {row['unknown']} |")
+    return lines + [f"| **all** | {total['ok']} | {total['fail']} | {total['unknown']} |", ""]
+
+
+def coord_counts(records: Sequence[Any]) -> dict[str, dict[str, int]]:
+    """{record kind: {status: n}} of one coordination workload's records."""
+    out: dict[str, dict[str, int]] = {}
+    for rec in records:
+        kind = str(getattr(rec, "kind", "?"))
+        if hasattr(rec, "watcher"):
+            kind = f"watcher {kind}"
+        status = getattr(rec, "status", None)
+        if not isinstance(status, str):
+            status = "ok" if kind == "grant" else "seen"
+        row = out.setdefault(kind, {})
+        row[status] = row.get(status, 0) + 1
+    return out
+
+
+def _coord_section(r: ScenarioResult) -> list[str]:
+    if not r.coord:
+        return []
+    lines = ["### Coordination workloads", "",
+             "| workload | record | counts |", "|---|---|---|"]
+    for kind in sorted(r.coord):
+        for rk, row in sorted(coord_counts(r.coord[kind]).items()):
+            counts = ", ".join(f"{s} {n}" for s, n in sorted(row.items()))
+            lines.append(f"| {kind} | {rk} | {counts} |")
+    lines += ["", "Records: `<workload>.jsonl` in the scenario's directory "
+              "(formats: docs/chaos-checkers.md).", ""]
+    return lines
+
+
 def _section(r: ScenarioResult, out: Path) -> list[str]:
     lines = [f"## {r.name} — {'PASS' if r.ok else 'FAIL'}", ""]
     if r.description:
@@ -145,16 +187,9 @@ def _section(r: ScenarioResult, out: Path) -> list[str]:
                          f"{'; '.join(w.notes)} |")
         lines.append("")
 
-    lines += ["### Operations", "", "| kind | ok | fail | unknown |", "|---|---|---|---|"]
-    counts = op_counts(r.history)
-    total = {"ok": 0, "fail": 0, "unknown": 0}
-    for kind in sorted(counts):
-        row = counts[kind]
-        for s in total:
-            total[s] += row[s]
-        lines.append(f"| {kind} | {row['ok']} | {row['fail']} | {row['unknown']} |")
-    lines += [f"| **all** | {total['ok']} | {total['fail']} | {total['unknown']} |", ""]
-
+    if len(r.history) or not r.coord:
+        lines += _ops_section(r)
+    lines += _coord_section(r)
     lines += _ha_section(r)
 
     lines += ["### Checks", "", "| checker | verdict |", "|---|---|"]
@@ -213,13 +248,14 @@ def write_report(results: Sequence[ScenarioResult], out: Path, argv: Sequence[st
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# hakv chaos report", "",
              f"Command: `{' '.join(shlex.quote(a) for a in argv)}`", "",
-             "| scenario | seed | ops | faults | result |", "|---|---|---|---|---|"]
+             "| scenario | seed | ops (+ coordination records) | faults | result |",
+             "|---|---|---|---|---|"]
     for r in results:
         verdict = 'skipped' if r.skip_reason else ('PASS' if r.ok else 'FAIL')
         if r.skipped_faults:
             verdict += f" ({len(r.skipped_faults)} fault(s) skipped: see below)"
-        lines.append(f"| {r.name} | {r.seed} | {len(r.history)} | {len(r.windows)} | "
-                     f"{verdict} |")
+        ops = len(r.history) + sum(len(v) for v in r.coord.values())
+        lines.append(f"| {r.name} | {r.seed} | {ops} | {len(r.windows)} | {verdict} |")
     lines += ["", "How to read this: docs/chaos.md. Every scenario can be re-run from its "
               "seed with the command shown in its section.", ""]
     for r in results:

@@ -13,7 +13,8 @@ One scenario, step by step:
 1. build the namespaces (``chaos.netns``) and start every node in its own
    (``chaos.cluster``); wait until every group has a leader with quorum, and until the
    groups listed in ``[ha] apps`` run their heartbeat app (``chaos.apps``);
-2. start one workload process per group in the client namespace (``chaos.workload``) and
+2. start one workload process per group in the client namespace (``chaos.workload``; and
+   one per group and coordination workload, ``chaos.workload_coord``: watch, lease, lock) and
    play the fault schedule drawn from the seed (``chaos.nemesis``) for ``duration`` s;
 3. heal everything (rules flushed, delayers stopped, paused nodes resumed, killed nodes
    restarted), wait for every group's quorum, let the workers finish, then read every set
@@ -22,7 +23,9 @@ One scenario, step by step:
 5. run every checker on the merged history: linearizability per register, no lost
    acknowledged add, group isolation (when asked); with ``[ha] apps``, single-runner on the
    heartbeat file (no two placements at once, tokens never go backwards) and ha-placement
-   (after the run each app runs on exactly one node, the one its record names).
+   (after the run each app runs on exactly one node, the one its record names); with the
+   coordination workloads, ``watch``, ``lease`` (against docs/api.md's bound) and
+   ``fencing`` on their records.
 
 Writes ``DIR/report.md``, ``DIR/<scenario>.png`` and ``DIR/<scenario>/`` (history.jsonl,
 faults.json, node logs). Exit status: 0 all passed (or skipped: not root), 1 a checker or
@@ -40,6 +43,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +57,10 @@ from chaos.checkers import (
     check_untouched,
     parse_heartbeat_file,
 )
+from chaos.checkers._records import dump_records, load_records
+from chaos.checkers.fencing import FencedWrite, Grant, check_fencing
+from chaos.checkers.lease import LeaseRecord, check_leases
+from chaos.checkers.watch import WatchRecord, WatchWrite, check_watch
 from chaos.cluster import ChaosCluster, repo_env
 from chaos.history import CheckResult, History
 from chaos.nemesis import Nemesis, schedule
@@ -66,6 +74,8 @@ from chaos.scenario import (
     load_scenario,
 )
 from chaos.workload import WorkerSpec
+from chaos.workload_coord import COORD_KINDS, CoordSpec, parse_record
+from hakv.core.leases import expiry_bound
 
 __all__ = ["main", "run_scenario"]
 
@@ -109,20 +119,24 @@ class _Workers:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.outputs: list[Path] = []
+        self.coord_outputs: dict[str, list[Path]] = {}
 
-    def spawn(self, spec: WorkerSpec, name: str) -> None:
+    def spawn(self, spec: WorkerSpec | CoordSpec, name: str) -> None:
         spec_path = self.dir / f"{name}.json"
         spec.out = str(self.dir / f"{name}.jsonl")
         spec_path.write_text(spec.to_json())
+        module = "chaos.workload_coord" if isinstance(spec, CoordSpec) else "chaos.workload"
         with open(self.dir / f"{name}.log", "ab") as log:
             proc = self.net.popen(self.net.client.ns,
-                                  [sys.executable, "-m", "chaos.workload", "--spec",
-                                   str(spec_path)],
+                                  [sys.executable, "-m", module, "--spec", str(spec_path)],
                                   what=f"workload {name}", stdin=subprocess.DEVNULL,
                                   stdout=log, stderr=subprocess.STDOUT, env=repo_env(),
                                   start_new_session=True)
         self.procs.append(proc)
-        self.outputs.append(Path(spec.out))
+        if isinstance(spec, CoordSpec):
+            self.coord_outputs.setdefault(spec.kind, []).append(Path(spec.out))
+        else:
+            self.outputs.append(Path(spec.out))
 
     def wait(self, deadline: float) -> list[str]:
         """Wait for every worker until ``deadline``; SIGTERM, then SIGKILL the late ones.
@@ -161,6 +175,22 @@ class _Workers:
         ops.sort(key=lambda op: op.invoke)
         return History(ops)
 
+    def coord_records(self) -> tuple[dict[str, list[object]], list[str]]:
+        """The coordination workloads' records per kind, and problems reading them."""
+        out: dict[str, list[object]] = {}
+        problems = []
+        for kind, paths in self.coord_outputs.items():
+            recs = out.setdefault(kind, [])
+            for path in paths:
+                if not path.exists():
+                    problems.append(f"{kind} workload wrote no records ({path})")
+                    continue
+                try:
+                    recs.extend(load_records(path, parse_record))
+                except ValueError as err:
+                    problems.append(f"{kind} workload: {err}")
+        return out, problems
+
 
 def _spec(sc: Scenario, cluster: ChaosCluster, group: str, index: int, mode: str,
           start: float, until: float, seed: int) -> WorkerSpec:
@@ -169,6 +199,29 @@ def _spec(sc: Scenario, cluster: ChaosCluster, group: str, index: int, mode: str
                       endpoints=cluster.endpoints(group), clients=w.clients, start=start,
                       until=until, seed=seed, mix=list(w.mix), keys=w.keys,
                       key_rotate=w.key_rotate, timeout=w.timeout, think=w.think, reads=w.reads)
+
+
+COORD_DRAIN = 6.0
+"""Seconds (on top of 2 client timeouts) the watch and lease workloads go on observing after
+the faults are healed: watchers drain, expiring leases are seen gone."""
+
+
+def _coord_spec(sc: Scenario, cluster: ChaosCluster, kind: str, group: str, index: int,
+                start: float, until: float, seed: int) -> CoordSpec:
+    cfg = getattr(sc.workload, kind)
+    options = {k: v for k, v in asdict(cfg).items() if k != "groups"}
+    options["election_timeout"] = sc.topology.raft.election_timeout_max
+    return CoordSpec(kind=kind, out="", group=group, group_index=index,
+                     endpoints=cluster.endpoints(group), start=start, until=until,
+                     drain_until=until + 2 * sc.workload.timeout + COORD_DRAIN, seed=seed,
+                     timeout=sc.workload.timeout, options=options)
+
+
+def lease_bound(sc: Scenario) -> Callable[[float], float]:
+    """The bound the lease check holds a scenario to: docs/api.md's ttl + k(C + E) + M, E
+    the topology's election_timeout_max, k ``[workload.lease] leader_changes``."""
+    e, k = sc.topology.raft.election_timeout_max, sc.workload.lease.leader_changes
+    return lambda ttl: expiry_bound(ttl, e, leader_changes=k)
 
 
 def run_scenario(sc: Scenario, out: Path, seed: int | None = None, log: Log = _say
@@ -204,6 +257,8 @@ def run_scenario(sc: Scenario, out: Path, seed: int | None = None, log: Log = _s
     workers = _Workers(net, workdir)
     nemesis: Nemesis | None = None
     groups = list(sc.workload_groups)
+    reg_groups = list(sc.register_groups)
+    coord = [(kind, g) for kind in COORD_KINDS for g in sc.coord_groups(kind)]
     index = {g: i for i, g in enumerate(sc.topology.group_ids)}
     try:
         net.create()
@@ -218,8 +273,11 @@ def run_scenario(sc: Scenario, out: Path, seed: int | None = None, log: Log = _s
         result.t0_wall = time.time() + (t0 - time.monotonic())
         result.timings["setup"] = t0 - t_setup
         until = t0 + sc.duration
-        for g in groups:
+        for g in reg_groups:
             workers.spawn(_spec(sc, cluster, g, index[g], "run", t0, until, seed), g)
+        for kind, g in coord:
+            workers.spawn(_coord_spec(sc, cluster, kind, g, index[g], t0, until, seed),
+                          f"{g}-{kind}")
         nemesis = Nemesis(cluster, faults, seed, t0, log=log, unavailable=unavailable)
         result.windows = nemesis.windows
         nemesis.start()
@@ -228,11 +286,13 @@ def run_scenario(sc: Scenario, out: Path, seed: int | None = None, log: Log = _s
         nemesis.heal_everything()
         result.errors.extend(nemesis.errors)
         grace = until + 2 * sc.workload.timeout + 10
+        if coord:
+            grace += COORD_DRAIN + 2 * sc.workload.timeout
         result.errors.extend(workers.wait(grace))
         t_final = time.monotonic()
         cluster.wait_quorum(timeout=30)
         cluster.wait_converged(groups, timeout=20)
-        for g in groups:
+        for g in reg_groups:
             workers.spawn(_spec(sc, cluster, g, index[g], "final", t0,
                                 time.monotonic() + 20, seed), f"{g}-final")
         result.errors.extend(workers.wait(time.monotonic() + 40))
@@ -252,6 +312,10 @@ def run_scenario(sc: Scenario, out: Path, seed: int | None = None, log: Log = _s
         net.destroy()
     result.history = workers.histories()
     result.history.dump(workdir / "history.jsonl")
+    result.coord, problems = workers.coord_records()
+    result.errors.extend(problems)
+    for kind, recs in result.coord.items():
+        dump_records(workdir / f"{kind}.jsonl", recs)
     (workdir / "faults.json").write_text(json.dumps([w.to_dict() for w in result.windows],
                                                     indent=1))
     t_check = time.monotonic()
@@ -270,14 +334,17 @@ def run_checks(sc: Scenario, r: ScenarioResult) -> tuple[list[CheckResult],
     ops = list(r.history)
     checks: list[CheckResult] = []
     skipped: list[tuple[str, str]] = []
-    if sc.checks.linearizable:
+    if not sc.register_groups:
+        why = "no register workload in this scenario ([workload] kinds)"
+        skipped += [("linearizable-register", why), ("lost-writes-set", why)]
+    elif sc.checks.linearizable:
         regs = [op for op in ops if op.kind in ("read", "write", "cas")]
         if not any(op.status == "ok" for op in regs):
             checks.append(CheckResult("linearizable-register", False,
                                       "vacuous: no acknowledged register operation"))
         else:
             checks.append(check_history(regs))
-    if sc.checks.lost_writes:
+    if sc.checks.lost_writes and sc.register_groups:
         checks.append(check_sets([op for op in ops if op.kind in ("add", "read_set")]))
     if sc.checks.isolation:
         affected = sorted({g for w in r.windows for g in w.affected_groups})
@@ -297,6 +364,30 @@ def run_checks(sc: Scenario, r: ScenarioResult) -> tuple[list[CheckResult],
     else:
         why = "no [ha] apps in this scenario (no app writes heartbeats)"
         skipped += [("single-runner", why), ("ha-placement", why)]
+    checks_c, skipped_c = coord_checks(sc, r.coord)
+    return checks + checks_c, skipped + skipped_c
+
+
+def coord_checks(sc: Scenario, coord: dict[str, list[object]]
+                 ) -> tuple[list[CheckResult], list[tuple[str, str]]]:
+    """The watch, lease and fencing checkers on the coordination workloads' records."""
+    checks: list[CheckResult] = []
+    skipped: list[tuple[str, str]] = []
+    for kind, checker in (("watch", "watch"), ("lease", "lease"), ("lock", "fencing")):
+        if not sc.coord_groups(kind):
+            skipped.append((checker, f"no {kind} workload in this scenario "
+                                     "([workload] kinds)"))
+            continue
+        recs = coord.get(kind, [])
+        if kind == "watch":
+            checks.append(check_watch([x for x in recs if isinstance(x, WatchWrite)],
+                                      [x for x in recs if isinstance(x, WatchRecord)]))
+        elif kind == "lease":
+            checks.append(check_leases([x for x in recs if isinstance(x, LeaseRecord)],
+                                       lease_bound(sc)))
+        else:
+            checks.append(check_fencing([x for x in recs if isinstance(x, Grant)],
+                                        [x for x in recs if isinstance(x, FencedWrite)]))
     return checks, skipped
 
 

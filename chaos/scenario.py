@@ -27,6 +27,33 @@ explicit list) and the checks. Every key is optional except ``[scenario] name`` 
     timeout = 2.0                    # client timeout per operation, retries included
     think = 0.02                     # mean pause between a client's operations
     reads = "failover"               # or "node-local": each client reads only its home node
+    kinds = ["register"]             # workloads: register (the above), watch, lease, lock
+
+    [workload.watch]                 # the watch workload (chaos.workload_watch)
+    groups = ["g1"]                  # default: [workload] groups
+    writers = 2                      # writer threads (put, two-key txn, delete under w/)
+    watchers = 2                     # watcher threads, each recording its stream
+    keys = 4                         # keys w/k0.. written
+    reconnect = 3.0                  # mean seconds between a watcher's resumes from its cursor
+    poll_timeout = 1.0               # long-poll: a progress notification at least this often
+    think = 0.03
+
+    [workload.lease]                 # the lease workload (chaos.workload_lease)
+    clients = 3                      # lease holders, each granting leases one after another
+    ttl = [2.0, 4.0]                 # TTL range (seconds)
+    keys = 2                         # keys l/<lease>/k<i> attached to each lease
+    hold = [0.5, 3.0]                # seconds of keepalives before the holder stops
+    revoke = 0.2                     # probability that it revokes instead of letting it expire
+    observe = 0.3                    # seconds between two reads of the lease's keys
+    leader_changes = 1               # k in the checked bound ttl + k(C + E) + M
+
+    [workload.lock]                  # the lock workload (chaos.workload_lock)
+    clients = 3                      # contenders
+    locks = 1                        # lock names
+    ttl = 2.0                        # the lock's lease TTL
+    writes = 3                       # guarded writes to the register fence/<lock> per hold
+    stall = 0.25                     # probability that a holder stalls past its lease
+    guard = true                     # false: unguarded writes (a broken client, self-test)
 
     [ha]                             # optional: these groups run the heartbeat app
     apps = ["g1"]                    # (tests/apps/heartbeat.py); single-runner is checked
@@ -85,6 +112,9 @@ __all__ = [
     "ChecksConfig",
     "FaultSpec",
     "HaConfig",
+    "LeaseWorkload",
+    "LockWorkload",
+    "WatchWorkload",
     "NemesisConfig",
     "Scenario",
     "ScenarioError",
@@ -100,9 +130,11 @@ SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 FAULT_KINDS = ("isolate", "partition", "bridge", "one-way", "ring", "kill", "pause", "loss",
                "delay")
 OP_KINDS = ("read", "write", "cas", "add")
+WORKLOAD_KINDS = ("register", "watch", "lease", "lock")
 READ_MODES = ("failover", "node-local")
 CHECKERS = ("linearizable-register", "lost-writes-set", "group-isolation", "single-runner",
-            "ha-placement")
+            "ha-placement", "watch", "lease", "fencing")
+_KIND_CHECKER = {"watch": "watch", "lease": "lease", "lock": "fencing"}
 TOKENS = ("leader", "follower", "runner")
 
 
@@ -110,6 +142,47 @@ class ScenarioError(ConfigError):
     """A scenario file is wrong; the message names the file and the key."""
 
     code = "scenario"
+
+
+@dataclass(frozen=True)
+class WatchWorkload:
+    """``[workload.watch]``: writers under ``w/`` and watchers recording their streams."""
+
+    groups: tuple[str, ...] = ()
+    writers: int = 2
+    watchers: int = 2
+    keys: int = 4
+    reconnect: float = 3.0
+    poll_timeout: float = 1.0
+    think: float = 0.03
+
+
+@dataclass(frozen=True)
+class LeaseWorkload:
+    """``[workload.lease]``: holders granting leases, keeping them alive, letting go."""
+
+    groups: tuple[str, ...] = ()
+    clients: int = 3
+    ttl: tuple[float, float] = (2.0, 4.0)
+    keys: int = 2
+    hold: tuple[float, float] = (0.5, 3.0)
+    revoke: float = 0.2
+    observe: float = 0.3
+    leader_changes: int = 1
+
+
+@dataclass(frozen=True)
+class LockWorkload:
+    """``[workload.lock]``: contenders writing to a register guarded by the fencing token."""
+
+    groups: tuple[str, ...] = ()
+    clients: int = 3
+    locks: int = 1
+    ttl: float = 2.0
+    writes: int = 3
+    stall: float = 0.25
+    guard: bool = True
+    think: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -123,6 +196,10 @@ class WorkloadConfig:
     timeout: float = 2.0
     think: float = 0.02
     reads: str = "failover"
+    kinds: tuple[str, ...] = ("register",)
+    watch: WatchWorkload = field(default_factory=WatchWorkload)
+    lease: LeaseWorkload = field(default_factory=LeaseWorkload)
+    lock: LockWorkload = field(default_factory=LockWorkload)
 
 
 @dataclass(frozen=True)
@@ -193,6 +270,18 @@ class Scenario:
     def workload_groups(self) -> tuple[str, ...]:
         return self.workload.groups or self.topology.group_ids
 
+    @property
+    def register_groups(self) -> tuple[str, ...]:
+        """Groups running the register/set workload (none without kind "register")."""
+        return self.workload_groups if "register" in self.workload.kinds else ()
+
+    def coord_groups(self, kind: str) -> tuple[str, ...]:
+        """Groups running the ``watch``, ``lease`` or ``lock`` workload."""
+        if kind not in self.workload.kinds:
+            return ()
+        cfg: WatchWorkload | LeaseWorkload | LockWorkload = getattr(self.workload, kind)
+        return cfg.groups or self.workload_groups
+
     def with_seed(self, seed: int) -> Scenario:
         return replace(self, seed=seed)
 
@@ -202,7 +291,12 @@ class Scenario:
 _SECTIONS = ("scenario", "raft", "ha", "nodes", "workload", "nemesis", "faults", "checks")
 _SCENARIO_KEYS = ("name", "description", "topology", "duration", "seed", "smoke")
 _NODES_KEYS = ("env",)
-_WORKLOAD_KEYS = ("clients", "groups", "mix", "keys", "key_rotate", "timeout", "think", "reads")
+_WORKLOAD_KEYS = ("clients", "groups", "mix", "keys", "key_rotate", "timeout", "think", "reads",
+                  "kinds", "watch", "lease", "lock")
+_WATCH_KEYS = ("groups", "writers", "watchers", "keys", "reconnect", "poll_timeout", "think")
+_LEASE_KEYS = ("groups", "clients", "ttl", "keys", "hold", "revoke", "observe",
+               "leader_changes")
+_LOCK_KEYS = ("groups", "clients", "locks", "ttl", "writes", "stall", "guard", "think")
 _NEMESIS_KEYS = ("kinds", "targets", "groups", "start", "duration", "gap", "loss", "delay",
                  "jitter", "end_margin")
 _FAULT_KEYS = ("at", "duration", "kind", "nodes", "node", "group", "probability", "delay",
@@ -442,7 +536,25 @@ def parse_scenario(text: str, source: str = "<string>", base: Path | None = None
     if reads not in READ_MODES:
         raise ctx.fail(f"[workload] reads must be one of {', '.join(READ_MODES)}, "
                        f"got {type_name(reads)}")
+    wkinds = ctx.strings(wl_t, "kinds", "[workload]") if "kinds" in wl_t else ("register",)
+    if not wkinds:
+        raise ctx.fail("[workload] kinds must name at least one workload "
+                       f"({', '.join(WORKLOAD_KINDS)})")
+    for k in wkinds:
+        if k not in WORKLOAD_KINDS:
+            close = difflib.get_close_matches(k, WORKLOAD_KINDS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ctx.fail(f"[workload] kinds: unknown workload {k!r}{hint} "
+                           f"(workloads: {', '.join(WORKLOAD_KINDS)})")
+    if len(set(wkinds)) != len(wkinds):
+        raise ctx.fail(f"[workload] kinds lists a workload twice: {list(wkinds)}")
+    for k in ("watch", "lease", "lock"):
+        if k in wl_t and k not in wkinds:
+            raise ctx.fail(f"[workload.{k}] is given but {k!r} is not in [workload] kinds "
+                           f"(kinds = {list(wkinds)})")
+    watch_cfg, lease_cfg, lock_cfg = _coord_workloads(ctx, wl_t, topo)
     workload = WorkloadConfig(
+        kinds=wkinds, watch=watch_cfg, lease=lease_cfg, lock=lock_cfg,
         clients=ctx.integer(wl_t, "clients", "[workload]", 3, 1),
         groups=groups,
         mix=mix,
@@ -547,10 +659,88 @@ def parse_scenario(text: str, source: str = "<string>", base: Path | None = None
     for e in expect:
         if e in ("single-runner", "ha-placement") and not apps:
             raise ctx.fail(f"[checks] expect_violation: {e} runs only with [ha] apps")
+        for kind, checker in _KIND_CHECKER.items():
+            if e == checker and kind not in workload.kinds:
+                raise ctx.fail(f"[checks] expect_violation: {e} runs only with the {kind} "
+                               "workload ([workload] kinds)")
+        if e in ("linearizable-register", "lost-writes-set") \
+                and "register" not in workload.kinds:
+            raise ctx.fail(f"[checks] expect_violation: {e} runs only with the register "
+                           "workload ([workload] kinds)")
     return Scenario(name=name, topology_ref=ref, topology=topo, duration=duration, seed=seed,
                     description=description, smoke=smoke, node_env=node_env,
                     workload=workload, nemesis=nemesis, ha=ha_cfg, faults=tuple(faults),
                     checks=checks, source=source)
+
+
+def _sub(ctx: _Ctx, wl_t: Mapping[str, Any], kind: str, allowed: Sequence[str],
+         topo: Topology) -> tuple[Mapping[str, Any], str, tuple[str, ...]]:
+    where = f"[workload.{kind}]"
+    value = wl_t.get(kind, {})
+    if not isinstance(value, Mapping):
+        raise ctx.fail(f"{where} must be a table, got {type_name(value)}")
+    ctx.keys(value, allowed, where)
+    groups = ctx.strings(value, "groups", where)
+    for g in groups:
+        _check_group(ctx, g, topo, f"{where} groups")
+    return value, where, groups
+
+
+def _probability(ctx: _Ctx, t: Mapping[str, Any], key: str, where: str,
+                 default: float) -> float:
+    p = ctx.number(t, key, where, default, zero_ok=True)
+    if p > 1.0:
+        raise ctx.fail(f"{where} {key} must be a probability in [0, 1], got {p!r}")
+    return p
+
+
+def _coord_workloads(ctx: _Ctx, wl_t: Mapping[str, Any], topo: Topology
+                     ) -> tuple[WatchWorkload, LeaseWorkload, LockWorkload]:
+    """``[workload.watch]``, ``[workload.lease]``, ``[workload.lock]`` (defaults if absent)."""
+    t, where, groups = _sub(ctx, wl_t, "watch", _WATCH_KEYS, topo)
+    d = WatchWorkload()
+    watch = WatchWorkload(
+        groups=groups,
+        writers=ctx.integer(t, "writers", where, d.writers, 1),
+        watchers=ctx.integer(t, "watchers", where, d.watchers, 1),
+        keys=ctx.integer(t, "keys", where, d.keys, 1),
+        reconnect=ctx.number(t, "reconnect", where, d.reconnect),
+        poll_timeout=ctx.number(t, "poll_timeout", where, d.poll_timeout),
+        think=ctx.number(t, "think", where, d.think, zero_ok=True),
+    )
+    if watch.poll_timeout > 10:
+        raise ctx.fail(f"{where} poll_timeout must be at most 10 s (the watcher drains "
+                       f"with it at the end), got {watch.poll_timeout!r}")
+    t, where, groups = _sub(ctx, wl_t, "lease", _LEASE_KEYS, topo)
+    e = LeaseWorkload()
+    lease = LeaseWorkload(
+        groups=groups,
+        clients=ctx.integer(t, "clients", where, e.clients, 1),
+        ttl=ctx.span(t, "ttl", where, e.ttl, upper=60.0),
+        keys=ctx.integer(t, "keys", where, e.keys, 1),
+        hold=ctx.span(t, "hold", where, e.hold, upper=60.0),
+        revoke=_probability(ctx, t, "revoke", where, e.revoke),
+        observe=ctx.number(t, "observe", where, e.observe),
+        leader_changes=ctx.integer(t, "leader_changes", where, e.leader_changes, 0),
+    )
+    if lease.ttl[0] < 1.0:
+        raise ctx.fail(f"{where} ttl must be at least 1 s (hakv's shortest lease), "
+                       f"got {list(lease.ttl)}")
+    t, where, groups = _sub(ctx, wl_t, "lock", _LOCK_KEYS, topo)
+    f = LockWorkload()
+    lock = LockWorkload(
+        groups=groups,
+        clients=ctx.integer(t, "clients", where, f.clients, 1),
+        locks=ctx.integer(t, "locks", where, f.locks, 1),
+        ttl=ctx.number(t, "ttl", where, f.ttl),
+        writes=ctx.integer(t, "writes", where, f.writes, 1),
+        stall=_probability(ctx, t, "stall", where, f.stall),
+        guard=ctx.boolean(t, "guard", where, f.guard),
+        think=ctx.number(t, "think", where, f.think, zero_ok=True),
+    )
+    if not 1.0 <= lock.ttl <= 60.0:
+        raise ctx.fail(f"{where} ttl must be in 1..60 s, got {lock.ttl!r}")
+    return watch, lease, lock
 
 
 def _check_fault_shape(ctx: _Ctx, where: str, kind: str, nodes: tuple[str, ...],

@@ -9,6 +9,11 @@ checker rejects it (docs/chaos.md). They are
                                      barrier: reads are not linearizable (invariant I5)
     HAKV_UNSAFE_NO_FENCE=1           fence keepers ignore lease expiry: an app can run on two
                                      nodes at once (invariant I3)
+    HAKV_UNSAFE_WATCH_SKIP=1         the watch endpoint drops the batch of every 7th revision
+                                     (a watcher misses events: the chaos watch check)
+    HAKV_UNSAFE_LEASE_NO_CHECKPOINT=1  the lessor never checkpoints: a new leader restarts
+                                     every lease's full TTL, as etcd does (the lease bound
+                                     breaks across a leader change)
 
 Three rules keep them out of production, as etcd keeps its failpoints out of release
 builds:
@@ -29,19 +34,25 @@ from dataclasses import dataclass, fields
 
 from hakv.errors import ConfigError
 
-__all__ = ["NONE", "TEST_FLAG", "Failpoints"]
+__all__ = ["NONE", "TEST_FLAG", "WATCH_SKIP_EVERY", "Failpoints"]
 
 TEST_FLAG = "HAKV_TEST_FAILPOINTS"
+WATCH_SKIP_EVERY = 7
+"""With HAKV_UNSAFE_WATCH_SKIP=1, the batch of every revision divisible by this is dropped."""
 
 _ENV = {
     "stock_replication": "HAKV_UNSAFE_STOCK_REPLICATION",
     "local_reads": "HAKV_UNSAFE_LOCAL_READS",
     "no_fence": "HAKV_UNSAFE_NO_FENCE",
+    "watch_skip": "HAKV_UNSAFE_WATCH_SKIP",
+    "lease_no_checkpoint": "HAKV_UNSAFE_LEASE_NO_CHECKPOINT",
 }
 _WHAT = {
     "stock_replication": "pysyncobj's stock replication: acknowledged writes CAN BE LOST",
     "local_reads": "reads are served locally without a barrier: NOT linearizable",
     "no_fence": "apps are NOT fenced when their lease expires",
+    "watch_skip": "watches SKIP the events of every 7th revision",
+    "lease_no_checkpoint": "leases are NOT checkpointed: a failover restarts their full TTL",
 }
 
 
@@ -52,6 +63,8 @@ class Failpoints:
     stock_replication: bool = False
     local_reads: bool = False
     no_fence: bool = False
+    watch_skip: bool = False
+    lease_no_checkpoint: bool = False
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Failpoints:
@@ -74,6 +87,12 @@ class Failpoints:
     def active(self) -> list[str]:
         """The names of the switches that are on."""
         return [f.name for f in fields(self) if getattr(self, f.name)]
+
+    @property
+    def watch_skip_every(self) -> int:
+        """``WatchHub``'s ``skip_every``: drop the batch of each revision divisible by it
+        (0: none)."""
+        return WATCH_SKIP_EVERY if self.watch_skip else 0
 
     def warn(self, log: logging.Logger) -> None:
         """Log each switch that is on, loudly (once, at start-up)."""

@@ -50,3 +50,12 @@ def test_each_switch_on_is_logged_at_warning(caplog: pytest.LogCaptureFixture) -
     assert "HAKV_UNSAFE_LOCAL_READS=1" in lines[0] and "NOT linearizable" in lines[0]
     assert "HAKV_UNSAFE_NO_FENCE=1" in lines[1]
 
+
+
+def test_coordination_failpoints_reach_their_components_as_values() -> None:
+    points = Failpoints.from_environ({"HAKV_UNSAFE_WATCH_SKIP": "1",
+                                      "HAKV_UNSAFE_LEASE_NO_CHECKPOINT": "1", TEST_FLAG: "1"})
+    assert points == Failpoints(watch_skip=True, lease_no_checkpoint=True)
+    assert points.watch_skip_every == 7 and NONE.watch_skip_every == 0
+    with pytest.raises(ConfigError):
+        Failpoints.from_environ({"HAKV_UNSAFE_LEASE_NO_CHECKPOINT": "1"})

@@ -195,7 +195,8 @@ class Node:
         self.watches = WatchHub(self.view, Peers(timeout=request_timeout + 2.0),
                                 self.host.post, hosts=self.hosts, store=self.store,
                                 barrier=self.barrier, hosted=lambda: list(self.machines),
-                                retention=retention, compact_interval=compact_interval)
+                                retention=retention, compact_interval=compact_interval,
+                                skip_every=failpoints.watch_skip_every)
         self.machines: dict[str, StoreMachine] = {}
         self.members: dict[str, GroupMember] = {}  # the resource groups this node owns
         for group in topology.groups_of(node_id):
@@ -219,7 +220,8 @@ class Node:
             node_id, self, self.view, self.clock,
             Prober(self, self.view, self.peers, self.clock), self.peers,
             allocator=self.bridge, apps=self.supervisor)
-        self.lessor = Lessor(self, self.clock)  # lease timers of groups led here
+        self.lessor = Lessor(  # lease timers of groups led here
+            self, self.clock, checkpoints=not failpoints.lease_no_checkpoint)
         self.reconciler = Reconciler(self.spec, self, self.view, self.clock,
                                      self.own_status, self.started_at)
         self.api = ApiServer((self.spec.host, self.spec.api_port), node_id, self, self.view,

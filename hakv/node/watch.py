@@ -94,13 +94,14 @@ class WatchHub:
                  max_watches: int = 1024, max_forwarded: int = 32, workers: int = 4,
                  retention: core.Retention | None = None, compact_interval: float = 5.0,
                  compact_batch: int = 2000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, skip_every: int = 0) -> None:
         self.view, self.peers, self._post = view, peers, post
         self._hosts, self._store, self._barrier, self._hosted = hosts, store, barrier, hosted
         self.max_watches, self.max_forwarded = max_watches, max_forwarded
         self.retention = (retention or core.Retention()).validate()
         self.compact_interval, self.compact_batch = compact_interval, compact_batch
         self._clock = clock
+        self._skip_every = skip_every  # the HAKV_UNSAFE_WATCH_SKIP failpoint (tests only)
         self._cond = threading.Condition()
         self._active = 0  # watches in the hub: being read or parked
         self._forwarded = 0
@@ -299,6 +300,9 @@ class WatchHub:
                 f"not reach {cursor - 1} within the timeout: try another owner, or watch "
                 f"from {view.head + 1}")), None)
         collected = core.collect(view.entries(cursor), cursor, view.head, request)
+        if self._skip_every:  # broken build (tests only): a watcher misses these revisions
+            collected.batches = [b for b in collected.batches
+                                 if b["revision"] % self._skip_every]
         if collected.batches or final:
             return 200, _encode(core.answer(collected, view.compact)), collected.through
         watcher.cursor = collected.through + 1
