@@ -8,8 +8,8 @@ line do not import each other; ``make lint`` checks this with import-linter):
   node                       the node process: members, loop, client API, bridge, HA manager,
                              supervisor, membership reconciler
   client | raft | storage    the client library (and operator admin); per-group Raft on
-                             pysyncobj (the only package importing it); LMDB (the only one
-                             importing lmdb)
+  | security                 pysyncobj (the only package importing it); LMDB (the only one
+                             importing lmdb); certificates (hakv certs)
   core | failpoints          pure: topology, quorum, replication, routing, codec, membership
                              planning, HA decisions (data in, decisions out); the test-only
                              unsafe switches, read once at start-up

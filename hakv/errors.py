@@ -27,7 +27,13 @@
     │   └── CompactedError        a watch from a revision the history no longer holds
     ├── ConfigError               topology file or data dir is wrong; the message says how
     │   ├── TopologyError
-    │   └── DataDirError
+    │   ├── DataDirError
+    │   └── CertificateError  a certificate, key or certs dir is wrong (hakv.security)
+    │       ├── CertificateMissingError     a certificate or key file does not exist
+    │       ├── CertificateExistsError      refusing to overwrite a certificate or key
+    │       ├── CertificateExpiredError     past its not-after time
+    │       ├── CertificateNotYetValidError before its not-before time (clock?)
+    │       └── CertificateWrongCAError     not signed by the CA it was checked against
     └── InternalError             a bug or a malformed answer: report it
 
     FatalError                    not a HakvError, never on the wire: the node must stop
@@ -227,6 +233,33 @@ class TopologyError(ConfigError):
 
 class DataDirError(ConfigError):
     code = "data_dir"
+
+
+class CertificateError(ConfigError):
+    """A certificate, key or certs dir is wrong (hakv.security.certs); the message says
+    which file and what to do about it."""
+
+    code = "certificate"
+
+
+class CertificateMissingError(CertificateError):
+    code = "certificate_missing"
+
+
+class CertificateExistsError(CertificateError):
+    code = "certificate_exists"
+
+
+class CertificateExpiredError(CertificateError):
+    code = "certificate_expired"
+
+
+class CertificateNotYetValidError(CertificateError):
+    code = "certificate_not_yet_valid"
+
+
+class CertificateWrongCAError(CertificateError):
+    code = "certificate_wrong_ca"
 
 
 class InternalError(HakvError):

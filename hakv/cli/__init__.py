@@ -6,7 +6,7 @@ Layout: this module holds the root group, ``main`` and the one error-to-exit-cod
 mapping; ``render`` everything printed; ``_options`` the connection options and the Client
 built from them; one module per command family (``kv``, ``status``, ``explain``,
 ``cluster``, ``group``, ``events``, ``inspect``, ``local``, ``node``, ``watch``,
-``lease``, ``lock`` (lock and elect)), each importing only
+``lease``, ``lock`` (lock and elect), ``certs``), each importing only
 ``render``, ``_options`` and the library. ``demo`` is ``make demo``.
 
 Every :class:`~hakv.errors.HakvError` ends the command with its ``exit_code`` and one line
@@ -30,6 +30,7 @@ from typing import Any
 import click
 
 from hakv.cli import _options, render
+from hakv.cli.certs import certs
 from hakv.cli.cluster import cluster
 from hakv.cli.events import events
 from hakv.cli.explain import explain
@@ -114,6 +115,7 @@ cli.add_command(watch)
 cli.add_command(lease)
 cli.add_command(lock)
 cli.add_command(elect)
+cli.add_command(certs)
 
 
 def main() -> None:
