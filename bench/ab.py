@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", tree_a],
                        check=False)
+        shutil.rmtree(work, ignore_errors=True)
     print(f"A = {opts.base} ({rev_a}), B = this tree ({rev_b}); median of {opts.rounds} "
           f"rounds, A and B alternating; cpus {os.cpu_count()}")
     print(f"{'metric':<34}{'A':>10}{'B':>10}{'B/A':>8}")
