@@ -26,68 +26,24 @@ the diff).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests import datadriven
+from tests.datadriven import Case
 from tests.raft_harness import Harness
 
 TESTDATA = Path(__file__).resolve().parent / "testdata" / "raft"
-SEPARATOR = "----"
-
-
-@dataclass
-class Case:
-    line: int  # 1-based line of the command
-    name: str
-    command: str
-    expected: str
 
 
 def parse(text: str) -> list[Case]:
-    cases: list[Case] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        if not lines[i].strip():
-            i += 1
-            continue
-        name = ""
-        while i < len(lines) and lines[i].startswith("#"):
-            name = name or lines[i].lstrip("#").strip()
-            i += 1
-        if i >= len(lines) or not lines[i].strip():
-            continue
-        command, line = lines[i].strip(), i + 1
-        i += 1
-        if i >= len(lines) or lines[i].strip() != SEPARATOR:
-            raise ValueError(f"line {i + 1}: expected {SEPARATOR!r} after the command")
-        i += 1
-        out: list[str] = []
-        while i < len(lines) and lines[i].strip():
-            out.append(lines[i])
-            i += 1
-        cases.append(Case(line, name or command, command, "\n".join(out)))
-    return cases
+    return datadriven.parse(text, "raft script")
 
 
 def rewrite(path: Path) -> None:
     """Replace every expected output in ``path`` with what the code says now."""
-    harness = Harness()
-    lines = path.read_text(encoding="utf-8").splitlines()
-    out: list[str] = []
-    i = 0
-    while i < len(lines):
-        out.append(lines[i])
-        if lines[i].strip() == SEPARATOR:
-            out += harness.run(lines[i - 1].strip()).splitlines()
-            i += 1
-            while i < len(lines) and lines[i].strip():
-                i += 1
-            continue
-        i += 1
-    path.write_text("\n".join(out) + "\n", encoding="utf-8")
+    datadriven.rewrite(path, Harness().run)
 
 
 FILES = sorted(TESTDATA.glob("*.txt"))

@@ -42,11 +42,11 @@ from hakv.core.routing import (
 )
 from hakv.core.topology import GroupSpec, NodeSpec, RaftTuning, Topology, load_topology
 from hakv.errors import HakvError
+from tests import datadriven
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTDATA = Path(__file__).resolve().parent / "testdata" / "routing"
 NINE = ROOT / "examples" / "nine-node.toml"
-SEPARATOR = "----"
 
 
 # --------------------------------------------------------------------------- the runner
@@ -65,30 +65,10 @@ class Case:
 def parse_file(path: Path) -> list[Case]:
     cases: list[Case] = []
     setup: str | None = None
-    lines = path.read_text(encoding="utf-8").splitlines()
-    i = 0
-    while i < len(lines):
-        if not lines[i].strip():
-            i += 1
-            continue
-        name = ""
-        while i < len(lines) and lines[i].startswith("#"):
-            name = name or lines[i].lstrip("#").strip()
-            i += 1
-        if i >= len(lines) or not lines[i].strip():
-            continue  # a comment block with no case after it
-        command, command_line = lines[i].strip(), i + 1
-        i += 1
-        if i >= len(lines) or lines[i].strip() != SEPARATOR:
-            raise ValueError(f"{path.name}:{i + 1}: expected {SEPARATOR!r} after the command")
-        i += 1
-        out: list[str] = []
-        while i < len(lines) and lines[i].strip():
-            out.append(lines[i])
-            i += 1
-        cases.append(Case(path, command_line, name or command, command, "\n".join(out), setup))
-        if command.split()[0] == "topology":
-            setup = command
+    for c in datadriven.parse(path.read_text(encoding="utf-8"), path.name):
+        cases.append(Case(path, c.line, c.name, c.command, c.expected, setup))
+        if c.command.split()[0] == "topology":
+            setup = c.command
     return cases
 
 
@@ -188,21 +168,7 @@ def test_routing_case(case: Case) -> None:
 
 def rewrite(path: Path) -> None:
     """Replace every expected output in ``path`` with what the code says now."""
-    runner = Runner()
-    lines = path.read_text(encoding="utf-8").splitlines()
-    out: list[str] = []
-    i = 0
-    while i < len(lines):
-        out.append(lines[i])
-        if lines[i].strip() == SEPARATOR:
-            got = runner.run(lines[i - 1].strip())
-            out += got.splitlines()
-            i += 1
-            while i < len(lines) and lines[i].strip():
-                i += 1
-            continue
-        i += 1
-    path.write_text("\n".join(out) + "\n", encoding="utf-8")
+    datadriven.rewrite(path, Runner().run)
 
 
 def test_every_data_file_has_cases_with_distinct_readable_names() -> None:
