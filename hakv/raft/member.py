@@ -717,7 +717,10 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         self.machine.write_snapshot(path, raft_data)
 
     def _read_snapshot(self, path: str) -> Any:
-        return self.machine.read_snapshot(path)
+        # The machine reads member addresses (hakv.storage has no pysyncobj); pysyncobj
+        # wants its node objects: it drops its own by equality and makes the rest voters.
+        last, previous, members = self.machine.read_snapshot(path)
+        return last, previous, {TCPNode(m) if isinstance(m, str) else m for m in members}
 
     # ------------------------------------------------------------------ hardening overrides
 

@@ -1,20 +1,28 @@
 """A resource group's replicated state: the LMDB store seen as a Raft state machine.
 
-Snapshots (Raft log compaction and catch-up of lagging followers) are one file:
+Snapshots (Raft log compaction and catch-up of lagging followers) are one file, format 2
+(hakv.storage.snapshot_file has the details; no pickle is written):
 
-    b"HAKVSNAP1" | u64 len | pickle(raft tuple) | u64 len | compact LMDB copy (data.mdb)
+    b"HAKVSNAP2" | u64 raft len | u64 store len | sha256(raft) | sha256(store)
+                 | raft tuple as JSON | compact LMDB copy (data.mdb)
 
-The raft tuple is pysyncobj's (last entry, previous entry, cluster members). On load the
-store is replaced only when the snapshot is *ahead* of it: after kill -9 the store may be
-ahead of the journal's commit index (RAFT-NOTES.md: trust LMDB), and every replica applying
-the same prefix of the log holds the same state, so a more advanced store is never wrong.
+The raft tuple is pysyncobj's (last entry, previous entry, cluster members). Lengths and
+checksums are checked before anything is used: a truncated, corrupt or hostile file is a
+``DataDirError``, never a partly restored store, let alone code run. Old ``HAKVSNAP1``
+files (a pickled raft tuple) are still read, by a restricted unpickler that loads only a
+raft tuple's data; they are never written.
+
+On load the store is replaced only when the snapshot is *ahead* of it: after kill -9 the
+store may be ahead of the journal's commit index (RAFT-NOTES.md: trust LMDB), and every
+replica applying the same prefix of the log holds the same state, so a more advanced
+store is never wrong.
 
 Store commits are not fsynced one by one (that fsync was the largest single cost of a
 write): everything since the last snapshot is in the fsynced Raft journal anyway. A
 process crash (kill -9) loses nothing, the kernel's page cache survives it. An OS crash
 could leave the store torn, so the store records the boot it was opened in
 (``state.boot``); opened again after a reboot without a clean stop, it is set aside and
-rebuilt from the last snapshot and the journal.
+rebuilt from the last snapshot and the Raft journal.
 """
 
 from __future__ import annotations
@@ -22,16 +30,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
-import shutil
-import struct
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
-from hakv import errors
+from hakv.storage import snapshot_file
 from hakv.storage.store import GroupStore
 
-_MAGIC = b"HAKVSNAP1"
 log = logging.getLogger("hakv.storage.machine")
 
 
@@ -65,6 +70,9 @@ class StoreMachine:
         self._set_aside_if_torn()
         _write_marker(self.marker_path, self.boot_id, clean=False)
         self.store = GroupStore(self.state_path, group, durable_commits=False)
+        #: Makes a member address read from a snapshot into what the caller wants (the
+        #: address itself by default; hakv.raft.member makes pysyncobj nodes of them).
+        self.make_node: Callable[[str], Any] = str
 
     def _set_aside_if_torn(self) -> None:
         try:
@@ -98,39 +106,25 @@ class StoreMachine:
         with tempfile.TemporaryDirectory(dir=self.directory, prefix=".snap-") as tmp:
             copy = os.path.join(tmp, "copy")
             self.store.snapshot_to(copy)
-            data_file = _data_file(copy)
-            raft_bytes = pickle.dumps(raft_data)
-            with open(path, "wb") as out, open(data_file, "rb") as src:
-                out.write(_MAGIC + struct.pack("<Q", len(raft_bytes)) + raft_bytes)
-                out.write(struct.pack("<Q", os.path.getsize(data_file)))
-                shutil.copyfileobj(src, out, 1 << 20)
+            with open(path, "wb") as out, open(_data_file(copy), "rb") as src:
+                snapshot_file.write(out, raft_data, src)
                 out.flush()
                 os.fsync(out.fileno())
 
     def read_snapshot(self, path: str) -> Any:
-        with open(path, "rb") as f:
-            if f.read(len(_MAGIC)) != _MAGIC:
-                raise errors.DataDirError(
-                    f"{path} is not a hakv snapshot; move it away and restart the node "
-                    "(it will fetch a fresh one from the group's leader)"
-                )
-            (n,) = struct.unpack("<Q", f.read(8))
-            raft_data = pickle.loads(f.read(n))
-            (size,) = struct.unpack("<Q", f.read(8))
-            with tempfile.TemporaryDirectory(dir=self.directory, prefix=".restore-") as tmp:
-                copy = os.path.join(tmp, "copy")
-                os.makedirs(copy)
-                with open(os.path.join(copy, "data.mdb"), "wb") as out:
-                    shutil.copyfileobj(f, out, 1 << 20)
-                    if out.tell() != size:
-                        raise errors.DataDirError(f"snapshot {path} is truncated")
-                snap = GroupStore(copy, self.group)
-                try:
-                    ahead = snap.applied_index() > self.store.applied_index()
-                finally:
-                    snap.close()
-                if ahead:
-                    self.store.restore_from(copy)
+        with open(path, "rb") as f, \
+                tempfile.TemporaryDirectory(dir=self.directory, prefix=".restore-") as tmp:
+            copy = os.path.join(tmp, "copy")
+            os.makedirs(copy)
+            with open(os.path.join(copy, "data.mdb"), "wb") as out:
+                raft_data = snapshot_file.read(f, path, out, self.make_node)
+            snap = GroupStore(copy, self.group)
+            try:
+                ahead = snap.applied_index() > self.store.applied_index()
+            finally:
+                snap.close()
+            if ahead:
+                self.store.restore_from(copy)
         return raft_data
 
     def close(self) -> None:
