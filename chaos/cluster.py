@@ -25,6 +25,7 @@ node, so that pid *is* the node), never by name.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import http.client
 import json
 import os
@@ -43,6 +44,7 @@ from hakv.client.client import probe
 from hakv.core.ha import LIVE_STATES
 from hakv.core.topology import Topology
 from hakv.errors import HakvError
+from hakv.security import certs
 
 __all__ = ["ChaosCluster", "ClusterError", "readdress", "repo_env", "wait_each_group"]
 
@@ -121,6 +123,13 @@ class ChaosCluster:
         (self.dir / "data").mkdir(exist_ok=True)
         self.topology_path = self.dir / "topology.toml"
         self.topology_path.write_text(self.topology.to_toml())
+        # Nodes speak mutual TLS, as in production: one CA and a certificate per node, for
+        # the address its namespace gives it.
+        self.certs_dir = self.dir / "certs"
+        now = dt.datetime.now(dt.UTC)
+        certs.init_ca(self.certs_dir, name="hakv chaos CA", now=now, overwrite=True)
+        for spec in self.topology.nodes:
+            certs.node_cert(self.certs_dir, spec.id, [spec.host], now=now, overwrite=True)
         self.env = repo_env(env)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.paused: set[str] = set()
@@ -149,7 +158,8 @@ class ChaosCluster:
     def _spawn(self, node: str) -> subprocess.Popen[bytes]:
         self.data_dir(node).mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "hakv", "node", "--topology", str(self.topology_path),
-                "--node", node, "--data-dir", str(self.data_dir(node))]
+                "--node", node, "--data-dir", str(self.data_dir(node)),
+                "--certs-dir", str(self.certs_dir)]
         with open(self.log_path(node), "ab") as log:
             log.write(f"=== chaos: starting node {node} at {time.strftime('%H:%M:%S')} "
                       f"(monotonic {time.monotonic():.3f}) ===\n".encode())

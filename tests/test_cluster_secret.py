@@ -43,7 +43,7 @@ def test_nodes_sharing_a_secret_form_a_cluster_and_strangers_get_nothing_unpickl
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HAKV_SECRET_FILE", _secret(tmp_path / "secret", "s3cret-" * 4))
     topo = write_topology(tmp_path, NODES, {"g1": NODES})
-    cluster = LocalCluster(tmp_path / "run")
+    cluster = LocalCluster(tmp_path / "run", insecure=True)
     cluster.up(str(topo), wait=30)
     try:
         wait_for(lambda: leader_of(cluster.endpoints(), "g1"), 20, what="a leader")
@@ -69,7 +69,7 @@ def test_a_node_with_another_secret_cannot_join(tmp_path: Path,
     good = _secret(tmp_path / "good", "the-right-secret-1234")
     bad = _secret(tmp_path / "bad", "another-secret-56789")
     topo = write_topology(tmp_path, NODES, {"g1": NODES})
-    cluster = LocalCluster(tmp_path / "run")
+    cluster = LocalCluster(tmp_path / "run", insecure=True)
     monkeypatch.setenv("HAKV_SECRET_FILE", good)
     cluster.up(str(topo), wait=30)
     try:

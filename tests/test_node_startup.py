@@ -57,7 +57,8 @@ def _hakv(*args: str, timeout: float = 20,
 def _node(
     topology: Path | str, node: str, data_dir: Path | str
 ) -> subprocess.CompletedProcess[str]:
-    return _hakv("node", "--topology", str(topology), "--node", node, "--data-dir", str(data_dir))
+    return _hakv("node", "--topology", str(topology), "--node", node, "--data-dir", str(data_dir),
+                 "--insecure")
 
 
 def _assert_config_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
@@ -100,7 +101,8 @@ def test_topology_with_an_unknown_owner_exits_7(tmp_path: Path) -> None:
 def test_an_unsafe_failpoint_outside_a_test_exits_7(topo: Path, tmp_path: Path) -> None:
     """hakv.failpoints: a stray HAKV_UNSAFE_* in a node's environment stops it at start-up."""
     proc = _hakv("node", "--topology", str(topo), "--node", "n1", "--data-dir",
-                 str(tmp_path / "data"), extra_env={"HAKV_UNSAFE_LOCAL_READS": "1"})
+                 str(tmp_path / "data"), "--insecure",
+                 extra_env={"HAKV_UNSAFE_LOCAL_READS": "1"})
     _assert_config_error(proc, "HAKV_UNSAFE_LOCAL_READS=1", "HAKV_TEST_FAILPOINTS=1")
     assert not (tmp_path / "data").exists()  # refused before touching the data dir
 

@@ -36,7 +36,8 @@ def _default_topology() -> Path:
 
 def _looks_like_run_dir(path: Path) -> bool:
     """Only what ``hakv local`` creates: safe to wipe."""
-    allowed = {"topology.toml", "topology.tmp", "data", "logs", "pids", "secret", "added"}
+    allowed = {"topology.toml", "topology.tmp", "data", "logs", "pids", "secret", "added",
+               "certs", "INSECURE"}
     return path.is_dir() and {p.name for p in path.iterdir()} <= allowed
 
 

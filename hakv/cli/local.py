@@ -50,11 +50,21 @@ def _node_table(lc: LocalCluster, pids: Mapping[str, int]) -> str:
     show_default=True,
     help="Seconds to wait for every node's health (0: don't wait).",
 )
-def local_up(topology: str, run_dir: str, wait: float) -> None:
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Run the nodes without TLS (plain TCP and a generated cluster secret). By default "
+    "a CA and a certificate per node are made in DIR/certs and the nodes use mutual TLS.",
+)
+def local_up(topology: str, run_dir: str, wait: float, insecure: bool) -> None:
     """Start every node of TOPOLOGY under --dir."""
-    lc = LocalCluster(run_dir)
+    lc = LocalCluster(run_dir, insecure=True if insecure else None)
     pids = lc.up(topology, wait=wait)
     click.echo(_node_table(lc, pids))
+    if lc.insecure:
+        click.echo("\nINSECURE: the nodes run without TLS (--insecure).", err=True)
+    else:
+        click.echo(f"\nRaft traffic: mutual TLS, certificates in {lc.certs_dir}")
     state = "healthy" if wait > 0 else "started"
     click.echo(f"\n{len(pids)} nodes {state}. For the other commands:\n  {lc.env_line()}")
 

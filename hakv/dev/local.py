@@ -8,6 +8,10 @@ For the demo, the tests and anyone trying hakv on one machine::
     DIR/pids/<node>.pid         pid of each running node
     DIR/added/<node>.json       nodes added at runtime (``hakv cluster add-node``), learnt
                                 from the cluster records by ``start``
+    DIR/certs/                  the run's CA and one certificate per node (``hakv certs``
+                                layout), made on first start: nodes use mutual TLS
+    DIR/INSECURE                present when the run was made with ``insecure=True``
+                                (``hakv local up --insecure``): plain TCP, a cluster secret
 
 Python API (the integration tests use it)::
 
@@ -31,6 +35,7 @@ recycled pid (or a node of another run dir) is never signalled.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 import signal
@@ -52,6 +57,8 @@ __all__ = ["LocalCluster", "NodeState", "NodesNotReadyError"]
 
 TOPOLOGY_FILE = "topology.toml"
 ADDED_DIR = "added"
+CERTS_DIR = "certs"
+INSECURE_MARK = "INSECURE"
 STOP_TIMEOUT = 5.0
 DEFAULT_WAIT = 30.0
 _POLL = 0.05
@@ -154,8 +161,11 @@ class LocalCluster:
     """A topology run as local processes under ``directory`` (see the module docstring)."""
 
     def __init__(self, directory: str | os.PathLike[str],
-                 node_root: str | os.PathLike[str] | None = None) -> None:
+                 node_root: str | os.PathLike[str] | None = None,
+                 insecure: bool | None = None) -> None:
         self.dir = Path(directory).absolute()
+        # None: as the run dir was made (DIR/INSECURE); True/False decide for a new one.
+        self._insecure = insecure
         self._topology: Topology | None = None
         # The source tree whose `python -m hakv node` the nodes run (default: this hakv's):
         # bench.ab runs one benchmark against two builds, alternating, in one run.
@@ -253,6 +263,7 @@ class LocalCluster:
             node_id,
             "--data-dir",
             str(self.data_dir(node_id)),
+            *(["--insecure"] if self.insecure else ["--certs-dir", str(self.certs_dir)]),
         ]
 
     def _is_ours(self, pid: int, node_id: str) -> bool:
@@ -300,6 +311,29 @@ class LocalCluster:
             nodes += sorted(p.stem for p in pids.glob("*.pid") if p.stem not in nodes)
         return nodes
 
+    @property
+    def certs_dir(self) -> Path:
+        return self.dir / CERTS_DIR
+
+    @property
+    def insecure(self) -> bool:
+        """Whether the nodes run without TLS (``hakv local up --insecure``)."""
+        if self._insecure is not None:
+            return self._insecure
+        return (self.dir / INSECURE_MARK).exists()
+
+    def _ensure_certs(self, node_id: str) -> None:
+        """DIR/certs with a CA and node ``node_id``'s certificate, made once each (a
+        P-256 key and a signature: milliseconds)."""
+        from hakv.security import certs
+
+        now = dt.datetime.now(dt.UTC)
+        d = self.certs_dir
+        if not (d / certs.CA_CERT).exists():
+            certs.init_ca(d, name=f"hakv local CA ({self.topology.cluster})", now=now)
+        if not (d / f"node.{node_id}.crt").exists():
+            certs.node_cert(d, node_id, [self.topology.node(node_id).host], now=now)
+
     def _secret_file(self) -> Path:
         """DIR/secret, created once (mode 600) with 32 random bytes, base64."""
         path = self.dir / "secret"
@@ -320,10 +354,17 @@ class LocalCluster:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (package_root, env.get("PYTHONPATH", "")) if p
         )
-        if not env.get("HAKV_SECRET_FILE"):
-            # A local cluster gets its own cluster secret (authenticated raft traffic),
-            # unless the caller chose one.
-            env["HAKV_SECRET_FILE"] = str(self._secret_file())
+        env.pop("HAKV_CERTS_DIR", None)
+        env.pop("HAKV_INSECURE", None)
+        if self.insecure:
+            (self.dir / INSECURE_MARK).touch()
+            if not env.get("HAKV_SECRET_FILE"):
+                # An insecure local cluster still gets its own cluster secret
+                # (authenticated raft traffic), unless the caller chose one.
+                env["HAKV_SECRET_FILE"] = str(self._secret_file())
+        else:
+            (self.dir / INSECURE_MARK).unlink(missing_ok=True)
+            self._ensure_certs(node_id)
         with open(self.log_path(node_id), "ab") as log:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             log.write(f"=== hakv local: starting node {node_id} at {stamp} ===\n".encode())

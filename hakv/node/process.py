@@ -26,6 +26,7 @@ Data directory layout::
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import logging
@@ -60,7 +61,9 @@ from hakv.raft.completion import commit_timed_out
 from hakv.raft.host import RaftHost
 from hakv.raft.member import GroupMember
 from hakv.raft.settings import RaftSettings
+from hakv.raft.tls import RaftTls
 from hakv.raft.wire import NodeListener
+from hakv.security.tls import TlsConfig, TlsFiles
 from hakv.storage.machine import StoreMachine
 from hakv.storage.store import GroupStore
 
@@ -171,6 +174,7 @@ class Node:
     def __init__(
         self, topology: Topology, node_id: str, data_dir: str, request_timeout: float = 3.0,
         secret: str | None = None, failpoints: Failpoints = NO_FAILPOINTS,
+        tls: TlsConfig | None = None,
     ) -> None:
         self.seed_topology = topology  # the file: seeds the cluster records, once
         topology = startup_view(topology, node_id, data_dir)  # + runtime changes
@@ -186,7 +190,12 @@ class Node:
         self.unsafe_local_reads = failpoints.local_reads
         prepare_data_dir(data_dir, topology, node_id)
         self.settings = settings_from(topology, secret, failpoints)
-        self.host = RaftHost(self.spec.host, self.spec.raft_port, _BARRIER, secret)
+        self.tls = tls
+        raft_tls = None if tls is None else RaftTls(tls.server, tls.client,
+                                                      node_at=self._node_at,
+                                                      admits=self._admits)
+        self.host = RaftHost(self.spec.host, self.spec.raft_port, _BARRIER, secret,
+                             tls=raft_tls)
         # The bridge first: a member's store pokes it when its outbox grows.
         self.bridge = Bridge(node_id, self, self.view, self.spec.capacity)
         # The watch hub too: a member's store wakes it when it commits events.
@@ -310,10 +319,36 @@ class Node:
         if delete_data:
             shutil.rmtree(os.path.join(self.data_dir, "groups", group), ignore_errors=True)
 
+    def _node_at(self, raft_address: str) -> str | None:
+        """The node the current topology puts at a raft address (hakv.raft.tls)."""
+        for spec in self.view.topology.nodes:
+            if spec.raft_address == raft_address:
+                return spec.id
+        return None
+
+    def _admits(self, group: str, node_id: str) -> bool:
+        """Whether ``node_id`` may carry raft traffic for ``group`` to this node: every node
+        of the cluster for the cluster ensemble (its read-only followers included), a
+        group's owners (joining ones too: they are owners in the records) for a group."""
+        topology = self.view.topology
+        if group == CLUSTER_GROUP:
+            return topology.has_node(node_id)
+        return topology.has_group(group) and node_id in topology.group(group).owners
+
     def start(self) -> None:
-        if self.settings.secret is None:
-            log.warning("no cluster secret (--secret-file / HAKV_SECRET_FILE): raft traffic is "
-                        "neither authenticated nor encrypted; use only on a trusted network")
+        if self.tls is not None:
+            log.info("the raft port uses mutual TLS as %s %s (certificate %s, valid "
+                     "until %s)", self.tls.kind, self.tls.identity, self.tls.files.cert,
+                     self.tls.not_after.isoformat())
+        else:
+            log.warning("INSECURE: started with --insecure: the raft and API ports take "
+                        "plain TCP, without TLS; anyone who reaches them can read and "
+                        "change every group. Use only on a network you trust "
+                        "(docs/security.md)")
+            if self.settings.secret is None:
+                log.warning("no cluster secret either (--secret-file / HAKV_SECRET_FILE): "
+                            "whoever reaches the raft port can make this node unpickle "
+                            "what they send (run code)")
         self.host.timers.append(self.api.expire)
         self.api.attach(self.host.poller, self.host.post)  # before the raft thread runs
         self.host.start()
@@ -551,9 +586,34 @@ def _write_answer(result: Any) -> dict[str, Any]:
     return result
 
 
+def node_tls(certs_dir: str | None, node_id: str, insecure: bool) -> TlsConfig | None:
+    """The node's TLS material from ``certs_dir``, None with ``insecure``; a node without
+    either refuses to start (secure by default, docs/security.md)."""
+    if certs_dir and insecure:
+        raise errors.ConfigError("give either --certs-dir or --insecure, not both")
+    if insecure:
+        return None  # Node.start says so, loudly
+    if not certs_dir:
+        raise errors.ConfigError(
+            "no TLS material: start the node with --certs-dir DIR (env HAKV_CERTS_DIR) "
+            "holding ca.crt and node.<id>.crt/.key (make them with `hakv certs init-ca` and "
+            f"`hakv certs node {node_id} --host ...`), or with --insecure to run without "
+            "TLS on a network you trust")
+    files = TlsFiles.node(certs_dir, node_id)
+    config = TlsConfig(files, now=dt.datetime.now(dt.UTC))
+    if (config.kind, config.identity) != ("node", node_id):
+        raise errors.CertificateError(
+            f"{files.cert} is the certificate of {config.kind} {config.identity}, not of node "
+            f"{node_id}: issue one with `hakv certs node {node_id} --host ...`",
+            cert=str(files.cert))
+    return config
+
+
 def run_node(topology_path: str, node_id: str, data_dir: str,
-             secret_file: str | None = None) -> int:
-    """Run a node until SIGTERM/SIGINT. Raises HakvError on a bad topology or data dir."""
+             secret_file: str | None = None, *, certs_dir: str | None = None,
+             insecure: bool = False) -> int:
+    """Run a node until SIGTERM/SIGINT. Raises HakvError on a bad topology or data dir,
+    on missing or bad TLS material, and when neither ``certs_dir`` nor ``insecure``."""
     logging.basicConfig(
         level=os.environ.get("HAKV_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -564,8 +624,9 @@ def run_node(topology_path: str, node_id: str, data_dir: str,
     failpoints = Failpoints.from_environ(os.environ)  # read once; refused unless a test
     failpoints.warn(log)
     topology = load_topology(topology_path)
+    tls = node_tls(certs_dir, node_id, insecure)
     node = Node(topology, node_id, data_dir, secret=read_secret(secret_file),
-                failpoints=failpoints)
+                failpoints=failpoints, tls=tls)
     stopping = threading.Event()
 
     def _on_signal(signum: int, _frame: Any) -> None:

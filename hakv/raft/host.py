@@ -29,6 +29,7 @@ from hakv.raft.member import GroupMember
 from hakv.raft.poller import LoopPoller
 from hakv.raft.quiesce import node_heartbeat_period
 from hakv.raft.settings import MIN_POLL, READONLY_ROUNDS, STEP_ASIDE
+from hakv.raft.tls import RaftTls
 from hakv.raft.wire import NODE_HEARTBEAT_MESSAGE, NodeListener, install
 
 log = logging.getLogger("hakv.raft.host")
@@ -38,11 +39,12 @@ class RaftHost:
     """All Raft members of one node: one listener port, one poller, one raft thread."""
 
     def __init__(self, host: str, port: int, barrier_payload: bytes, secret: str | None = None,
-                 idle_wait: float = 0.05, step_aside: float = STEP_ASIDE) -> None:
+                 idle_wait: float = 0.05, step_aside: float = STEP_ASIDE,
+                 tls: RaftTls | None = None) -> None:
         install()  # hakv's wire in pysyncobj, before any member exists
         self.poller = LoopPoller()
         self.step_aside = step_aside
-        self.listener = NodeListener(self.poller, host, port, secret)
+        self.listener = NodeListener(self.poller, host, port, secret, tls)
         self.members: dict[str, GroupMember] = {}
         self._barrier = barrier_payload
         self._idle_wait = idle_wait

@@ -43,6 +43,15 @@ SYNCOBJ_OVERRIDDEN = (
 OTHER_PRIVATE = (
     ("pysyncobj.tcp_connection", "TcpConnection", "socket"),  # TCP_NODELAY on accept
     ("pysyncobj.tcp_connection", "TcpConnection", "lastReadTime"),  # node heartbeats
+    # TlsConnection (hakv.raft.tls): TLS between the socket and pysyncobj's buffers.
+    ("pysyncobj.tcp_connection", "TcpConnection", "writeBuffer"),
+    ("pysyncobj.tcp_connection", "TcpConnection", "readBuffer"),
+    ("pysyncobj.tcp_connection", "TcpConnection", "trySendBuffer"),
+    ("pysyncobj.tcp_connection", "TcpConnection", "processRead"),
+    ("pysyncobj.tcp_connection", "TcpConnection", "processConnection"),
+    ("pysyncobj.tcp_connection", "TcpConnection", "recvBufferSize"),
+    ("pysyncobj.tcp_connection", "TcpConnection", "fileno"),
+    ("pysyncobj.tcp_connection", "TcpConnection", "poller"),
     ("pysyncobj.journal", "FileJournal", "journalFile"),  # fdatasync of the journal
     ("pysyncobj.journal", "FileJournal", "metaStorer"),  # fsync of term and vote
     ("pysyncobj.journal", "ResizableFile", "f"),
@@ -54,6 +63,8 @@ OTHER_PRIVATE = (
 TRANSPORT_INTERNAL = (
     "_connections", "_onNewIncomingConnection", "_onIncomingMessageReceived",
     "_createServer", "_maybeBind", "_sendSelfAddress",
+    # MuxTransport.addNode over TLS rebuilds pysyncobj's outgoing connection:
+    "_onOutgoingConnected", "_onMessageReceived", "_onDisconnected", "_syncObj",
 )
 
 #: Module attributes ``hakv.raft.wire.install`` replaces: (module, attribute).

@@ -6,8 +6,9 @@ the cluster secret (``MessageAuthenticator``), and cheap framing of small messag
 Two of these replace parts of pysyncobj module-wide (its encryptor factory and the zlib
 module its connections compress with). ``install`` does that, once, when the first
 ``RaftHost`` (or member) is built: importing hakv changes nothing in pysyncobj.
-(Peer authentication with mutual TLS belongs in this transport and is not there yet:
-keep raft ports on trusted networks.)
+With TLS (``RaftTls``, hakv.raft.tls) the listener accepts ``TlsConnection``s, outgoing
+connections are ``TlsConnection``s too, and a hello is admitted only for a group its
+peer's certificate names an owner of; the cluster secret's authenticator is then off.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ import pysyncobj.syncobj as _syncobj_module
 import pysyncobj.tcp_connection as _tcp_connection_module
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.tcp_server import TcpServer
 from pysyncobj.transport import TCPTransport
 
 from hakv import errors
+from hakv.raft.tls import RaftTls, TlsConnection
 
 log = logging.getLogger("hakv.raft.wire")
 
@@ -38,6 +41,8 @@ _WIRE_HELLO = "hakv1"
 #: One message per pair of nodes for all their quiet groups (hakv.raft.host).
 NODE_HEARTBEAT_MESSAGE = "hakv_node_heartbeat"
 
+_BUFFER = 2 ** 16  # socket buffers of accepted raft connections
+_ACCEPTED_TIMEOUT = 3.5  # seconds without a byte before an accepted connection is dropped
 _install_lock = threading.Lock()
 _installed = False
 
@@ -69,12 +74,18 @@ class NodeListener:
     even a hello.
     """
 
-    def __init__(self, poller: Any, host: str, port: int, secret: str | None = None) -> None:
+    def __init__(self, poller: Any, host: str, port: int, secret: str | None = None,
+                 tls: RaftTls | None = None) -> None:
         self._transports: dict[str, MuxTransport] = {}
-        self.encryptor = encryptor_for(secret) if secret else None
-        self._server = TcpServer(poller, host, port, onNewConnection=self._on_connection,
-                                 sendBufferSize=2 ** 16, recvBufferSize=2 ** 16,
-                                 connectionTimeout=3.5)
+        self.tls = tls
+        self.encryptor = encryptor_for(secret) if secret and tls is None else None
+        self._server: TcpServer | _TlsServer
+        if tls is None:
+            self._server = TcpServer(poller, host, port, onNewConnection=self._on_connection,
+                                     sendBufferSize=_BUFFER, recvBufferSize=_BUFFER,
+                                     connectionTimeout=_ACCEPTED_TIMEOUT)
+        else:
+            self._server = _TlsServer(poller, host, port, tls, self._on_connection)
         self.address = f"{host}:{port}"
         try:
             self._server.bind()
@@ -117,6 +128,13 @@ class NodeListener:
             log.warning("dropping raft connection for group %r, not hosted here", group)
             conn.disconnect()
             return
+        if self.tls is not None:
+            peer = getattr(conn, "peer_node", None)
+            if not (isinstance(group, str) and peer and self.tls.admits(group, peer)):
+                self.tls.warn("refused a raft connection",
+                              f"node {peer} is not a member of group {group!r}")
+                conn.disconnect()
+                return
         transport._onNewIncomingConnection(conn)
         transport._onIncomingMessageReceived(conn, address)
         if address == "readonly" and len(message) == 4 and isinstance(message[3], str):
@@ -128,6 +146,60 @@ class NodeListener:
 
     def close(self) -> None:
         self._server.unbind()
+
+
+class _TlsServer:
+    """The raft port with TLS: accepts sockets and makes them ``TlsConnection``s (what
+    pysyncobj's TcpServer does for plain ones)."""
+
+    def __init__(self, poller: Any, host: str, port: int, tls: RaftTls,
+                 on_connection: Any) -> None:
+        self._poller, self._tls, self._on_connection = poller, tls, on_connection
+        self._address = (host, port)
+        self._socket: socket.socket | None = None
+
+    def bind(self) -> None:
+        family = socket.AF_INET6 if ":" in self._address[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BUFFER)
+            sock.setblocking(False)
+            sock.bind(self._address)
+            sock.listen(64)
+        except OSError:
+            sock.close()
+            raise
+        self._socket = sock
+        self._poller.subscribe(sock.fileno(), self._on_accept,
+                               POLL_EVENT_TYPE.READ | POLL_EVENT_TYPE.ERROR)
+
+    def _on_accept(self, _fd: int, _events: int) -> None:
+        if self._socket is None:
+            return
+        for _ in range(16):  # a burst of connects, without starving the rest of the pass
+            try:
+                sock, _addr = self._socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and the like: shed, do not spin
+                log.warning("raft port: accept failed: %s", exc)
+                return
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BUFFER)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)
+            conn = TlsConnection(self._poller, tls=self._tls, socket=sock,
+                                 timeout=_ACCEPTED_TIMEOUT, sendBufferSize=_BUFFER,
+                                 recvBufferSize=_BUFFER)
+            self._on_connection(conn)
+
+    def unbind(self) -> None:
+        if self._socket is not None:
+            self._poller.unsubscribe(self._socket.fileno())
+            self._socket.close()
+            self._socket = None
 
 
 class MessageAuthenticator:
@@ -232,6 +304,23 @@ class MuxTransport(TCPTransport):  # type: ignore[misc]
         if not self._ready:  # type: ignore[has-type]
             self._ready = True
             self._bindOverEvent.set()
+
+    def addNode(self, node: Any) -> None:  # noqa: N802 (pysyncobj's name)
+        super().addNode(node)
+        tls = self._listener.tls
+        conn = self._connections.get(node)
+        if tls is None or conn is None or isinstance(conn, TlsConnection):
+            return
+        # pysyncobj made a plain TcpConnection (not connected yet): the same, over TLS.
+        conn = TlsConnection(self._syncObj._poller, tls=tls, expect=tls.node_at(node.address),
+                             timeout=self._syncObj.conf.connectionTimeout,
+                             sendBufferSize=self._syncObj.conf.sendBufferSize,
+                             recvBufferSize=self._syncObj.conf.recvBufferSize,
+                             keepalive=self._syncObj.conf.tcp_keepalive)
+        conn.setOnConnectedCallback(functools.partial(self._onOutgoingConnected, conn))
+        conn.setOnMessageReceivedCallback(functools.partial(self._onMessageReceived, node))
+        conn.setOnDisconnectedCallback(functools.partial(self._onDisconnected, conn))
+        self._connections[node] = conn
 
     def _sendSelfAddress(self, conn: Any) -> None:
         if self._selfIsReadonlyNode:
