@@ -2,7 +2,7 @@
 healthy on another owner.
 
     python -m bench.failover [--trials 20] [--dir DIR] [--lease 1.0] [--json]
-                             [--election-timeout 0.4,1.0]
+                             [--election-timeout 0.4,1.0] [--insecure]
 
 Starts three real node processes (hakv.dev.local) with one group (owners n1 > n2 > n3) whose
 app is tests/apps/heartbeat.py with its check command, default [ha] settings unless
@@ -19,6 +19,7 @@ It then restarts the killed node (fallback "stay": the app does not move back) a
 on. Whether the killed runner also led the group's Raft ensemble is noted per trial (then
 an election comes first). Every trial's heartbeats are checked for overlap and token
 order (chaos/checkers/single_runner). p99 of fewer than 100 trials is their maximum.
+The harness asks the nodes over HTTPS as the run's client (plain HTTP with ``--insecure``).
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.cluster import add_insecure_option, local_cluster, post
 from chaos.checkers.single_runner import check_heartbeats, parse_heartbeat_file
 from hakv.dev.local import LocalCluster
-from tests.support import free_ports, post, wait_for
+from tests.support import free_ports, wait_for
 
 GROUP = "g"
 NODES = ["n1", "n2", "n3"]
@@ -69,7 +71,8 @@ def ask(cluster: LocalCluster, op: str, body: dict[str, Any]) -> dict[str, Any]:
         if not cluster.is_running(node):
             continue
         try:
-            status, answer = post(cluster.endpoint(node), op, {"group": GROUP, **body}, 5)
+            status, answer = post(cluster.endpoint(node), op, {"group": GROUP, **body},
+                                  cluster.client_tls(), 5)
         except OSError:
             continue
         if status == 200:
@@ -141,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--nodes-from", default=None, metavar="TREE",
                         help="run the nodes of this hakv source tree (bench.ab: A/B)")
+    add_insecure_option(parser)
     args = parser.parse_args(argv)
     ha: dict[str, float] = {}
     if args.lease is not None:
@@ -155,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
     beats = base / "beats.txt"
-    cluster = LocalCluster(base / "run", node_root=args.nodes_from)
+    cluster = local_cluster(base / "run", args.nodes_from, insecure=args.insecure)
     results = []
     try:
         cluster.up(topology(base, beats, ha, args.check_interval, raft), wait=60)

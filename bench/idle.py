@@ -1,6 +1,6 @@
 """Idle cost of many groups on one node: CPU of node processes hosting G groups each.
 
-    python -m bench.idle [--groups 20] [--seconds 20]
+    python -m bench.idle [--groups 20] [--seconds 20] [--insecure]
 
 Three local nodes each own every one of G groups (so each hosts G Raft members, all on
 one raft port and one raft thread). After every group has a leader and 2 s of rest, the
@@ -12,6 +12,7 @@ keep-alive ``hakv.Client`` that is then closed, a ``Connection: close`` request,
 connection closed without a request, one reset mid-request), and after 2 s the same idle
 window is measured again: "after traffic". An idle figure taken only on a cluster nobody
 has talked to would hide any cost that client connections leave behind (issue 12).
+Clients speak HTTPS with the run's client certificate (plain HTTP with ``--insecure``).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.cluster import add_insecure_option, leader_of, local_cluster
 from bench.scale import client_traffic, cpu_percent
-from hakv.dev.local import LocalCluster
-from tests.support import leader_of, wait_for, write_topology
+from tests.support import wait_for, write_topology
 
 NODES = ["i1", "i2", "i3"]
 
@@ -37,16 +38,18 @@ def main() -> None:
     ap.add_argument("--nodes-from", default=None, metavar="TREE",
                     help="run the nodes of this hakv source tree (bench.ab: A/B of two builds)")
     ap.add_argument("--json", action="store_true", help="one JSON object: % of a core per node")
+    add_insecure_option(ap)
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="hakv-idle-"))
     groups = {f"g{i:02d}": NODES for i in range(args.groups)}
     topo = write_topology(base, NODES, groups, cluster="idle")
-    cluster = LocalCluster(base / "run", node_root=args.nodes_from)
+    cluster = local_cluster(base / "run", args.nodes_from, insecure=args.insecure)
     try:
         cluster.up(str(topo), wait=60)
         endpoints = cluster.endpoints()
+        tls = cluster.client_tls()
         for g in groups:
-            wait_for(lambda g=g: leader_of(endpoints, g), 60, what=f"a leader of {g}")
+            wait_for(lambda g=g: leader_of(endpoints, g, tls), 60, what=f"a leader of {g}")
         time.sleep(2.0)  # let start-up work (status records, first heartbeats) settle
         pids = {}
         for n in NODES:
@@ -55,7 +58,7 @@ def main() -> None:
                 raise RuntimeError(f"node {n} is not running:\n{cluster.log_tail(n)}")
             pids[n] = pid
         settled = cpu_percent(pids, args.seconds)
-        traffic = client_traffic(endpoints, next(iter(groups)), nodes=len(endpoints))
+        traffic = client_traffic(endpoints, next(iter(groups)), nodes=len(endpoints), tls=tls)
         time.sleep(2.0)
         after = cpu_percent(pids, args.seconds)
         if args.json:

@@ -31,8 +31,9 @@ listen on) and each is checked free by binding it. The machine report
     traffic      client traffic to 8 nodes spread over the cluster (``client_traffic``):
                  /v1/status and /v1/health on fresh connections, 5 puts to the written
                  group through a keep-alive ``hakv.Client`` then closed (forwarded when
-                 the node does not own the group), a ``Connection: close`` request, a TCP
-                 connection closed without a request, and one reset mid-request
+                 the node does not own the group), a ``Connection: close`` request, a
+                 connection closed without a request (after the TLS handshake), and one
+                 reset mid-request; all over HTTPS with the run's client certificate
     idle traffic the same idle measurement again, after that traffic
     RSS          VmRSS of each node (/proc/<pid>/status), mean and max, after the traffic
                  and again at the end of the run
@@ -85,6 +86,7 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import struct
 import sys
@@ -419,10 +421,11 @@ def pick_ports(count: int, avoid: Iterable[int] = ()) -> list[int]:
 # =========================================================================== client traffic
 
 
-def _http_close(endpoint: str, timeout: float = 5.0) -> None:
-    """One request with ``Connection: close`` through http.client."""
+def _http_close(endpoint: str, tls: ssl.SSLContext | None, timeout: float = 5.0) -> None:
+    """One request with ``Connection: close`` through http.client (HTTPS when ``tls``)."""
     host, port = endpoint.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    conn = (http.client.HTTPSConnection(host, int(port), timeout=timeout, context=tls)
+            if tls is not None else http.client.HTTPConnection(host, int(port), timeout=timeout))
     try:
         conn.request("POST", "/v1/health", body=b"{}",
                      headers={"Content-Type": "application/json", "Connection": "close"})
@@ -431,17 +434,30 @@ def _http_close(endpoint: str, timeout: float = 5.0) -> None:
         conn.close()
 
 
-def _connect_close(endpoint: str, timeout: float = 5.0) -> None:
-    """A TCP connection the client closes without sending anything."""
+def _connect(endpoint: str, tls: ssl.SSLContext | None, timeout: float) -> socket.socket:
+    """A connection to ``endpoint``; with ``tls``, its handshake done."""
     host, port = endpoint.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=timeout):
+    s = socket.create_connection((host, int(port)), timeout=timeout)
+    if tls is None:
+        return s
+    try:
+        return tls.wrap_socket(s, server_hostname=host)
+    except BaseException:
+        s.close()
+        raise
+
+
+def _connect_close(endpoint: str, tls: ssl.SSLContext | None, timeout: float = 5.0) -> None:
+    """A connection the client closes without sending a request (with ``tls``: after the
+    handshake, without close_notify)."""
+    with _connect(endpoint, tls, timeout):
         pass
 
 
-def _reset_mid_request(endpoint: str, timeout: float = 5.0) -> None:
-    """Half a request, then a reset (SO_LINGER 0)."""
-    host, port = endpoint.rsplit(":", 1)
-    s = socket.create_connection((host, int(port)), timeout=timeout)
+def _reset_mid_request(endpoint: str, tls: ssl.SSLContext | None,
+                       timeout: float = 5.0) -> None:
+    """Half a request (inside TLS when ``tls``), then a reset (SO_LINGER 0)."""
+    s = _connect(endpoint, tls, timeout)
     try:
         s.sendall(b"POST /v1/status HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
         time.sleep(0.05)
@@ -451,20 +467,21 @@ def _reset_mid_request(endpoint: str, timeout: float = 5.0) -> None:
 
 
 def client_traffic(endpoints: Sequence[str], group: str, nodes: int = TRAFFIC_NODES,
-                   puts: int = 5) -> dict[str, Any]:
+                   puts: int = 5, *, tls: ssl.SSLContext | None) -> dict[str, Any]:
     """What clients do to a cluster, on ``nodes`` endpoints spread over it: status and
     health calls (fresh connection each), puts to ``group`` through a keep-alive
     ``hakv.Client`` that is then closed, a ``Connection: close`` request, a connection
-    closed without a request and a request reset halfway. Returns counts and errors."""
+    closed without a request and a request reset halfway; all over HTTPS with ``tls``
+    (the cluster's ``client_tls()``; None: plain HTTP). Returns counts and errors."""
     done = 0
     errs: list[str] = []
     actions: list[tuple[str, Callable[[str], Any]]] = [
-        ("status", lambda ep: probe(ep, "/v1/status", 5.0)),
-        ("health", lambda ep: probe(ep, "/v1/health", 5.0)),
-        ("puts", lambda ep: _puts_then_close(ep, group, puts)),
-        ("connection-close", _http_close),
-        ("connect-close", _connect_close),
-        ("reset", _reset_mid_request),
+        ("status", lambda ep: probe(ep, "/v1/status", 5.0, tls)),
+        ("health", lambda ep: probe(ep, "/v1/health", 5.0, tls)),
+        ("puts", lambda ep: _puts_then_close(ep, group, puts, tls)),
+        ("connection-close", lambda ep: _http_close(ep, tls)),
+        ("connect-close", lambda ep: _connect_close(ep, tls)),
+        ("reset", lambda ep: _reset_mid_request(ep, tls)),
     ]
     chosen = spread(list(endpoints), nodes)
     for ep in chosen:
@@ -477,8 +494,8 @@ def client_traffic(endpoints: Sequence[str], group: str, nodes: int = TRAFFIC_NO
     return {"nodes": len(chosen), "actions": done, "errors": errs}
 
 
-def _puts_then_close(endpoint: str, group: str, puts: int) -> None:
-    with Client([endpoint], timeout=10.0) as c:
+def _puts_then_close(endpoint: str, group: str, puts: int, tls: ssl.SSLContext | None) -> None:
+    with Client([endpoint], timeout=10.0, tls=tls or False) as c:
         for i in range(puts):
             c.put(group, f"traffic/{i}", VALUE)
 
@@ -503,7 +520,9 @@ class Run:
         self.endpoints = [f"127.0.0.1:{ports[2 * i + 1]}" for i in range(nodes)]
         self.endpoint = dict(zip(self.ids, self.endpoints, strict=True))
         self.cluster = LocalCluster(self.dir / "run")
-        self.status_client = Client(self.endpoints, timeout=2.0)
+        # Both need the run's certificates, made by cluster.up(): set in up().
+        self.tls: ssl.SSLContext | None = None
+        self.status_client: Client | None = None
         gids = list(self.groups)
         self.written = gids[0]
         self.writer_groups = [gids[i % len(gids)] for i in range(WRITERS)] \
@@ -523,7 +542,12 @@ class Run:
     def say(self, text: str) -> None:
         print(f"[N={self.n}] {text}", flush=True)
 
+    def client(self, endpoints: list[str], timeout: float) -> Client:
+        """A client of this run's cluster (HTTPS as its client identity)."""
+        return Client(endpoints, timeout=timeout, tls=self.tls or False)
+
     def status(self) -> dict[str, Any]:
+        assert self.status_client is not None, "up() first"
         return self.status_client.cluster_status()
 
     @staticmethod
@@ -580,6 +604,8 @@ class Run:
     def up(self) -> bool:
         t0 = time.monotonic()
         self.cluster.up(str(self.topology), wait=0)
+        self.tls = self.cluster.client_tls()
+        self.status_client = self.client(self.endpoints, timeout=2.0)
         expected = [*self.groups, CLUSTER_GROUP]
         healthy_at: float | None = None
         deadline = t0 + self.args.up_timeout
@@ -620,7 +646,7 @@ class Run:
                  f"{self.r['idle_settled_max']:.2f} % max per node")
 
     def traffic(self) -> None:
-        t = client_traffic(self.endpoints, self.written)
+        t = client_traffic(self.endpoints, self.written, tls=self.tls)
         self.r["traffic"] = {"nodes": t["nodes"], "actions": t["actions"],
                              "errors": len(t["errors"])}
         self.errors += [f"traffic: {e}" for e in t["errors"]]
@@ -635,7 +661,7 @@ class Run:
                  f"% max per node; RSS {self.r['rss_mean_mb']:.1f} MB mean")
 
     def sequential(self) -> None:
-        with Client(self.leader_first([self.written])[self.written], timeout=10.0) as c:
+        with self.client(self.leader_first([self.written])[self.written], timeout=10.0) as c:
             for i in range(WARM_UP_PUTS):
                 c.put(self.written, f"warm/{i}", VALUE)
             lat = []
@@ -659,7 +685,7 @@ class Run:
         def writer(tid: int, gid: str) -> None:
             mine: list[float] = []
             try:
-                with Client(orders[gid], timeout=10.0) as c:
+                with self.client(orders[gid], timeout=10.0) as c:
                     c.put(gid, f"conc/{tid}", VALUE)
                     while time.monotonic() < start_at:
                         time.sleep(0.001)
@@ -691,7 +717,7 @@ class Run:
         pre = sum(self.idle(self.args.seconds, "burst_idle").values())
         self.r["burst_idle_sum"] = pre
         count = 0
-        with Client(self.leader_first([self.written])[self.written], timeout=10.0) as c:
+        with self.client(self.leader_first([self.written])[self.written], timeout=10.0) as c:
             end = time.monotonic() + self.args.burst
             while time.monotonic() < end:
                 c.put(self.written, f"burst/{count % 100}", VALUE)
@@ -723,7 +749,7 @@ class Run:
     def cluster_writes(self) -> None:
         add, remove = [], []
         extra = pick_ports(6, avoid=[int(e.rsplit(":", 1)[1]) for e in self.endpoints])
-        with Client(self.endpoints, timeout=15.0) as c:
+        with self.client(self.endpoints, timeout=15.0) as c:
             puts = []
             for i in range(CLUSTER_PUTS):
                 t0 = time.perf_counter()
@@ -770,10 +796,9 @@ class Run:
                  f"{_fmt(self.r.get('create_group_led_s'), 2)} s), delete "
                  f"{_fmt(self.r.get('delete_group_ms'), 1)} ms")
 
-    @staticmethod
-    def _own_status(ep: str) -> dict[str, Any] | None:
+    def _own_status(self, ep: str) -> dict[str, Any] | None:
         try:
-            return probe(ep, "/v1/status", 2.0)
+            return probe(ep, "/v1/status", 2.0, self.tls)
         except Exception:
             return None
 
@@ -815,7 +840,8 @@ class Run:
             self.errors.append(f"run: {type(exc).__name__}: {exc}")
             self.say(f"FAILED: {type(exc).__name__}: {exc}")
         finally:
-            self.status_client.close()
+            if self.status_client is not None:
+                self.status_client.close()
             self.down()
         self.r["errors"] = self.errors
         self.r["notes"] = self.notes

@@ -1,7 +1,7 @@
 """Durable writes and linearizable reads through the public client against a local 3-node group.
 
     python -m bench.throughput [--seconds 5] [--clients 1,16,64] [--procs 2] [--repeat 1]
-                               [--etcd auto|yes|no]
+                               [--etcd auto|yes|no] [--insecure]
 
 Starts three real node processes (hakv.dev.local), then for each client count runs that many
 client threads, each with its own ``hakv.Client``, doing sequential puts (100-byte values)
@@ -10,6 +10,10 @@ threads share their process's GIL, so ``--procs`` spreads them over several load
 processes (2 by default: one per core of the machine the targets were measured on).
 ``--repeat N`` measures every cell N times and prints the median run with the range of
 ops/s: on a shared 2-core machine the same build varies by ±15 % between runs.
+
+The nodes serve their API over HTTPS and every load client presents the run's client
+certificate (``LocalCluster.client_tls``), as a production client does; ``--insecure``
+runs nodes and clients on plain TCP (``bench.ab --tls-vs-insecure`` compares the two).
 
 The target is etcd 3.4's rate *on the same machine* (issue 2). With an etcd binary
 installed (``apt-get install etcd-server``), each cell is also measured against a 3-member
@@ -23,6 +27,7 @@ import argparse
 import json
 import multiprocessing as mp
 import shutil
+import ssl
 import statistics
 import tempfile
 import threading
@@ -31,11 +36,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from bench.cluster import add_insecure_option, leader_of, local_cluster
 from bench.etcd import EtcdClient, EtcdCluster, EtcdMissing, etcd_binary
 from bench.machine import describe
 from hakv.client.client import Client
-from hakv.dev.local import LocalCluster
-from tests.support import leader_of, wait_for, write_topology
+from hakv.security.tls import client_context
+from tests.support import wait_for, write_topology
 
 GROUP = "bench"
 VALUE = "x" * 100
@@ -52,8 +58,8 @@ class _Load(Protocol):
 class _HakvLoad:
     """One load thread's client for the hakv group (the public client library)."""
 
-    def __init__(self, endpoints: list[str]) -> None:
-        self.client = Client(endpoints, timeout=10.0)
+    def __init__(self, endpoints: list[str], tls: ssl.SSLContext | None) -> None:
+        self.client = Client(endpoints, timeout=10.0, tls=tls or False)
 
     def put(self, key: str, value: str) -> None:
         self.client.put(GROUP, key, value)
@@ -68,8 +74,8 @@ class _HakvLoad:
 class _EtcdLoad:
     """One load thread's client for the reference etcd, on its leader (bench/etcd.py)."""
 
-    def __init__(self, endpoints: list[str]) -> None:
-        self.client = EtcdClient(endpoints[0])
+    def __init__(self, endpoints: list[str], tls: ssl.SSLContext | None) -> None:
+        self.client = EtcdClient(endpoints[0])  # plain HTTP: etcd runs without TLS here
 
     def put(self, key: str, value: str) -> None:
         self.client.put(key, value)
@@ -81,18 +87,23 @@ class _EtcdLoad:
         self.client.close()
 
 
-LOADS: dict[str, Callable[[list[str]], _Load]] = {"hakv": _HakvLoad, "etcd": _EtcdLoad}
+LOADS: dict[str, Callable[[list[str], ssl.SSLContext | None], _Load]] = {
+    "hakv": _HakvLoad, "etcd": _EtcdLoad}
+
+#: (CA, certificate, key) of the cluster's client identity; None: plain HTTP.
+TlsPaths = tuple[str, str, str] | None
 
 
 def _worker(system: str, endpoints: list[str], op: str, seconds: float, threads: int,
-            out: mp.Queue) -> None:  # type: ignore[type-arg]
+            out: mp.Queue, tls_files: TlsPaths) -> None:  # type: ignore[type-arg]
     latencies: list[float] = []
+    tls = client_context(*tls_files) if tls_files else None  # one per load process
     lock = threading.Lock()
     start_at = time.monotonic() + 0.2
 
     def run(tid: int) -> None:
         mine: list[float] = []
-        client = LOADS[system](endpoints)
+        client = LOADS[system](endpoints, tls)
         try:
             client.put(f"k{tid}", VALUE)
             while time.monotonic() < start_at:
@@ -119,11 +130,11 @@ def _worker(system: str, endpoints: list[str], op: str, seconds: float, threads:
 
 
 def measure(system: str, endpoints: list[str], op: str, clients: int, seconds: float,
-            procs: int) -> dict[str, float]:
+            procs: int, tls_files: TlsPaths = None) -> dict[str, float]:
     procs = max(1, min(procs, clients))
     per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
     q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    ps = [mp.Process(target=_worker, args=(system, endpoints, op, seconds, n, q))
+    ps = [mp.Process(target=_worker, args=(system, endpoints, op, seconds, n, q, tls_files))
           for n in per]
     for p in ps:
         p.start()
@@ -160,13 +171,14 @@ def main() -> None:
     ap.add_argument("--nodes-from", default=None, metavar="TREE",
                     help="run the nodes of this hakv source tree (bench.ab: A/B of two builds)")
     ap.add_argument("--json", action="store_true", help="one JSON object: the cells")
+    add_insecure_option(ap)
     args = ap.parse_args()
     base = Path(args.dir or tempfile.mkdtemp(prefix="hakv-bench-"))
     if base.exists() and args.dir:
         shutil.rmtree(base / "run", ignore_errors=True)
     base.mkdir(parents=True, exist_ok=True)
     topo = write_topology(base, ["b1", "b2", "b3"], {GROUP: ["b1", "b2", "b3"]}, cluster="bench")
-    cluster = LocalCluster(base / "run", node_root=args.nodes_from)
+    cluster = local_cluster(base / "run", args.nodes_from, insecure=args.insecure)
     etcd = None
     cells: list[dict[str, Any]] = []
     say = (lambda *a, **k: None) if args.json else print
@@ -181,8 +193,11 @@ def main() -> None:
     cluster.up(str(topo), wait=30)
     try:
         endpoints = cluster.endpoints()
-        wait_for(lambda: leader_of(endpoints, GROUP), 20, what="a leader")
-        leader = leader_of(endpoints, GROUP)
+        tls = cluster.client_tls()
+        files = cluster.client_files()
+        tls_files: TlsPaths = (str(files[0]), str(files[1]), str(files[2])) if files else None
+        wait_for(lambda: leader_of(endpoints, GROUP, tls), 20, what="a leader")
+        leader = leader_of(endpoints, GROUP, tls)
         ordered = [e for e, n in zip(endpoints, cluster.node_ids(), strict=True) if n == leader]
         ordered += [e for e in endpoints if e not in ordered]
         systems = [("hakv", ordered)]
@@ -194,7 +209,8 @@ def main() -> None:
         repeat = max(1, args.repeat)
         say(describe(str(base)))
         say(f"3-node group on 127.0.0.1, {args.seconds:.0f}s per cell, 100-byte values, "
-              f"{args.procs} load process(es)"
+              f"{args.procs} load process(es), "
+              + ("plain HTTP (--insecure)" if tls is None else "HTTPS with client certificates")
               + (f", median of {repeat} runs per cell" if repeat > 1 else "")
               + (", etcd 3.4 (3 members, JSON gateway) measured in alternation"
                  if etcd is not None else ""))
@@ -209,7 +225,8 @@ def main() -> None:
                 runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in systems}
                 for _ in range(repeat):
                     for name, eps in systems:
-                        runs[name].append(measure(name, eps, op, n, args.seconds, args.procs))
+                        runs[name].append(measure(name, eps, op, n, args.seconds, args.procs,
+                                                  tls_files if name == "hakv" else None))
                 r, spread = _median_run(runs["hakv"])
                 cells.append({"op": op, "clients": n, **r})
                 line = f"{label:<26}{n:>8}{r['ops_per_s']:>10.0f}{r['p50_ms']:>9.2f}" \

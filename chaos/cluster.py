@@ -6,6 +6,7 @@ namespace.
     net = Network(topology.node_ids); net.create()
     cluster = ChaosCluster(net, topology, workdir, env={"HAKV_LOG_LEVEL": "WARNING"})
     cluster.start_all(); cluster.wait_quorum()
+    cluster.client_env()            # HAKV_CACERT/HAKV_CERT/HAKV_KEY for its workloads
     cluster.leader("g1")            # from /v1/status, asked inside the client namespace
     cluster.kill("n1"); cluster.restart("n1")
     cluster.pause("n2"); cluster.resume("n2")
@@ -17,6 +18,12 @@ namespace's address (``10.231.K.x``) with raft port 7000 and API port 8000 (each
 has its own port space). The harness itself stays in the root namespace, which has no route
 to those addresses; it talks to the nodes from threads that entered the client namespace
 (``chaos.netns.enter_netns``), so no packet ever leaves the namespaces.
+
+Nodes speak mutual TLS, as in production: ``WORKDIR/certs`` holds a CA (a copy of the one
+``HAKV_LOCAL_CA_DIR`` names when that is set, as ``hakv.dev.local`` does; else a new one),
+a certificate per node for its namespace address and the client identity ``root``. The
+harness's queries (``client_tls``) and every workload process (``client_env``) use that
+identity, never whatever HAKV_CACERT the caller's environment holds.
 
 Processes are signalled by the exact pid ``Popen`` returned (``ip netns exec`` execs the
 node, so that pid *is* the node), never by name.
@@ -30,6 +37,7 @@ import http.client
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -43,12 +51,18 @@ from chaos.netns import API_PORT, RAFT_PORT, Network, enter_netns
 from hakv.client.client import probe
 from hakv.core.ha import LIVE_STATES
 from hakv.core.topology import Topology
+from hakv.dev.local import LOCAL_CA_ENV
 from hakv.errors import HakvError
 from hakv.security import certs
+from hakv.security.tls import CACERT_ENV, CERT_ENV, KEY_ENV, TlsFiles, client_context
 
-__all__ = ["ChaosCluster", "ClusterError", "readdress", "repo_env", "wait_each_group"]
+__all__ = ["ChaosCluster", "ClusterError", "make_certs", "readdress", "repo_env",
+           "wait_each_group"]
 
 REPO = Path(__file__).resolve().parent.parent
+#: The client identity of the harness and its workloads: the superuser, as ``hakv local``'s
+#: (access control denies any other user without grants).
+CLIENT_USER = "root"
 
 
 class ClusterError(RuntimeError):
@@ -95,6 +109,28 @@ def repo_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def make_certs(certs_dir: Path, topology: Topology) -> None:
+    """A CA in ``certs_dir`` (a copy of ``HAKV_LOCAL_CA_DIR``'s when that is set, so the
+    nodes' certificates are also good for the caller's session; else a new one), then a
+    certificate per node of ``topology`` for its address, and the client ``root``."""
+    now = dt.datetime.now(dt.UTC)
+    shared = os.environ.get(LOCAL_CA_ENV)
+    if shared:
+        certs_dir.mkdir(parents=True, exist_ok=True)
+        for name in (certs.CA_CERT, certs.CA_KEY):
+            data = (Path(shared) / name).read_bytes()
+            path = certs_dir / name
+            path.unlink(missing_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+    else:
+        certs.init_ca(certs_dir, name="hakv chaos CA", now=now, overwrite=True)
+    for spec in topology.nodes:
+        certs.node_cert(certs_dir, spec.id, [spec.host], now=now, overwrite=True)
+    certs.client_cert(certs_dir, CLIENT_USER, now=now, overwrite=True)
+
+
 def _tail(path: Path, lines: int = 15) -> str:
     try:
         data = path.read_bytes()[-8192:].decode("utf-8", "replace")
@@ -123,14 +159,19 @@ class ChaosCluster:
         (self.dir / "data").mkdir(exist_ok=True)
         self.topology_path = self.dir / "topology.toml"
         self.topology_path.write_text(self.topology.to_toml())
-        # Nodes speak mutual TLS, as in production: one CA and a certificate per node, for
-        # the address its namespace gives it.
+        # Nodes speak mutual TLS, as in production: one CA, a certificate per node for the
+        # address its namespace gives it, and the client identity of the harness.
         self.certs_dir = self.dir / "certs"
-        now = dt.datetime.now(dt.UTC)
-        certs.init_ca(self.certs_dir, name="hakv chaos CA", now=now, overwrite=True)
-        for spec in self.topology.nodes:
-            certs.node_cert(self.certs_dir, spec.id, [spec.host], now=now, overwrite=True)
-        self.env = repo_env(env)
+        make_certs(self.certs_dir, self.topology)
+        self.client_files = TlsFiles.client(self.certs_dir, CLIENT_USER)
+        #: The HTTPS context of the harness's queries (identity ``root``).
+        self.client_tls: ssl.SSLContext = client_context(*self._client_paths())
+        # Nodes get the cluster's client files too (an HA app that talks to the cluster
+        # finds them in its environment), not the caller's; and --certs-dir, whatever
+        # HAKV_INSECURE the caller's environment holds.
+        self.env = repo_env({**self.client_env(), **(env or {})})
+        for var in ("HAKV_INSECURE", "HAKV_CERTS_DIR"):
+            self.env.pop(var, None)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.paused: set[str] = set()
         self.killed: set[str] = set()
@@ -139,6 +180,16 @@ class ChaosCluster:
                                        initializer=enter_netns, initargs=(net.client.ns,))
 
     # ---- layout
+
+    def _client_paths(self) -> tuple[Path, Path, Path]:
+        f = self.client_files
+        return f.ca, f.cert, f.key
+
+    def client_env(self) -> dict[str, str]:
+        """HAKV_CACERT, HAKV_CERT and HAKV_KEY naming this cluster's client files: the
+        environment a workload process (any ``hakv.Client`` with ``tls=None``) needs."""
+        return {var: str(path) for var, path in
+                zip((CACERT_ENV, CERT_ENV, KEY_ENV), self._client_paths(), strict=True)}
 
     def log_path(self, node: str) -> Path:
         return self.dir / "logs" / f"{node}.log"
@@ -249,7 +300,7 @@ class ChaosCluster:
 
     def _probe(self, node: str, path: str, timeout: float) -> dict[str, Any] | None:
         try:
-            return probe(self.endpoint(node), path, timeout)
+            return probe(self.endpoint(node), path, timeout, self.client_tls)
         except HakvError:
             return None
 
@@ -258,7 +309,8 @@ class ChaosCluster:
         """POST /v1/<op> to a node (in a pool thread: the client namespace); (status,
         answer) or None when it did not answer."""
         host, _, port = self.endpoint(node).rpartition(":")
-        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        conn = http.client.HTTPSConnection(host, int(port), timeout=timeout,
+                                           context=self.client_tls)
         try:
             conn.request("POST", f"/v1/{op}", json.dumps(body).encode(),
                          {"Content-Type": "application/json"})

@@ -120,6 +120,9 @@ class _Workers:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.outputs: list[Path] = []
         self.coord_outputs: dict[str, list[Path]] = {}
+        #: Extra environment of every worker: the cluster's client TLS files
+        #: (``ChaosCluster.client_env``), set once the cluster exists.
+        self.env: dict[str, str] = {}
 
     def spawn(self, spec: WorkerSpec | CoordSpec, name: str) -> None:
         spec_path = self.dir / f"{name}.json"
@@ -130,7 +133,8 @@ class _Workers:
             proc = self.net.popen(self.net.client.ns,
                                   [sys.executable, "-m", module, "--spec", str(spec_path)],
                                   what=f"workload {name}", stdin=subprocess.DEVNULL,
-                                  stdout=log, stderr=subprocess.STDOUT, env=repo_env(),
+                                  stdout=log, stderr=subprocess.STDOUT,
+                                  env=repo_env(self.env),
                                   start_new_session=True)
         self.procs.append(proc)
         if isinstance(spec, CoordSpec):
@@ -263,6 +267,7 @@ def run_scenario(sc: Scenario, out: Path, seed: int | None = None, log: Log = _s
     try:
         net.create()
         cluster = ChaosCluster(net, topology, workdir, env=dict(sc.node_env))
+        workers.env = cluster.client_env()  # workloads speak HTTPS as the cluster's client
         cluster.start_all()
         cluster.wait_quorum(timeout=30)
         if ha_groups:

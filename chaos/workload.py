@@ -35,6 +35,10 @@ operation whose output is the list of elements.
 
 Times are ``time.monotonic()``: CLOCK_MONOTONIC is one clock for the whole machine, so
 histories of several worker processes (and the harness's fault windows) line up.
+
+The nodes serve HTTPS with client certificates: the harness starts every worker with the
+cluster's client files in HAKV_CACERT, HAKV_CERT and HAKV_KEY
+(``ChaosCluster.client_env``), where each ``Client`` here finds them.
 """
 
 from __future__ import annotations

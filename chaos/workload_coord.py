@@ -14,7 +14,8 @@ to ``spec.out`` (the formats of docs/chaos-checkers.md, each line validated by t
 checker's own ``from_dict``) when it ends, also on SIGTERM: an operation still in flight
 is then recorded as ``unknown`` (it may have applied).
 
-Times are ``time.monotonic()``, one clock for the whole machine (see chaos.workload).
+Times are ``time.monotonic()``, one clock for the whole machine (see chaos.workload), and
+the clients speak HTTPS with the cluster's client files from the environment, as there.
 """
 
 from __future__ import annotations

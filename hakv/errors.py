@@ -24,7 +24,9 @@
     │   │       │                 key gone); a guarded write did not apply
     │   │       └── LeadershipLostError  the same for an election's leader
     │   ├── RequestExpiredError   a retry older than the dedup window: outcome unknowable
-    │   └── CompactedError        a watch from a revision the history no longer holds
+    │   ├── CompactedError        a watch from a revision the history no longer holds
+    │   ├── UnauthenticatedError  no client certificate (or token) the node accepts
+    │   └── PermissionDeniedError the caller's identity may not do this
     ├── ConfigError               topology file or data dir is wrong; the message says how
     │   ├── TopologyError
     │   ├── DataDirError
@@ -183,6 +185,23 @@ class LeadershipLostError(LockLostError):
     election's leader (or never was); a ``proclaim`` or guarded write was not applied."""
 
     code = "leadership_lost"
+
+
+class UnauthenticatedError(PermanentError):
+    """The node requires an identity (a client certificate of the cluster CA) for this
+    operation and the caller presented none: pass --cacert/--cert/--key (docs/security.md)."""
+
+    code = "unauthenticated"
+    http_status = 401
+    exit_code = 11
+
+
+class PermissionDeniedError(PermanentError):
+    """The caller's identity is known but may not do this operation here."""
+
+    code = "permission_denied"
+    http_status = 403
+    exit_code = 12
 
 
 class RequestExpiredError(PermanentError):

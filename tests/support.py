@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -48,13 +49,25 @@ def write_topology(directory: Path, node_ids: list[str], groups: dict[str, list[
     return path
 
 
+def api_tls() -> ssl.SSLContext | None:
+    """The client TLS context the environment names (tests/conftest.py sets it for the
+    session); None for plain HTTP."""
+    from hakv.security.tls import client_context_from
+
+    return client_context_from()
+
+
+def api_url(endpoint: str, path: str) -> str:
+    return f"{'https' if api_tls() else 'http'}://{endpoint}{path}"
+
+
 def post(endpoint: str, op: str, body: Any, timeout: float = 10.0) -> tuple[int, dict[str, Any]]:
     """Raw HTTP call to the client API (for tests of the wire contract itself)."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    req = urllib.request.Request(f"http://{endpoint}/v1/{op}", data=data, method="POST",
+    req = urllib.request.Request(api_url(endpoint, f"/v1/{op}"), data=data, method="POST",
                                  headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=api_tls()) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
@@ -89,7 +102,8 @@ def leader_of(endpoints: list[str], group: str) -> str | None:
     """Node id that a majority-connected member reports as the group's leader."""
     for ep in endpoints:
         try:
-            with urllib.request.urlopen(f"http://{ep}/v1/status", timeout=2) as resp:
+            with urllib.request.urlopen(api_url(ep, "/v1/status"), timeout=2,
+                                        context=api_tls()) as resp:
                 st = json.loads(resp.read())
         except OSError:
             continue

@@ -94,7 +94,7 @@ def test_move_maintenance_cleanup_send_one_ha_command_each() -> None:
         assert path == "/v1/ha"
         return ok(group=body["group"], applied=True, placement=PLACEMENT)
 
-    with ScriptedServer(script) as srv, Client(srv.endpoint, client_id="op") as c:
+    with ScriptedServer(script) as srv, Client(srv.endpoint, client_id="op", tls=False) as c:
         moved = c.admin.move("g1", "n2")
         c.admin.maintenance("g1", True, reason="patching n1")
         c.admin.cleanup("g1")
@@ -110,7 +110,7 @@ def test_move_maintenance_cleanup_send_one_ha_command_each() -> None:
 
 
 def test_a_malformed_ha_answer_is_an_internal_error() -> None:
-    with ScriptedServer([ok(applied=True)]) as srv, Client(srv.endpoint) as c:
+    with ScriptedServer([ok(applied=True)]) as srv, Client(srv.endpoint, tls=False) as c:
         with pytest.raises(errors.InternalError, match="/v1/ha"):
             c.admin.move("g1", "n2")
 
@@ -130,7 +130,7 @@ def test_reads_fall_back_to_a_local_copy_without_quorum_and_say_so() -> None:
                           "state": "up", "reason": "started"}]}[body["group"]]
         return ok(group=body["group"], node="n9", events=events)
 
-    with ScriptedServer(script) as srv, Client(srv.endpoint, timeout=0.3) as c:
+    with ScriptedServer(script) as srv, Client(srv.endpoint, timeout=0.3, tls=False) as c:
         assert c.admin.groups() == ["g1", "g2"]  # internal groups left out
         found = c.admin.events()
         assert [(e["group"], e["index"]) for e in found] == [("g2", 7), ("g1", 4)]  # by time

@@ -7,11 +7,14 @@ from a worker thread. These tests pin the wire behaviour of that: pipelining, re
 split across many reads, clients vanishing mid-request, many connections at once, and
 when the server closes a connection.
 
-One shared 3-node cluster: group g1 is owned by n1, n2, n3 and group g2 by n1, n2, so n3
-forwards every g2 request (via its worker pool) while it serves g1 on its loop. The one
-test that can take a node down runs a 2-node cluster of its own.
-"""
+Nodes serve the API over TLS by default: the tests' bytes then travel inside it, each
+``send`` one TLS record, half-closes as TLS does them (tests.raw_tls). Every test also
+runs against nodes started ``--insecure`` (plain TCP), the same bytes as they are.
 
+One shared 3-node cluster (per mode): group g1 is owned by n1, n2, n3 and group g2 by n1,
+n2, so n3 forwards every g2 request (via its worker pool) while it serves g1 on its loop.
+The one test that can take a node down runs a 2-node cluster of its own.
+"""
 from __future__ import annotations
 
 import json
@@ -26,6 +29,7 @@ from typing import Any
 import pytest
 
 from hakv.dev.local import LocalCluster
+from tests import raw_tls
 from tests.support import start_api_cluster, wait_for
 
 pytestmark = pytest.mark.slow
@@ -35,19 +39,32 @@ GROUPS = {"g1": ["n1", "n2", "n3"], "g2": ["n1", "n2"]}
 TIMEOUT = 10.0  # socket timeout: generous, so a loaded machine does not flake
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    lc = start_api_cluster(tmp_path_factory.mktemp("conns"), NODES, GROUPS)
+#: Every test runs against nodes on TLS (the default) and on plain TCP (``--insecure``):
+#: the connection handling is the same, the bytes arrive decrypted or as they are.
+MODES = ["tls", "insecure"]
+
+
+def _start(directory: Path, nodes: list[str], groups: dict[str, list[str]],
+           mode: str) -> LocalCluster:
+    if mode == "insecure":
+        return raw_tls.start_insecure_api_cluster(directory, nodes, groups)
+    return start_api_cluster(directory, nodes, groups)
+
+
+@pytest.fixture(scope="module", params=MODES)
+def cluster(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    lc = _start(tmp_path_factory.mktemp("conns"), NODES, GROUPS, request.param)
     try:
         yield lc
     finally:
         lc.down()
 
 
-@pytest.fixture
-def own_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+@pytest.fixture(params=MODES)
+def own_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalCluster]:
     """A 2-node cluster of its own, for a test that may take a node down."""
-    lc = start_api_cluster(tmp_path, ["m1", "m2"], {"g1": ["m1", "m2"]})
+    lc = _start(tmp_path, ["m1", "m2"], {"g1": ["m1", "m2"]}, request.param)
     try:
         yield lc
     finally:
@@ -71,11 +88,11 @@ def _request(op: str, body: Any = None, *, version: str = "HTTP/1.1",
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
 
 
-def _connect(endpoint: str) -> socket.socket:
-    host, port = endpoint.rsplit(":", 1)
-    sock = socket.create_connection((host, int(port)), timeout=TIMEOUT)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
+def _connect(cluster: LocalCluster, node: str) -> raw_tls.Conn:
+    """A connection to ``node`` with TCP_NODELAY; on a TLS cluster its handshake done, as
+    the cluster's client: what the tests write to it are the plaintext bytes of HTTP, each
+    ``send`` one TLS record."""
+    return raw_tls.connect(cluster.endpoint(node), cluster.client_tls(), TIMEOUT)
 
 
 class _Response:
@@ -89,7 +106,7 @@ class _Response:
 class _Reader:
     """Reads responses off one socket, framed by their Content-Length."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: raw_tls.Conn) -> None:
         self.sock = sock
         self.buf = bytearray()
 
@@ -120,7 +137,8 @@ class _Reader:
 
     def closed(self) -> bool:
         """True when the server closed the connection with nothing more to read (a FIN,
-        or a reset: closing with unread input makes the kernel send RST)."""
+        or a reset: closing with unread input makes the kernel send RST; the server does
+        not send close_notify first, raw_tls reads its FIN as the end)."""
         if self.buf:
             return False
         try:
@@ -129,15 +147,15 @@ class _Reader:
             return True
 
 
-def _exchange(endpoint: str, op: str, body: Any) -> _Response:
+def _exchange(cluster: LocalCluster, node: str, op: str, body: Any) -> _Response:
     """One request on a fresh connection."""
-    with _connect(endpoint) as sock:
+    with _connect(cluster, node) as sock:
         sock.sendall(_request(op, body))
         return _Reader(sock).response()
 
 
-def _value(endpoint: str, group: str, key: str) -> str | None:
-    answer = _exchange(endpoint, "get", {"group": group, "key": key})
+def _value(cluster: LocalCluster, node: str, group: str, key: str) -> str | None:
+    answer = _exchange(cluster, node, "get", {"group": group, "key": key})
     if answer.status == 404:
         assert answer.body["error"]["code"] == "not_found", answer
         return None
@@ -152,7 +170,7 @@ def _value(endpoint: str, group: str, key: str) -> str | None:
 
 def test_requests_pipelined_in_one_send_are_answered_in_order(cluster: LocalCluster) -> None:
     key = _key()
-    with _connect(cluster.endpoint("n1")) as sock:
+    with _connect(cluster, "n1") as sock:
         sock.sendall(_request("put", {"group": "g1", "key": key, "value": "a"})
                      + _request("put", {"group": "g1", "key": key, "value": "b"})
                      + _request("get", {"group": "g1", "key": key}))
@@ -174,7 +192,7 @@ def test_request_sent_in_tiny_pieces_is_answered(cluster: LocalCluster) -> None:
     key = _key()
     raw = _request("put", {"group": "g1", "key": key, "value": "pieces"})
     head_end = raw.index(b"\r\n\r\n") + 4
-    with _connect(cluster.endpoint("n2")) as sock:
+    with _connect(cluster, "n2") as sock:
         for i in range(head_end):  # the request line and headers byte by byte
             sock.send(raw[i: i + 1])
             time.sleep(0.001)
@@ -199,7 +217,7 @@ def test_blocking_status_and_loop_served_ops_interleave_on_one_connection(
     cluster: LocalCluster,
 ) -> None:
     key = _key()
-    with _connect(cluster.endpoint("n1")) as sock:
+    with _connect(cluster, "n1") as sock:
         sock.sendall(_request("status")
                      + _request("put", {"group": "g1", "key": key, "value": "mixed"})
                      + _request("status")
@@ -220,10 +238,9 @@ def test_blocking_status_and_loop_served_ops_interleave_on_one_connection(
 def test_forwarded_request_pipelined_after_a_loop_served_one_is_answered_in_order(
     cluster: LocalCluster,
 ) -> None:
-    n3 = cluster.endpoint("n3")
-    assert "g2" not in _exchange(n3, "status", {}).body["groups"]  # n3 forwards g2
+    assert "g2" not in _exchange(cluster, "n3", "status", {}).body["groups"]  # n3 forwards g2
     k1, k2 = _key(), _key()
-    with _connect(n3) as sock:
+    with _connect(cluster, "n3") as sock:
         sock.sendall(_request("put", {"group": "g1", "key": k1, "value": "loop"})
                      + _request("put", {"group": "g2", "key": k2, "value": "forwarded"})
                      + _request("get", {"group": "g2", "key": k2})
@@ -252,7 +269,7 @@ def test_client_pipelining_far_ahead_is_paused_and_then_fully_served(
     raw = b"".join(_request("put", {"group": "g1", "key": f"{prefix}{i:02d}",
                                     "value": f"{i:02d}" + "x" * 20000}) for i in range(count))
     answers: list[_Response | str] = []
-    with _connect(cluster.endpoint("n2")) as sock:
+    with _connect(cluster, "n2") as sock:
         reader = _Reader(sock)
 
         def read_all() -> None:
@@ -272,21 +289,21 @@ def test_client_pipelining_far_ahead_is_paused_and_then_fully_served(
     ), answers[-3:]
     revisions = [a.body["revision"] for a in answers if isinstance(a, _Response)]
     assert revisions == sorted(revisions) and len(set(revisions)) == count, revisions
-    answer = _exchange(cluster.endpoint("n1"), "range", {"group": "g1", "prefix": prefix})
+    answer = _exchange(cluster, "n1", "range", {"group": "g1", "prefix": prefix})
     assert [kv["value"][:2] for kv in answer.body["kvs"]] == [f"{i:02d}" for i in range(count)]
 
 
 def test_hundreds_of_pipelined_requests_answered_at_once_are_all_answered(
     own_cluster: LocalCluster,
 ) -> None:
-    ep = own_cluster.endpoint("m1")
-    assert _exchange(ep, "put", {"group": "g1", "key": "k", "value": "v"}).status == 200
+    assert _exchange(own_cluster, "m1", "put",
+                     {"group": "g1", "key": "k", "value": "v"}).status == 200
     trio = (_request("get", {"group": "g1", "key": "k", "serializable": True})
             + _request("put", [1])  # not an object: 400 bad_request, answered at once
             + _request("health"))
     rounds = 400  # 1,200 requests: each answered at once (this once recursed per request)
     answers: list[_Response] = []
-    with _connect(ep) as sock:
+    with _connect(own_cluster, "m1") as sock:
         sock.sendall(trio * rounds)
         reader = _Reader(sock)
         try:
@@ -300,8 +317,9 @@ def test_hundreds_of_pipelined_requests_answered_at_once_are_all_answered(
         assert get.status == 200 and get.body["kv"]["value"] == "v", (r, get)
         assert bad.status == 400 and bad.body["error"]["code"] == "bad_request", (r, bad)
         assert health.status == 200 and health.body["node"] == "m1", (r, health)
-    assert _exchange(ep, "health", {}).body["ok"] is True  # the node still serves
-    assert _exchange(ep, "put", {"group": "g1", "key": "k", "value": "w"}).status == 200
+    assert _exchange(own_cluster, "m1", "health", {}).body["ok"] is True  # still serves
+    assert _exchange(own_cluster, "m1", "put",
+                     {"group": "g1", "key": "k", "value": "w"}).status == 200
 
 
 # --------------------------------------------------------------------------- clients
@@ -310,14 +328,13 @@ def test_hundreds_of_pipelined_requests_answered_at_once_are_all_answered(
 def test_client_closing_with_a_write_in_flight_does_not_disturb_the_node(
     cluster: LocalCluster,
 ) -> None:
-    ep = cluster.endpoint("n1")
     keys = [_key() for _ in range(20)]
-    with _connect(ep) as steady:
+    with _connect(cluster, "n1") as steady:
         reader = _Reader(steady)
         for i, key in enumerate(keys):
             # Send a write and hang up at once: the server sees the request and then the
             # end of the connection while the write is still being replicated.
-            gone = _connect(ep)
+            gone = _connect(cluster, "n1")
             gone.sendall(_request("put", {"group": "g1", "key": key, "value": f"v{i}"}))
             gone.close()
             # A connection opened before keeps being served (its answers are its own).
@@ -328,16 +345,16 @@ def test_client_closing_with_a_write_in_flight_does_not_disturb_the_node(
         steady.sendall(_request("get", {"group": "g1", "key": f"{keys[-1]}-steady"}))
         assert reader.response().body["kv"]["value"] == str(len(keys) - 1)
     for i, key in enumerate(keys):
-        wait_for(lambda key=key: _value(ep, "g1", key) is not None, 10,
+        wait_for(lambda key=key: _value(cluster, "n1", "g1", key) is not None, 10,
                  what=f"the write of the client that hung up ({key}) to apply")
-        assert _value(cluster.endpoint("n2"), "g1", key) == f"v{i}"
+        assert _value(cluster, "n2", "g1", key) == f"v{i}"
 
 
 def test_many_concurrent_connections_are_all_answered(cluster: LocalCluster) -> None:
     prefix = "many-" + uuid.uuid4().hex[:8] + "/"
     count, rounds, threads = 100, 3, 5
-    endpoints = cluster.endpoints()
-    socks = [_connect(endpoints[i % len(endpoints)]) for i in range(count)]  # all open at once
+    nodes = cluster.node_ids()
+    socks = [_connect(cluster, nodes[i % len(nodes)]) for i in range(count)]  # all open at once
     failures: list[str] = []
 
     def run(mine: list[int]) -> None:
@@ -366,7 +383,7 @@ def test_many_concurrent_connections_are_all_answered(cluster: LocalCluster) -> 
             s.close()
     assert not any(w.is_alive() for w in workers), "a client thread hung"
     assert not failures, failures[:5]
-    answer = _exchange(cluster.endpoint("n3"), "range", {"group": "g1", "prefix": prefix})
+    answer = _exchange(cluster, "n3", "range", {"group": "g1", "prefix": prefix})
     assert answer.status == 200, answer
     got = {kv["key"]: kv["value"] for kv in answer.body["kvs"]}
     assert got == {f"{prefix}{i:03d}": f"r{rounds - 1}" for i in range(count)}
@@ -379,7 +396,7 @@ def test_connection_close_header_is_answered_with_close_and_then_closed(
     cluster: LocalCluster,
 ) -> None:
     key = _key()
-    with _connect(cluster.endpoint("n1")) as sock:
+    with _connect(cluster, "n1") as sock:
         sock.sendall(_request("put", {"group": "g1", "key": key, "value": "last"},
                               headers={"Connection": "close"}))
         reader = _Reader(sock)
@@ -387,14 +404,14 @@ def test_connection_close_header_is_answered_with_close_and_then_closed(
         assert answer.status == 200 and isinstance(answer.body["revision"], int), answer
         assert answer.headers.get("connection", "").lower() == "close", answer
         assert reader.closed(), "the server kept the connection open after Connection: close"
-    assert _value(cluster.endpoint("n2"), "g1", key) == "last"
+    assert _value(cluster, "n2", "g1", key) == "last"
 
 
 def test_requests_pipelined_after_connection_close_are_not_served(
     cluster: LocalCluster,
 ) -> None:
     key = _key()
-    with _connect(cluster.endpoint("n1")) as sock:
+    with _connect(cluster, "n1") as sock:
         sock.sendall(_request("get", {"group": "g1", "key": key},
                               headers={"Connection": "close"})
                      + _request("put", {"group": "g1", "key": key, "value": "too late"}))
@@ -404,11 +421,11 @@ def test_requests_pipelined_after_connection_close_are_not_served(
         assert answer.headers.get("connection", "").lower() == "close", answer
         assert reader.closed(), "the server answered past the request that asked to close"
     time.sleep(0.3)  # had the put been started, it would have committed by now
-    assert _value(cluster.endpoint("n1"), "g1", key) is None
+    assert _value(cluster, "n1", "g1", key) is None
 
 
 def test_garbage_request_line_is_400_bad_request_and_closes(cluster: LocalCluster) -> None:
-    with _connect(cluster.endpoint("n2")) as sock:
+    with _connect(cluster, "n2") as sock:
         sock.sendall(b"HELLO THERE\r\n\r\n")
         reader = _Reader(sock)
         answer = reader.response()
@@ -417,14 +434,14 @@ def test_garbage_request_line_is_400_bad_request_and_closes(cluster: LocalCluste
         assert answer.body["error"]["retryable"] is False, answer
         assert answer.headers.get("connection", "").lower() == "close", answer
         assert reader.closed(), "the server kept a connection open after a garbage request"
-    assert _exchange(cluster.endpoint("n2"), "health", {}).body["ok"] is True
+    assert _exchange(cluster, "n2", "health", {}).body["ok"] is True
 
 
 def test_http_1_0_request_without_keep_alive_is_answered_then_closed(
     cluster: LocalCluster,
 ) -> None:
     key = _key()
-    with _connect(cluster.endpoint("n3")) as sock:
+    with _connect(cluster, "n3") as sock:
         sock.sendall(_request("put", {"group": "g1", "key": key, "value": "old"},
                               version="HTTP/1.0"))
         reader = _Reader(sock)
@@ -432,7 +449,7 @@ def test_http_1_0_request_without_keep_alive_is_answered_then_closed(
         assert answer.status == 200 and isinstance(answer.body["revision"], int), answer
         assert answer.headers.get("connection", "").lower() == "close", answer
         assert reader.closed(), "the server kept an HTTP/1.0 connection open"
-    assert _value(cluster.endpoint("n3"), "g1", key) == "old"
+    assert _value(cluster, "n3", "g1", key) == "old"
 
 
 def test_oversized_body_sent_in_pieces_is_413_and_the_next_request_is_served(
@@ -441,7 +458,7 @@ def test_oversized_body_sent_in_pieces_is_413_and_the_next_request_is_served(
     key = _key()
     big = _request("put", {"group": "g1", "key": key, "value": "x" * (100 * 1024)})
     follow = _request("put", {"group": "g1", "key": key, "value": "small"})
-    with _connect(cluster.endpoint("n1")) as sock:
+    with _connect(cluster, "n1") as sock:
         reader = _Reader(sock)
         for i in range(0, len(big) - 5000, 20000):  # the body trickles in over many reads
             sock.sendall(big[i: min(i + 20000, len(big) - 5000)])
@@ -453,12 +470,14 @@ def test_oversized_body_sent_in_pieces_is_413_and_the_next_request_is_served(
         assert "connection" not in too_large.headers, too_large
         answer = reader.response()
         assert answer.status == 200 and answer.body["prev"] is None, answer
-    assert _value(cluster.endpoint("n1"), "g1", key) == "small"
+    assert _value(cluster, "n1", "g1", key) == "small"
+
+
 def test_http_1_0_keep_alive_is_answered_with_keep_alive_and_kept_open(
     cluster: LocalCluster,
 ) -> None:
     key = _key()
-    with _connect(cluster.endpoint("n1")) as sock:
+    with _connect(cluster, "n1") as sock:
         reader = _Reader(sock)
         for value in ("one", "two"):
             sock.sendall(_request("put", {"group": "g1", "key": key, "value": value},
@@ -466,14 +485,14 @@ def test_http_1_0_keep_alive_is_answered_with_keep_alive_and_kept_open(
             answer = reader.response()
             assert answer.status == 200, answer
             assert answer.headers.get("connection", "").lower() == "keep-alive", answer
-    assert _value(cluster.endpoint("n1"), "g1", key) == "two"
+    assert _value(cluster, "n1", "g1", key) == "two"
 
 
 def test_requests_sent_before_a_half_close_are_answered_then_the_server_closes(
     cluster: LocalCluster,
 ) -> None:
     key = _key()
-    with _connect(cluster.endpoint("n2")) as sock:
+    with _connect(cluster, "n2") as sock:
         sock.sendall(_request("put", {"group": "g1", "key": key, "value": "a"})
                      + _request("get", {"group": "g1", "key": key}))
         sock.shutdown(socket.SHUT_WR)  # the client sends nothing more, and waits

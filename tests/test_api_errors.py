@@ -187,7 +187,9 @@ def test_request_body_over_64_kib_is_413_and_the_connection_stays_usable(
     cluster: LocalCluster,
 ) -> None:
     host, port = _ep(cluster).rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    tls = cluster.client_tls()
+    conn = (http.client.HTTPSConnection(host, int(port), timeout=10, context=tls)
+            if tls is not None else http.client.HTTPConnection(host, int(port), timeout=10))
     try:
         big = json.dumps({"group": "g1", "key": "k", "pad": "x" * (70 * 1024)}).encode()
         conn.request("POST", "/v1/put", big, {"Content-Type": "application/json"})

@@ -204,7 +204,7 @@ def test_a_request_for_a_hosted_group_is_served_on_the_loop(api: Api) -> None:
     api.service.answers[("put", "g1")] = {"revision": 5, "prev": None}
     api.service.answers[("get", "g1")] = {"kv": {"key": "k", "value": "v", "version": 1,
                                                  "create_revision": 5, "mod_revision": 5}}
-    with hakv.Client([api.endpoint], timeout=TIMEOUT) as client:
+    with hakv.Client([api.endpoint], timeout=TIMEOUT, tls=False) as client:
         assert client.put("g1", "k", "v").revision == 5
         kv = client.get("g1", "k")
         assert (kv.key, kv.value, kv.mod_revision) == ("k", "v", 5)

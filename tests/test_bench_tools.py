@@ -1,7 +1,9 @@
-"""The tools the benchmark's claims rest on: the interpreter pick and the etcd reference."""
+"""The tools the benchmarks' claims rest on: the interpreter pick, the etcd reference and
+bench.ab's choice of builds and modes."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -61,3 +63,65 @@ def test_the_etcd_reference_cluster_elects_a_leader_and_serves_puts_and_gets(
     finally:
         cluster.down()
     assert all(p.poll() is not None for p in cluster.procs) and not cluster.procs
+
+
+# --------------------------------------------------------------------------- bench.ab
+
+
+def _fake_tree(root: Path, help_text: str) -> Path:
+    """A source tree whose ``python -m hakv ...`` prints ``help_text`` for ``--help`` and
+    otherwise says it is the fake (and its arguments)."""
+    pkg = root / "hakv"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text(
+        "import sys\n"
+        f"print({help_text!r} if '--help' in sys.argv else 'fake hakv ' + ' '.join(sys.argv[1:]))\n")
+    return root
+
+
+def test_ab_knows_what_tls_a_build_has_from_its_help(tmp_path: Path) -> None:
+    from bench.cluster import tls_support
+
+    assert tls_support(None) == "api" and tls_support(str(ROOT)) == "api"
+    assert tls_support(str(_fake_tree(tmp_path / "old", "--data-dir --secret-file"))) == "none"
+    assert tls_support(str(_fake_tree(tmp_path / "raft", "--certs-dir --insecure"))) == "raft"
+
+
+def test_the_nodes_of_another_tree_import_its_hakv_even_run_from_this_one(
+        tmp_path: Path) -> None:
+    """``python -m`` puts the working directory ahead of PYTHONPATH: from this repository
+    (where bench.ab runs everything) a node of build A imported this tree's hakv."""
+    from bench.cluster import local_cluster
+
+    tree = _fake_tree(tmp_path / "old", "no tls here")
+    lc = local_cluster(tmp_path / "run", str(tree), insecure=True)
+    cmd = lc._command("n1")
+    assert cmd[1] == "-P" and "--insecure" not in cmd and "--certs-dir" not in cmd
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.startswith("fake hakv node "), (out.stdout, out.stderr)
+    with pytest.raises(SystemExit, match="--insecure"):
+        local_cluster(tmp_path / "run2", str(tree))
+    assert "--insecure" in local_cluster(tmp_path / "run3", str(ROOT), insecure=True)._command("n1")
+
+
+def test_ab_compares_like_with_like_and_measures_tls_on_one_build() -> None:
+    from bench.ab import Arm, plan
+
+    root = str(ROOT)
+    arms, note = plan(False, False, "/a", "api")
+    assert arms == {"A": Arm("/a", False), "B": Arm(root, False)} and note is None
+    arms, note = plan(False, True, "/a", "api")
+    assert arms == {"A": Arm("/a", True), "B": Arm(root, True)} and note is None
+    for support, why in (("none", "predates TLS"), ("raft", "raft port only")):
+        arms, note = plan(False, False, "/a", support)  # type: ignore[arg-type]
+        assert arms == {"A": Arm("/a", True), "B": Arm(root, True)}
+        assert note is not None and why in note and "--insecure" in note
+    arms, note = plan(True, False, None, "api")
+    assert arms == {"A": Arm(root, True), "B": Arm(root, False)} and note is None
+    assert plan(True, False, "/a", "api")[0] == {"A": Arm("/a", True), "B": Arm("/a", False)}
+    with pytest.raises(SystemExit, match="predates TLS"):
+        plan(True, False, "/a", "none")
+    with pytest.raises(SystemExit, match="drop --insecure"):
+        plan(True, True, None, "api")

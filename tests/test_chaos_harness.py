@@ -3,6 +3,8 @@ real runs and the broken-build self-test as root (skipped with the reason otherw
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from chaos import netns
+from chaos.cluster import make_certs
 from chaos.history import CheckResult, History, Operation
 from chaos.nemesis import Fault, FaultWindow, links_for, ring_cuts, schedule
 from chaos.report import ScenarioResult, write_report
@@ -27,6 +30,8 @@ from chaos.scenario import (
 from chaos.workload import WorkerSpec, classify
 from hakv import errors
 from hakv.core.topology import load_topology
+from hakv.dev.local import LOCAL_CA_ENV
+from hakv.security import certs
 from tests.chaos_support import (
     EXAMPLES,
     caught_violation,
@@ -177,6 +182,29 @@ def test_worker_spec_round_trips_and_errors_are_classified() -> None:
     assert classify(errors.BadRequestError("b"))[0] == "fail"
     assert classify(errors.InternalError("i"))[0] == "unknown"
     assert classify(RuntimeError("boom"))[0] == "unknown"
+
+
+def test_the_cluster_certificates_come_from_the_session_ca_or_a_new_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chaos cluster signs with HAKV_LOCAL_CA_DIR's CA when set (the test session's:
+    the session's own client is then trusted too), else with a CA of its own; either way
+    it makes its client ``root``, which its harness and workloads use."""
+    topo = load_topology(EXAMPLES / "three-node.toml")
+    now = dt.datetime.now(dt.UTC)
+    shared = os.environ.get(LOCAL_CA_ENV)
+    assert shared, "tests/conftest.py sets a session CA"
+    d = tmp_path / "certs"
+    for _ in range(2):  # a second run in the same workdir overwrites
+        make_certs(d, topo)
+    assert (d / "ca.crt").read_bytes() == (Path(shared) / "ca.crt").read_bytes()
+    for cert in ["client.root.crt", *(f"node.{n}.crt" for n in topo.node_ids)]:
+        certs.verify(d / cert, d / "ca.crt", now)
+    assert certs.identity_of(certs.load_cert(d / "client.root.crt")) == ("user", "root")
+    monkeypatch.delenv(LOCAL_CA_ENV)
+    own = tmp_path / "own"
+    make_certs(own, topo)
+    assert (own / "ca.crt").read_bytes() != (Path(shared) / "ca.crt").read_bytes()
+    certs.verify(own / "client.root.crt", own / "ca.crt", now)
 
 
 def test_report_renders_without_a_cluster(tmp_path: Path) -> None:

@@ -14,13 +14,15 @@ from click.testing import CliRunner, Result
 
 from hakv import errors
 from hakv.cli import cli
-from hakv.cli.render import render_table
+from hakv.cli.render import render_status, render_table
 from tests.test_client import KV, Reply, ScriptedServer, err, ok, refused_endpoint
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HAKV_ENDPOINTS", "HAKV_TOPOLOGY", "HAKV_DEBUG"):
+    # Scripted servers speak plain HTTP: no TLS from the session (tests/conftest.py).
+    for name in ("HAKV_ENDPOINTS", "HAKV_TOPOLOGY", "HAKV_DEBUG", "HAKV_CACERT", "HAKV_CERT",
+                 "HAKV_KEY"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -288,6 +290,7 @@ def test_endpoints_from_env_topology_env_and_run_dir(tmp_path: Path) -> None:
         run_dir = tmp_path / "run"
         run_dir.mkdir()
         (run_dir / "topology.toml").write_text(topo.read_text())
+        (run_dir / "INSECURE").touch()  # a run of plain-HTTP nodes (`hakv local up --insecure`)
         by_env = run("get", "g", "k", env={"HAKV_ENDPOINTS": srv.endpoint})
         by_topology_env = run("get", "g", "k", env={"HAKV_TOPOLOGY": str(topo)})
         by_dir = run("get", "g", "k", "--dir", str(run_dir))
@@ -560,3 +563,16 @@ def test_command_families_import_only_render_options_and_the_library() -> None:
             for name in names:
                 if name == "hakv.cli" or name.startswith("hakv.cli."):
                     assert name in allowed, f"{path.name} imports {name}"
+
+
+def test_the_status_column_is_never_blank() -> None:
+    """Issue 16: a node that answers but has not published its status yet says so."""
+    from hakv.cli.render import node_state
+
+    assert node_state({"reachable": True, "status": {"state": "up"}}) == "up"
+    assert node_state({"reachable": True, "status": None}) == "unknown (not reported yet)"
+    assert node_state({"reachable": True, "status": {}}) == "unknown (not reported yet)"
+    assert node_state({"reachable": False}) == "down"
+    table = render_status({"groups": {}, "nodes": [
+        {"node": "n1", "endpoint": "e:1", "reachable": True, "status": None}]})
+    assert "unknown (not reported yet)" in table

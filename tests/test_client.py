@@ -165,6 +165,13 @@ def servers(*scripts: list[Reply]) -> Iterator[list[ScriptedServer]]:
 # --------------------------------------------------------------------------- endpoints
 
 
+@pytest.fixture(autouse=True)
+def _plain_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scripted servers speak plain HTTP: no TLS from the session (tests/conftest.py)."""
+    for name in ("HAKV_CACERT", "HAKV_CERT", "HAKV_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def test_parse_endpoints_forms() -> None:
     assert parse_endpoints("a:1, b:2,,http://c:3/") == ["a:1", "b:2", "c:3"]
     assert parse_endpoints(["[::1]:8202", "a:1", "a:1"]) == ["[::1]:8202", "a:1"]

@@ -17,7 +17,7 @@ from hakv.core.seed import seed_records
 from hakv.core.topology import CLUSTER_GROUP, load_topology
 from hakv.dev.local import LocalCluster
 from hakv.storage.inspect import inspect_data_dir
-from tests.support import leader_of, wait_for, write_topology
+from tests.support import api_tls, api_url, leader_of, wait_for, write_topology
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ def five(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 
 def _role(endpoint: str) -> str:
-    with urllib.request.urlopen(f"http://{endpoint}/v1/status", timeout=3) as resp:
+    with urllib.request.urlopen(api_url(endpoint, "/v1/status"), timeout=3, context=api_tls()) as resp:
         return str(json.loads(resp.read())["groups"][CLUSTER_GROUP]["role"])
 
 

@@ -23,6 +23,13 @@ pytestmark = pytest.mark.slow
 NODES = ["n1", "n2", "n3"]
 
 
+@pytest.fixture(autouse=True)
+def _plain_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These clusters run --insecure (the cluster secret is the old way): plain HTTP."""
+    for name in ("HAKV_CACERT", "HAKV_CERT", "HAKV_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
 class _Touch:
     """Unpickling this creates a file: proof that a node unpickled attacker data."""
 
@@ -47,7 +54,7 @@ def test_nodes_sharing_a_secret_form_a_cluster_and_strangers_get_nothing_unpickl
     cluster.up(str(topo), wait=30)
     try:
         wait_for(lambda: leader_of(cluster.endpoints(), "g1"), 20, what="a leader")
-        with Client(cluster.endpoints(), timeout=10) as client:
+        with Client(cluster.endpoints(), timeout=10, tls=False) as client:
             client.put("g1", "k", "v")
             assert client.get("g1", "k").value == "v"
         # A stranger speaks pysyncobj's framing (length + zlib(pickle)) to the raft port.
@@ -58,7 +65,7 @@ def test_nodes_sharing_a_secret_form_a_cluster_and_strangers_get_nothing_unpickl
             sock.sendall(struct.pack("i", len(payload)) + payload)
             time.sleep(0.5)
         assert not proof.exists(), "the node unpickled data from an unauthenticated peer"
-        with Client(cluster.endpoints(), timeout=10) as client:
+        with Client(cluster.endpoints(), timeout=10, tls=False) as client:
             assert client.get("g1", "k").value == "v"  # and it is still fine
     finally:
         cluster.down()
@@ -82,7 +89,7 @@ def test_a_node_with_another_secret_cannot_join(tmp_path: Path,
         with Client([cluster.endpoint(n) for n in NODES if n != outsider], timeout=10) as c:
             c.put("g1", "after", "1")
         time.sleep(1.5)
-        with Client([cluster.endpoint(outsider)], timeout=3) as c:
+        with Client([cluster.endpoint(outsider)], timeout=3, tls=False) as c:
             # It never hears the group: no leader, so it cannot serve a linearizable read
             # and its local copy lacks the write made after it restarted.
             assert c.range("g1", "after", serializable=True).kvs == []

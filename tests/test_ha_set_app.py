@@ -45,6 +45,12 @@ def test_an_app_set_at_runtime_starts_on_the_first_owner(tmp_path: Path) -> None
         assert result.exit_code == 0, result.output
         wait_for(lambda: beats.exists() and "n1 g1" in beats.read_text(), 30,
                  what="the app's heartbeats from n1, the first owner")
+        # Issue 16: its first placement is not taken for a node restart, burns no token.
+        with Client(cluster.endpoints(), timeout=10) as client:
+            placement = client.admin.placement("g1").placement
+            events = client.admin.events("g1")
+        assert placement.token == 1, placement
+        assert not [e for e in events if "restarted" in str(e.get("reason", ""))], events
         bad = tmp_path / "bad.toml"
         bad.write_text('stop = "true"\n')  # no start command
         result = runner.invoke(cli, ["--dir", str(cluster.dir), "group", "set-app", "g1",

@@ -11,7 +11,7 @@ import pytest
 
 from hakv.client.client import Client
 from hakv.dev.local import LocalCluster
-from tests.support import leader_of, wait_for, write_topology
+from tests.support import api_tls, api_url, leader_of, wait_for, write_topology
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ COMPACT_AFTER = 150
 
 
 def _group_status(endpoint: str) -> dict:  # type: ignore[type-arg]
-    with urllib.request.urlopen(f"http://{endpoint}/v1/status", timeout=3) as resp:
+    with urllib.request.urlopen(api_url(endpoint, "/v1/status"), timeout=3, context=api_tls()) as resp:
         return json.loads(resp.read())["groups"][GROUP]  # type: ignore[no-any-return]
 
 

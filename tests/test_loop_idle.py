@@ -11,13 +11,20 @@ wake-up counter (``loop.wakeups`` in ``/v1/health``, hakv.raft.poller) twice ove
 on a keep-alive connection of its own, and checks the rate is that of an idle node, and
 that the poller never had to drop a descriptor someone forgot to unregister.
 
-One 3-node cluster: g1 on n1, n2, n3; g2 on n1, n2, so n3 forwards every g2 request.
+Nodes serve the API over TLS by default: the raw requests travel inside it
+(tests.raw_tls), and the kinds include what only TLS has (a handshake cut off, plain
+bytes on the TLS port, no client certificate). The kinds that are about how a connection
+ends also run against nodes started ``--insecure`` (plain TCP).
+
+One 3-node cluster (per mode): g1 on n1, n2, n3; g2 on n1, n2, so n3 forwards every g2
+request.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +35,8 @@ import pytest
 
 import hakv
 from hakv.dev.local import LocalCluster
+from hakv.security.tls import client_context
+from tests import raw_tls
 from tests.support import holds, post, start_api_cluster, wait_for
 
 pytestmark = pytest.mark.slow
@@ -50,9 +59,31 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         lc.down()
 
 
-def _connect(endpoint: str) -> socket.socket:
-    host, port = endpoint.rsplit(":", 1)
+@pytest.fixture(scope="module")
+def plain_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """The same cluster with its nodes started ``--insecure``: the API on plain TCP."""
+    lc = raw_tls.start_insecure_api_cluster(tmp_path_factory.mktemp("idle-plain"), NODES,
+                                            GROUPS)
+    try:
+        yield lc
+    finally:
+        lc.down()
+
+
+def _connect(cluster: LocalCluster, node: str) -> raw_tls.Conn:
+    """A connection to ``node``; on a TLS cluster its handshake done, as its client."""
+    return raw_tls.connect(cluster.endpoint(node), cluster.client_tls(), TIMEOUT)
+
+
+def _plain_socket(cluster: LocalCluster, node: str) -> socket.socket:
+    host, port = cluster.endpoint(node).rsplit(":", 1)
     return socket.create_connection((host, int(port)), timeout=TIMEOUT)
+
+
+def _tls_only(cluster: LocalCluster) -> ssl.SSLContext:
+    tls = cluster.client_tls()
+    assert tls is not None, "a kind for TLS clusters only"
+    return tls
 
 
 def _request(op: str, body: Any, headers: str = "") -> bytes:
@@ -61,7 +92,7 @@ def _request(op: str, body: Any, headers: str = "") -> bytes:
             f"{headers}\r\n").encode() + data
 
 
-def _read_response(sock: socket.socket) -> dict[str, Any]:
+def _read_response(sock: raw_tls.Conn) -> dict[str, Any]:
     buf = b""
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(65536)
@@ -81,8 +112,8 @@ def _read_response(sock: socket.socket) -> dict[str, Any]:
 class LoopMeter:
     """Reads one node's raft-loop counters over a keep-alive connection of its own."""
 
-    def __init__(self, endpoint: str) -> None:
-        self.sock = _connect(endpoint)
+    def __init__(self, cluster: LocalCluster, node: str) -> None:
+        self.sock = _connect(cluster, node)
 
     def loop(self) -> dict[str, int]:
         self.sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: hakv\r\n\r\n")
@@ -103,7 +134,7 @@ class LoopMeter:
 def assert_idle(cluster: LocalCluster, nodes: list[str] = NODES) -> None:
     """Every node of ``nodes`` goes back to an idle raft loop (within a few windows, so a
     write's follow-up, e.g. commit notices, may finish) and dropped no descriptor."""
-    meters = {n: LoopMeter(cluster.endpoint(n)) for n in nodes}
+    meters = {n: LoopMeter(cluster, n) for n in nodes}
     try:
         rates: dict[str, float] = {}
         for n, meter in meters.items():
@@ -127,7 +158,8 @@ def assert_idle(cluster: LocalCluster, nodes: list[str] = NODES) -> None:
 
 def keep_alive_client(cluster: LocalCluster, node: str) -> None:
     """hakv.Client: several requests on one keep-alive connection, then closed."""
-    with hakv.Client([cluster.endpoint(node)], timeout=TIMEOUT) as client:
+    with hakv.Client([cluster.endpoint(node)], timeout=TIMEOUT,
+                     tls=cluster.client_tls() or False) as client:
         for i in range(5):
             client.put("g1", f"idle-{i}", "v")
             client.get("g1", f"idle-{i}")
@@ -135,7 +167,7 @@ def keep_alive_client(cluster: LocalCluster, node: str) -> None:
 
 def connection_close(cluster: LocalCluster, node: str) -> None:
     """``Connection: close``: the server closes after its answer."""
-    with _connect(cluster.endpoint(node)) as sock:
+    with _connect(cluster, node) as sock:
         sock.sendall(_request("health", {}, "Connection: close\r\n"))
         _read_response(sock)
         assert sock.recv(1) == b""
@@ -143,7 +175,7 @@ def connection_close(cluster: LocalCluster, node: str) -> None:
 
 def curl_like(cluster: LocalCluster, node: str) -> None:
     """One GET, answer read, then the client closes (what curl does)."""
-    with _connect(cluster.endpoint(node)) as sock:
+    with _connect(cluster, node) as sock:
         sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: hakv\r\n\r\n")
         _read_response(sock)
 
@@ -151,7 +183,7 @@ def curl_like(cluster: LocalCluster, node: str) -> None:
 def client_shuts_down_first(cluster: LocalCluster, node: str) -> None:
     """The client sends its request and shuts its sending side at once (EOF with a
     request in the buffer), then reads the answer."""
-    with _connect(cluster.endpoint(node)) as sock:
+    with _connect(cluster, node) as sock:
         sock.sendall(_request("get", {"group": "g1", "key": "idle-0"}))
         sock.shutdown(socket.SHUT_WR)
         _read_response(sock)
@@ -159,7 +191,7 @@ def client_shuts_down_first(cluster: LocalCluster, node: str) -> None:
 
 def shutdown_with_blocking_op(cluster: LocalCluster, node: str) -> None:
     """EOF while a worker-served request (status) is in flight."""
-    with _connect(cluster.endpoint(node)) as sock:
+    with _connect(cluster, node) as sock:
         sock.sendall(_request("status", {}))
         sock.shutdown(socket.SHUT_WR)
         _read_response(sock)
@@ -167,7 +199,7 @@ def shutdown_with_blocking_op(cluster: LocalCluster, node: str) -> None:
 
 def reset_mid_request(cluster: LocalCluster, node: str) -> None:
     """Half a request, then a reset (SO_LINGER 0 makes close send RST)."""
-    sock = _connect(cluster.endpoint(node))
+    sock = _connect(cluster, node)
     raw = _request("put", {"group": "g1", "key": "idle-reset", "value": "x" * 100})
     sock.sendall(raw[: len(raw) // 2])
     time.sleep(0.05)
@@ -177,7 +209,7 @@ def reset_mid_request(cluster: LocalCluster, node: str) -> None:
 
 def vanish_with_write_in_flight(cluster: LocalCluster, node: str) -> None:
     """A whole put, then the client resets before its answer comes."""
-    sock = _connect(cluster.endpoint(node))
+    sock = _connect(cluster, node)
     sock.sendall(_request("put", {"group": "g1", "key": "idle-vanish", "value": "v"}))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
@@ -190,7 +222,7 @@ def forwarded(cluster: LocalCluster, node: str) -> None:
     for i in range(3):
         body = {"group": "g2", "key": f"fwd-{i}", "value": "v", "client": client, "seq": i + 1}
         for _ in range(5):
-            with _connect(cluster.endpoint(node)) as sock:
+            with _connect(cluster, node) as sock:
                 sock.sendall(_request("put", body, "Connection: close\r\n"))
                 answer = _read_response(sock)
             if "revision" in answer or not answer.get("error", {}).get("retryable"):
@@ -203,8 +235,11 @@ def http_client(cluster: LocalCluster, node: str) -> None:
     import http.client
 
     host, port = cluster.endpoint(node).rsplit(":", 1)
+    tls = cluster.client_tls()
     for op in ("health", "status"):
-        conn = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT)
+        conn = (http.client.HTTPSConnection(host, int(port), timeout=TIMEOUT, context=tls)
+                if tls is not None else http.client.HTTPConnection(host, int(port),
+                                                                   timeout=TIMEOUT))
         conn.request("POST", f"/v1/{op}", body=b"{}",
                      headers={"Content-Type": "application/json"})
         assert conn.getresponse().read()
@@ -213,25 +248,86 @@ def http_client(cluster: LocalCluster, node: str) -> None:
 
 def bad_request(cluster: LocalCluster, node: str) -> None:
     """Garbage that the server answers with an error and closes."""
-    with _connect(cluster.endpoint(node)) as sock:
+    with _connect(cluster, node) as sock:
         sock.sendall(b"NONSENSE\r\n\r\n")
         _read_response(sock)
+
+
+def connected_then_closed(cluster: LocalCluster, node: str) -> None:
+    """A connection (its TLS handshake done) that the client closes without a request."""
+    with _connect(cluster, node):
+        pass
+
+
+def handshake_cut_off(cluster: LocalCluster, node: str) -> None:
+    """Half a TLS ClientHello, then the client goes away (a stranger, a port scanner)."""
+    hello = _tls_only(cluster).wrap_bio(ssl.MemoryBIO(), out := ssl.MemoryBIO(),
+                                        server_side=False, server_hostname="127.0.0.1")
+    try:
+        hello.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    data = out.read()
+    with _plain_socket(cluster, node) as sock:
+        sock.sendall(data[: len(data) // 2])
+        time.sleep(0.05)
+
+
+def plain_http_on_the_tls_port(cluster: LocalCluster, node: str) -> None:
+    """A plain HTTP request to a node serving TLS: the handshake fails, the node sends
+    an alert and closes."""
+    _tls_only(cluster)
+    with _plain_socket(cluster, node) as sock:
+        sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: hakv\r\n\r\n")
+        try:
+            while sock.recv(65536):
+                pass
+        except ConnectionResetError:
+            pass
+
+
+def no_client_certificate(cluster: LocalCluster, node: str) -> None:
+    """TLS without a client certificate: 401 unauthenticated, on a kept-alive connection
+    the client then closes."""
+    files = cluster.client_files()
+    assert files is not None, "a kind for TLS clusters only"
+    with raw_tls.connect(cluster.endpoint(node), client_context(files[0]), TIMEOUT) as sock:
+        for op in ("status", "put"):
+            sock.sendall(_request(op, {"group": "g1", "key": "idle-anon", "value": "v"}))
+            answer = _read_response(sock)
+            assert answer["error"]["code"] == "unauthenticated", answer
 
 
 KINDS: list[Callable[[LocalCluster, str], None]] = [
     keep_alive_client, connection_close, curl_like, client_shuts_down_first,
     shutdown_with_blocking_op, reset_mid_request, vanish_with_write_in_flight, forwarded,
-    http_client, bad_request,
+    http_client, bad_request, connected_then_closed, handshake_cut_off,
+    plain_http_on_the_tls_port, no_client_certificate,
 ]
+#: The kinds about how a connection ends, run on plain TCP too.
+PLAIN_KINDS: list[Callable[[LocalCluster, str], None]] = [
+    client_shuts_down_first, reset_mid_request, vanish_with_write_in_flight, bad_request,
+]
+
+
+def _open_and_close(cluster: LocalCluster, kind: Callable[..., None]) -> None:
+    for node in NODES:
+        for _ in range(3):  # more than one, so descriptor numbers get reused
+            kind(cluster, node)
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=[k.__name__ for k in KINDS])
 def test_raft_thread_is_idle_after_closed_connections(cluster: LocalCluster,
                                                       kind: Callable[..., None]) -> None:
-    for node in NODES:
-        for _ in range(3):  # more than one, so descriptor numbers get reused
-            kind(cluster, node)
+    _open_and_close(cluster, kind)
     assert_idle(cluster)
+
+
+@pytest.mark.parametrize("kind", PLAIN_KINDS, ids=[k.__name__ for k in PLAIN_KINDS])
+def test_raft_thread_is_idle_after_closed_plain_connections(
+        plain_cluster: LocalCluster, kind: Callable[..., None]) -> None:
+    _open_and_close(plain_cluster, kind)
+    assert_idle(plain_cluster)
 
 
 def test_raft_thread_is_idle_while_a_peer_is_down(cluster: LocalCluster,
@@ -249,7 +345,7 @@ def test_raft_thread_is_idle_while_a_peer_is_down(cluster: LocalCluster,
 
 def _healthy(cluster: LocalCluster, node: str) -> bool:
     try:
-        with _connect(cluster.endpoint(node)) as sock:
+        with _connect(cluster, node) as sock:
             sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: hakv\r\nConnection: close\r\n\r\n")
             return bool(_read_response(sock).get("ok"))
     except OSError:
@@ -289,7 +385,7 @@ def test_writes_through_every_owner_of_a_quiet_group_commit_at_once(
             body = {"group": "g2", "key": f"quiet-{node}", "value": str(round_),
                     "client": f"quiet-{node}-{time.monotonic_ns()}", "seq": 1}
             started = time.monotonic()
-            with _connect(cluster.endpoint(node)) as sock:
+            with _connect(cluster, node) as sock:
                 sock.sendall(_request("put", body))
                 answer = _read_response(sock)
             took = time.monotonic() - started

@@ -19,7 +19,7 @@ from hakv.client.client import Client
 from hakv.core.topology import load_topology
 from hakv.dev.local import LocalCluster
 from hakv.storage.inspect import inspect_data_dir
-from tests.support import leader_of, wait_for, write_topology
+from tests.support import api_tls, api_url, leader_of, wait_for, write_topology
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def nine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 
 def _status(endpoint: str) -> dict:  # type: ignore[type-arg]
-    with urllib.request.urlopen(f"http://{endpoint}/v1/status", timeout=3) as resp:
+    with urllib.request.urlopen(api_url(endpoint, "/v1/status"), timeout=3, context=api_tls()) as resp:
         return json.loads(resp.read())  # type: ignore[no-any-return]
 
 

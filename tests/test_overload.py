@@ -49,7 +49,8 @@ class Cluster:
         self.local = LocalCluster(base / "run")
         self.local.up(str(topology), wait=60)
         self.pids = {n: self.local.pid(n) for n in self.endpoint}
-        self.status = Client(list(self.endpoint.values()), timeout=3.0)
+        self.tls = self.local.client_tls()
+        self.status = Client(list(self.endpoint.values()), timeout=3.0, tls=self.tls)
 
     def view(self) -> dict[str, Any]:
         groups: dict[str, Any] = self.status.cluster_status()["groups"]
@@ -105,9 +106,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         c.close()
 
 
-def _burst(endpoints: list[str], group: str, seconds: float) -> int:
+def _burst(cluster: Cluster, endpoints: list[str], group: str, seconds: float) -> int:
     done = 0
-    with Client(endpoints, timeout=10.0) as client:
+    with Client(endpoints, timeout=10.0, tls=cluster.tls) as client:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             client.put(group, f"burst-{done % 50}", "x" * 100)
@@ -117,7 +118,9 @@ def _burst(endpoints: list[str], group: str, seconds: float) -> int:
 
 def _idle(cluster: Cluster) -> float:
     """The cluster's idle CPU after client traffic (every node has answered clients)."""
-    client_traffic(list(cluster.endpoint.values()), "g00", nodes=NODES)
+    traffic = client_traffic(list(cluster.endpoint.values()), "g00", nodes=NODES,
+                             tls=cluster.tls)
+    assert not traffic["errors"], traffic["errors"]  # the idle level is after real traffic
     time.sleep(2.0)
     return cluster.cpu(6.0)
 
@@ -137,7 +140,7 @@ def test_back_to_idle_after_a_burst_and_after_a_pause(cluster: Cluster) -> None:
     leader = cluster.leader(written)
     endpoints = [cluster.endpoint[leader]] + [cluster.endpoint[o]
                                               for o in cluster.groups[written] if o != leader]
-    puts = _burst(endpoints, written, 5.0)
+    puts = _burst(cluster, endpoints, written, 5.0)
     assert puts > 100, f"only {puts} puts in 5 s"
     back, samples = cluster.back_to_idle(idle)
     assert back, (f"after {puts} puts the cluster stayed busy: {samples} % of a core "

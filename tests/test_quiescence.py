@@ -22,7 +22,15 @@ import pytest
 from hakv import errors
 from hakv.client.client import Client
 from hakv.dev.local import LocalCluster
-from tests.support import group_cluster, holds, leader_of, wait_for, write_topology
+from tests.support import (
+    api_tls,
+    api_url,
+    group_cluster,
+    holds,
+    leader_of,
+    wait_for,
+    write_topology,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +46,7 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
 
 def _group(cluster: LocalCluster, node: str) -> dict[str, Any]:
     endpoint = cluster.endpoints()[NODES.index(node)]
-    with urllib.request.urlopen(f"http://{endpoint}/v1/status", timeout=3) as resp:
+    with urllib.request.urlopen(api_url(endpoint, "/v1/status"), timeout=3, context=api_tls()) as resp:
         return json.loads(resp.read())["groups"][GROUP]  # type: ignore[no-any-return]
 
 
@@ -142,7 +150,7 @@ def test_the_cluster_ensemble_goes_quiet_with_read_only_followers(tmp_path: Path
         endpoints = lc.endpoints()
 
         def cluster_status(node: str) -> dict[str, Any]:
-            with urllib.request.urlopen(f"http://{endpoints[nodes.index(node)]}/v1/status",
+            with urllib.request.urlopen(api_url(endpoints[nodes.index(node)], "/v1/status"), context=api_tls(),
                                         timeout=3) as resp:
                 return json.loads(resp.read())["groups"]["_cluster"]  # type: ignore[no-any-return]
 

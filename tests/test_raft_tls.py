@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import socket
 import ssl
 import struct
@@ -87,7 +88,7 @@ def test_a_local_cluster_speaks_tls_and_survives_a_restart(
     lc, _ = cluster
     assert (lc.certs_dir / "ca.crt").exists() and not lc.insecure
     for n in NODES:
-        assert "the raft port uses mutual TLS as node " + n in lc.log_path(n).read_text()
+        assert "the raft and API ports use TLS as node " + n in lc.log_path(n).read_text()
     with Client(lc.endpoints(), timeout=10) as c:
         for i in range(20):
             c.put("g1", f"k{i}", str(i))
@@ -201,3 +202,98 @@ def test_load_topology_of_the_fixture_is_untouched(cluster: tuple[LocalCluster, 
     for spec in topo.nodes:
         cert = certs.load_cert(lc.certs_dir / f"node.{spec.id}.crt")
         assert certs.identity_of(cert) == ("node", spec.id)
+
+
+# --------------------------------------------------------------------------- the API port
+
+
+def test_the_api_is_https_and_wants_a_client_certificate(
+        cluster: tuple[LocalCluster, Path], tmp_path: Path) -> None:
+    from hakv import errors
+
+    lc, _ = cluster
+    ca = str(lc.certs_dir / "ca.crt")
+    # The run's own client identity: everything works.
+    with lc.client(timeout=10) as c:
+        c.put("g1", "https", "yes")
+    # The CA but no certificate: health answers, the rest is 401 unauthenticated.
+    with Client(lc.endpoints(), timeout=5, cacert=ca) as anonymous:
+        assert anonymous.health(lc.endpoint("n1"))["node"] == "n1"
+        with pytest.raises(errors.UnauthenticatedError, match="client certificate"):
+            anonymous.get("g1", "https")
+    # Another CA's client certificate, or trusting another CA: a typed certificate error.
+    other = tmp_path / "other-ca"
+    now = certs.dt.datetime.now(certs.dt.UTC)
+    certs.init_ca(other, now=now)
+    certs.client_cert(other, "mallory", now=now)
+    with Client(lc.endpoints(), timeout=5, cacert=str(other / "ca.crt")) as wrong_ca:
+        with pytest.raises(errors.CertificateError, match="refused"):
+            wrong_ca.get("g1", "https")
+    with Client(lc.endpoints(), timeout=5, cacert=ca, cert=str(other / "client.mallory.crt"),
+                key=str(other / "client.mallory.key")) as mallory:
+        with pytest.raises(errors.CertificateError):
+            mallory.put("g1", "https", "mallory")
+    # Plain HTTP to the TLS port: dropped, nothing served.
+    host, port = lc.topology.node("n1").host, lc.topology.node("n1").api_port
+    with socket.create_connection((host, port), timeout=2) as sock:
+        sock.sendall(b'POST /v1/put HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}')
+        assert _closed_by_peer(sock)
+    with lc.client(timeout=10) as c:
+        assert c.get("g1", "https").value == "yes"
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
+def test_curl_works_with_the_same_flags(cluster: tuple[LocalCluster, Path]) -> None:
+    lc, _ = cluster
+    d = lc.certs_dir
+    proc = subprocess.run(
+        ["curl", "-sS", "--cacert", str(d / "ca.crt"), "--cert", str(d / "client.root.crt"),
+         "--key", str(d / "client.root.key"), "-X", "POST", "-d", '{"group": "g1"}',
+         f"https://{lc.endpoint('n1')}/v1/status"],
+        capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 0, proc.stderr
+    assert '"node": "n1"' in proc.stdout or '"node":"n1"' in proc.stdout, proc.stdout
+
+
+def _served_fingerprint(lc: LocalCluster, node: str) -> str:
+    from hakv.security.tls import client_context
+
+    ca, cert, key = lc.client_files() or (None, None, None)
+    assert ca is not None
+    context = client_context(ca, cert, key, check_hostname=False)
+    spec = lc.topology.node(node)
+    with socket.create_connection((spec.host, spec.api_port), timeout=3) as raw:
+        with context.wrap_socket(raw) as sock:
+            der = sock.getpeercert(binary_form=True)
+    assert der
+    return certs.fingerprint(certs.x509.load_der_x509_certificate(der))
+
+
+def test_sighup_reloads_the_certificate_and_keeps_the_old_on_bad_material(
+        cluster: tuple[LocalCluster, Path]) -> None:
+    import signal
+
+    lc, _ = cluster
+    pid = lc.pid("n1")
+    assert pid
+    before = _served_fingerprint(lc, "n1")
+    crt = lc.certs_dir / "node.n1.crt"
+    good = crt.read_bytes()
+    # Bad material: logged, the old certificate stays in use.
+    crt.write_bytes(b"not a certificate")
+    os.kill(pid, signal.SIGHUP)
+    wait_for(lambda: "TLS material not reloaded" in lc.log_path("n1").read_text(), 10,
+             what="n1 to refuse the bad certificate")
+    assert _served_fingerprint(lc, "n1") == before
+    crt.write_bytes(good)
+    # A re-issued certificate: taken without a restart, the cluster keeps working.
+    now = certs.dt.datetime.now(certs.dt.UTC)
+    certs.node_cert(lc.certs_dir, "n1", ["127.0.0.1"], now=now, overwrite=True)
+    os.kill(pid, signal.SIGHUP)
+    wait_for(lambda: "reloaded TLS material" in lc.log_path("n1").read_text(), 10,
+             what="n1 to reload its certificate")
+    assert _served_fingerprint(lc, "n1") != before
+    assert lc.pid("n1") == pid
+    with Client([lc.endpoint("n1")], timeout=10) as c:
+        c.put("g1", "after-reload", "1")
+        assert c.get("g1", "after-reload").value == "1"

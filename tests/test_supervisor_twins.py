@@ -152,8 +152,8 @@ def test_a_placement_found_at_start_is_stale_and_reported_suspended(
         groups: Groups, tmp_path: Path) -> None:
     """Placed here before this process started: the app died with the previous one."""
     clock = FakeClock(monotonic=time.monotonic())
-    runner = _runner(groups, _topology(), clock, tmp_path)
     _place(groups, "a")
+    runner = _runner(groups, _topology(), clock, tmp_path)  # this process starts now
     runner.step()
     assert runner.keeper is None
     placement = groups.store("g").placement()
@@ -161,6 +161,25 @@ def test_a_placement_found_at_start_is_stale_and_reported_suspended(
     assert "restarted" in placement.reason
     assert runner.renew_once() == POLL  # no lease wanted: nothing asked
     assert groups.members["g"].ops("placement")[-1]["action"] == "report"
+
+
+def test_a_new_apps_first_placement_is_not_taken_for_a_restart(
+        groups: Groups, tmp_path: Path) -> None:
+    """Issue 16: `hakv group set-app` on a running group; the manager places the app before
+    its runner's first look. That placement is this process's: the app starts under token
+    1, no "node restarted" event, no token burnt."""
+    clock = FakeClock(monotonic=time.monotonic())
+    runner = _runner(groups, _topology(), clock, tmp_path)  # the node has been up a while
+    placed = _place(groups, "a")  # the first placement of the new app
+    assert runner.sup.predates_this_process("g", placed) is False
+    try:
+        runner.step()
+        placement = groups.store("g").placement()
+        assert (placement.state, placement.token) == ("starting", 1), placement
+        assert "restarted" not in placement.reason
+        assert runner.lease_token == 1
+    finally:
+        runner.shutdown()
 
 
 # =========================================================================== lease

@@ -136,9 +136,12 @@ def test_a_watcher_that_never_reads_does_not_slow_writes(lc: Any) -> None:
         return time.monotonic() - t0
 
     baseline = writes()
+    tls = lc.client_tls()
     stuck = []
     for i in range(40):  # parked (never/) or answered (busy/), and nobody reads a byte
         s = socket.create_connection((host, int(port)))
+        if tls is not None:  # the raw request inside TLS, as the cluster's client
+            s = tls.wrap_socket(s, server_hostname=host)
         body = b'{"group":"g","prefix":"%s","timeout":30,"limit":10000}' % (
             b"never/" if i % 2 else b"busy/")
         s.sendall(b"POST /v1/watch HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s"

@@ -245,7 +245,7 @@ class Peers:
         self.closed = 0
 
     def post(self, address: str, op: str, body: bytes,
-             timeout: float | None = None) -> tuple[int, bytes]:
+             timeout: float | None = None, on_behalf: str | None = None) -> tuple[int, bytes]:
         self.posts.append((address, op, codec.parse_body(body) if body else {}))
         self.raw.append(body)
         if address not in self.nodes:

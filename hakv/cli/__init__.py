@@ -30,6 +30,7 @@ from typing import Any
 import click
 
 from hakv.cli import _options, render
+from hakv.cli.access import role, user
 from hakv.cli.certs import certs
 from hakv.cli.cluster import cluster
 from hakv.cli.events import events
@@ -95,6 +96,12 @@ class _HakvGroup(click.Group):
     help="Run dir of a local cluster; its nodes are the endpoints.",
 )
 @click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds per call.")
+@click.option("--cacert", type=click.Path(dir_okay=False), default=None,
+              help="CA certificate of the cluster: talk HTTPS (env HAKV_CACERT).")
+@click.option("--cert", type=click.Path(dir_okay=False), default=None,
+              help="Client certificate, from `hakv certs client NAME` (env HAKV_CERT).")
+@click.option("--key", type=click.Path(dir_okay=False), default=None,
+              help="The client certificate's key (env HAKV_KEY).")
 @click.version_option(package_name="hakv", prog_name="hakv")
 @click.pass_context
 def cli(
@@ -103,9 +110,12 @@ def cli(
     topology: str | None,
     run_dir: str | None,
     timeout: float,
+    cacert: str | None,
+    cert: str | None,
+    key: str | None,
 ) -> None:
     """hakv: coordination for very large HA clusters, one Raft ensemble per group."""
-    _options.remember(ctx, endpoints, topology, run_dir, timeout)
+    _options.remember(ctx, endpoints, topology, run_dir, timeout, cacert, cert, key)
 
 
 for _command in (put, get, delete, range_, txn, status, explain, cluster, group, events,
@@ -115,6 +125,8 @@ cli.add_command(watch)
 cli.add_command(lease)
 cli.add_command(lock)
 cli.add_command(elect)
+cli.add_command(user)
+cli.add_command(role)
 cli.add_command(certs)
 
 

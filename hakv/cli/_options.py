@@ -5,6 +5,7 @@ from them (docs/cli.md, "Choosing the cluster")."""
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -14,9 +15,10 @@ from hakv.client import ENDPOINTS_ENV, Client, endpoints_from_env, parse_endpoin
 from hakv.core.topology import Topology, load_topology
 from hakv.dev.local import LocalCluster
 from hakv.errors import ConfigError
+from hakv.security.tls import CACERT_ENV, CERT_ENV, KEY_ENV, client_context_from
 
-__all__ = ["TOPOLOGY_ENV", "Conn", "client", "conn_options", "json_option", "remember",
-           "resolve_endpoints", "settings", "topology_of"]
+__all__ = ["TOPOLOGY_ENV", "Conn", "client", "conn_options", "json_option", "make_client",
+           "remember", "resolve_endpoints", "settings", "tls_of", "topology_of"]
 
 TOPOLOGY_ENV = "HAKV_TOPOLOGY"
 
@@ -33,14 +35,19 @@ class Conn:
         self.topology: str | None = None
         self.run_dir: str | None = None
         self.timeout: float = 5.0
+        self.cacert: str | None = None
+        self.cert: str | None = None
+        self.key: str | None = None
 
 
 def remember(ctx: click.Context, endpoints: str | None, topology: str | None,
-             run_dir: str | None, timeout: float) -> None:
+             run_dir: str | None, timeout: float, cacert: str | None = None,
+             cert: str | None = None, key: str | None = None) -> None:
     """Keep the root group's options for the command (which may override them)."""
     conn = ctx.ensure_object(Conn)
     conn.endpoints, conn.topology, conn.run_dir, conn.timeout = (
         endpoints, topology, run_dir, timeout)
+    conn.cacert, conn.cert, conn.key = cacert, cert, key
 
 
 def conn_options(f: F) -> F:
@@ -113,14 +120,29 @@ def settings(ctx: click.Context, **given: Any) -> Conn:
     conn.run_dir = given.get("run_dir") or root.run_dir
     timeout = given.get("timeout")
     conn.timeout = timeout if timeout is not None else root.timeout
+    conn.cacert, conn.cert, conn.key = root.cacert, root.cert, root.key
     return conn
+
+
+def tls_of(conn: Conn) -> ssl.SSLContext | bool:
+    """HTTPS settings: --cacert/--cert/--key, else a local cluster's own (--dir), else
+    HAKV_CACERT/HAKV_CERT/HAKV_KEY; False: plain HTTP (an --insecure cluster)."""
+    if conn.cacert or conn.cert or conn.key:
+        return client_context_from(conn.cacert, conn.cert, conn.key) or False
+    if conn.run_dir and not any(os.environ.get(v) for v in (CACERT_ENV, CERT_ENV, KEY_ENV)):
+        return LocalCluster(conn.run_dir).client_tls() or False
+    return client_context_from() or False
+
+
+def make_client(conn: Conn, endpoints: list[str]) -> Client:
+    return Client(endpoints, timeout=conn.timeout, tls=tls_of(conn))
 
 
 def client(ctx: click.Context, **given: Any) -> Client:
     """A Client over the endpoints the options (or the environment) name."""
     conn = settings(ctx, **given)
     endpoints, _ = resolve_endpoints(conn.endpoints, conn.topology, conn.run_dir)
-    return Client(endpoints, timeout=conn.timeout)
+    return make_client(conn, endpoints)
 
 
 def topology_of(ctx: click.Context, **given: Any) -> Topology:

@@ -54,6 +54,16 @@ def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
 
 
+def node_state(n: Mapping[str, Any]) -> str:
+    """A node's STATUS cell, never blank: its reported state, ``down`` (no answer) or
+    ``unknown (not reported yet)`` (it answers but has published no status record yet,
+    e.g. just after start-up)."""
+    if not n.get("reachable"):
+        return "down"
+    state = (n.get("status") or {}).get("state")
+    return str(state) if state else "unknown (not reported yet)"
+
+
 def render_status(st: Mapping[str, Any]) -> str:
     """``hakv status`` as text: a group table, then a node table."""
     groups = st.get("groups") or {}
@@ -76,7 +86,7 @@ def render_status(st: Mapping[str, Any]) -> str:
             n.get("reachable"),
             n.get("groups") or "",
             n.get("sphere_of_influence") or "",
-            (n.get("status") or {}).get("state", "") if n.get("reachable") else "down",
+            node_state(n),
             n.get("error") or "",
         ]
         for n in st.get("nodes") or []

@@ -6,9 +6,8 @@ from typing import Any
 
 import click
 
-from hakv.cli._options import conn_options, json_option, resolve_endpoints, settings
+from hakv.cli._options import conn_options, json_option, make_client, resolve_endpoints, settings
 from hakv.cli.render import echo_json, render_status
-from hakv.client import Client
 from hakv.errors import UnavailableError
 
 __all__ = ["status"]
@@ -23,7 +22,7 @@ def status(ctx: click.Context, as_json: bool, **conn: Any) -> None:
     reachable. Exit 3 when no node answers."""
     given = settings(ctx, **conn)
     endpoints, names = resolve_endpoints(given.endpoints, given.topology, given.run_dir)
-    with Client(endpoints, timeout=given.timeout) as c:
+    with make_client(given, endpoints) as c:
         st = c.cluster_status()
     for n in st["nodes"]:
         if n["node"] is None:

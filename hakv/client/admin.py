@@ -30,6 +30,7 @@ of the records, ConflictError, and the retry/failover outcomes of :class:`~hakv.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from hakv import errors
 from hakv.client.results import parse
 from hakv.client.txn import Compare, Op
-from hakv.core import ha
+from hakv.core import access, ha
 from hakv.core.membership import (
     EPOCH_KEY,
     GROUPS,
@@ -398,6 +399,113 @@ class Admin:
         """Forget the nodes where ``group``'s app failed beyond its restart limit: every
         live owner may run it again."""
         return self._action(group, {"action": "cleanup"}, reason)
+
+    # ---- users and roles (hakv.core.access; docs/security.md "Access control")
+
+    def users(self) -> dict[str, list[str]]:
+        """Every user with a record: name -> role names."""
+        return {k[len(access.USERS):]: access.user_record(v)["roles"]
+                for k, v in self._auth(access.USERS).items()}
+
+    def roles(self) -> dict[str, list[dict[str, Any]]]:
+        """Every role: name -> grants ``{"group", "prefix", "verbs"}``."""
+        return {k[len(access.ROLES):]: access.role_record(v)["grants"]
+                for k, v in self._auth(access.ROLES).items()}
+
+    def add_user(self, name: str, roles: Sequence[str] = ()) -> dict[str, Any]:
+        """A user record for identity ``hakv://user/<name>`` (its client certificate comes
+        from ``hakv certs client NAME``); ConflictError if it exists."""
+        access.check_name(name, "user")
+        record = access.user_record({"roles": list(roles)})
+        return self._put_auth(access.USERS + name, record, new=True)
+
+    def remove_user(self, name: str) -> dict[str, Any]:
+        return self._delete_auth(access.USERS + access.check_name(name, "user"), "user")
+
+    def grant_role(self, user: str, role: str) -> dict[str, Any]:
+        """Give ``user`` the grants of ``role`` (the role must exist)."""
+        self._get_auth(access.ROLES + access.check_name(role, "role"), "role")
+        return self._update_auth(access.USERS + access.check_name(user, "user"), "user",
+                                 lambda r: {"roles": sorted({*r["roles"], role})},
+                                 access.user_record)
+
+    def revoke_role(self, user: str, role: str) -> dict[str, Any]:
+        return self._update_auth(access.USERS + access.check_name(user, "user"), "user",
+                                 lambda r: {"roles": [x for x in r["roles"] if x != role]},
+                                 access.user_record)
+
+    def add_role(self, name: str) -> dict[str, Any]:
+        access.check_name(name, "role")
+        return self._put_auth(access.ROLES + name, {"grants": []}, new=True)
+
+    def remove_role(self, name: str) -> dict[str, Any]:
+        return self._delete_auth(access.ROLES + access.check_name(name, "role"), "role")
+
+    def grant(self, role: str, group: str, verbs: Sequence[str],
+              prefix: str = "") -> dict[str, Any]:
+        """Let ``role`` do ``verbs`` on ``group`` (``"*"``: every group), on keys under
+        ``prefix`` only if given (hakv.core.access.VERBS)."""
+        new = access.grant(group, verbs, prefix)
+
+        def change(record: dict[str, Any]) -> dict[str, Any]:
+            kept = [g for g in record["grants"]
+                    if (g["group"], g["prefix"]) != (new["group"], new["prefix"])]
+            return {"grants": [*kept, new]}
+
+        return self._update_auth(access.ROLES + access.check_name(role, "role"), "role",
+                                 change, access.role_record)
+
+    def revoke(self, role: str, group: str, prefix: str | None = None) -> dict[str, Any]:
+        """Drop ``role``'s grants on ``group`` (only the one on ``prefix`` if given)."""
+        def change(record: dict[str, Any]) -> dict[str, Any]:
+            return {"grants": [g for g in record["grants"] if not (
+                g["group"] == group and (prefix is None or g["prefix"] == prefix))]}
+
+        return self._update_auth(access.ROLES + access.check_name(role, "role"), "role",
+                                 change, access.role_record)
+
+    def _auth(self, prefix: str) -> dict[str, Any]:
+        kvs = self.client.range(CLUSTER_GROUP, prefix, limit=RANGE_LIMIT).kvs
+        return {kv.key: json.loads(kv.value) for kv in kvs}
+
+    def _get_auth(self, key: str, what: str) -> tuple[dict[str, Any], int]:
+        try:
+            kv = self.client.get(CLUSTER_GROUP, key)
+        except errors.NotFoundError:
+            raise errors.NotFoundError(
+                f"no {what} {key.rsplit('/', 1)[-1]!r}: add it first "
+                f"(`hakv {what} add NAME`)") from None
+        return json.loads(kv.value), kv.mod_revision
+
+    def _put_auth(self, key: str, record: dict[str, Any], new: bool) -> dict[str, Any]:
+        try:
+            result = self.client.put(CLUSTER_GROUP, key, json.dumps(record, sort_keys=True),
+                                     if_mod_revision=0 if new else None)
+        except ConflictError:
+            raise ConflictError(f"{key.split('/')[1][:-1]} {key.rsplit('/', 1)[-1]!r} "
+                                "exists already") from None
+        return {"key": key, **record, "revision": result.revision}
+
+    def _update_auth(self, key: str, what: str,
+                     change: Callable[[dict[str, Any]], dict[str, Any]],
+                     validate: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+        for _ in range(CHANGE_ATTEMPTS):
+            record, revision = self._get_auth(key, what)
+            updated = validate(change(validate(record)))
+            try:
+                result = self.client.put(CLUSTER_GROUP, key,
+                                         json.dumps(updated, sort_keys=True),
+                                         if_mod_revision=revision)
+            except ConflictError:
+                continue  # changed meanwhile: read it again
+            return {"key": key, **updated, "revision": result.revision}
+        raise ConflictError(f"{what} record {key} kept changing; try again")
+
+    def _delete_auth(self, key: str, what: str) -> dict[str, Any]:
+        result = self.client.delete(CLUSTER_GROUP, key)
+        if not result.deleted:
+            raise errors.NotFoundError(f"no {what} {key.rsplit('/', 1)[-1]!r}")
+        return {"key": key, "deleted": True, "revision": result.revision}
 
     # ---- machinery (the client's transport: Admin is part of the client library)
 

@@ -40,6 +40,7 @@ import http.client
 import itertools
 import json
 import os
+import ssl
 import threading
 import time
 import uuid
@@ -82,6 +83,7 @@ from hakv.errors import (
     RetryableError,
     UnavailableError,
 )
+from hakv.security.tls import client_context_from
 
 if TYPE_CHECKING:
     from hakv.client.recipe.counter import Counter
@@ -158,8 +160,19 @@ class Client:
         endpoints: Sequence[str] | str | None = None,
         timeout: float = 5.0,
         client_id: str | None = None,
+        *,
+        cacert: str | None = None,
+        cert: str | None = None,
+        key: str | None = None,
+        tls: ssl.SSLContext | bool | None = None,
     ) -> None:
         eps = parse_endpoints(endpoints) if endpoints is not None else endpoints_from_env()
+        #: HTTPS when a CA is named: ``cacert``/``cert``/``key`` (else HAKV_CACERT,
+        #: HAKV_CERT, HAKV_KEY), or a ready ``ssl.SSLContext`` as ``tls``; ``tls=False``:
+        #: plain HTTP whatever the environment says (a cluster run with --insecure).
+        self.tls: ssl.SSLContext | None = (
+            tls if isinstance(tls, ssl.SSLContext) else
+            None if tls is False else client_context_from(cacert, cert, key))
         if not eps:
             raise ConfigError(
                 "no endpoints: pass Client(endpoints=...) or set HAKV_ENDPOINTS=host:port,..."
@@ -388,12 +401,12 @@ class Client:
         """One node's own view (``/v1/status``): its groups, roles, terms, indexes.
         Without ``endpoint``: the first endpoint that answers."""
         if endpoint is not None:
-            return probe(parse_endpoints(endpoint)[0], "/v1/status", self.timeout)
+            return probe(parse_endpoints(endpoint)[0], "/v1/status", self.timeout, self.tls)
         return self._call("/v1/status", {}, write=False)
 
     def health(self, endpoint: str) -> dict[str, Any]:
         """``/v1/health`` of one endpoint, no retry."""
-        return probe(parse_endpoints(endpoint)[0], "/v1/health", self.timeout)
+        return probe(parse_endpoints(endpoint)[0], "/v1/health", self.timeout, self.tls)
 
     def cluster_status(self) -> dict[str, Any]:
         """Every endpoint's ``/v1/status``, merged (asked in parallel, no retry)::
@@ -412,7 +425,7 @@ class Client:
 
         def ask(ep: str) -> tuple[str, dict[str, Any] | None, str | None]:
             try:
-                return ep, probe(ep, "/v1/status", per_attempt), None
+                return ep, probe(ep, "/v1/status", per_attempt, self.tls), None
             except HakvError as err:
                 return ep, None, f"{err.code}: {err.message}"
 
@@ -433,7 +446,7 @@ class Client:
         conn = pool.get(endpoint)
         if conn is None:
             host, port = self._addresses[endpoint]
-            conn = Connection(host, port)
+            conn = Connection(host, port, tls=self.tls)
             pool[endpoint] = conn
             with self._conns_lock:
                 self._all_conns.add(conn)

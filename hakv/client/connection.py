@@ -10,9 +10,10 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import ssl
 from typing import Any
 
-from hakv.errors import ConfigError, InternalError, UnavailableError, from_wire
+from hakv.errors import CertificateError, ConfigError, InternalError, UnavailableError, from_wire
 
 __all__ = ["CONNECT_TIMEOUT_MAX", "MAX_RESPONSE", "ConnectFailed", "Connection", "Malformed",
            "decode_answer", "describe_oserror", "exchange", "probe", "split_endpoint"]
@@ -46,16 +47,29 @@ class Connection:
     ``http.client`` raises, so the retry policy tells "never sent" from "maybe applied".
     """
 
-    def __init__(self, host: str, port: int, timeout: float | None = None) -> None:
+    def __init__(self, host: str, port: int, timeout: float | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.host, self.port = host, port
+        self.tls = tls  # HTTPS when set (hakv.security.tls.client_context)
         self.timeout = timeout
         self.sock: socket.socket | None = None
         self._buf = bytearray()
         self._head = f"Host: {host}:{port}\r\nContent-Type: application/json\r\n"
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self.host, self.port), self.timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # load-bearing
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # load-bearing
+        if self.tls is not None:
+            try:
+                sock = self.tls.wrap_socket(
+                    sock, server_hostname=self.host if self.tls.check_hostname else None)
+            except ssl.SSLError as exc:
+                sock.close()
+                raise TlsRefused(_tls_reason(exc, f"{self.host}:{self.port}")) from None
+            except OSError:
+                sock.close()
+                raise
+        self.sock = sock
         self._buf.clear()
 
     def close(self) -> None:
@@ -68,9 +82,10 @@ class Connection:
         assert self.sock is not None
         self.sock.sendall(data)
 
-    def request(self, path: str, body: bytes) -> None:
-        self.send(f"POST {path} HTTP/1.1\r\n{self._head}Content-Length: {len(body)}\r\n\r\n"
-                  .encode("latin-1") + body)
+    def request(self, path: str, body: bytes, headers: str = "") -> None:
+        """POST ``body``; ``headers``: extra header lines, each ending in CRLF."""
+        self.send(f"POST {path} HTTP/1.1\r\n{self._head}{headers}Content-Length: {len(body)}"
+                  "\r\n\r\n".encode("latin-1") + body)
 
     def response(self) -> tuple[int, bytes]:
         """(status, body) of the next answer; closes the connection if the server will."""
@@ -153,12 +168,28 @@ class ConnectFailed(Exception):
     """Could not connect: the request surely did not reach the server."""
 
 
+class TlsRefused(OSError):
+    """The TLS handshake failed (a certificate was refused, by either side): a
+    configuration problem, not an outage; the request never reached the server."""
+
+
+def _tls_reason(exc: ssl.SSLError, endpoint: str) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"{endpoint}: the node's certificate was refused ({exc.verify_message}): "
+                "is --cacert (HAKV_CACERT) the CA of this cluster, and the endpoint one of "
+                "the hosts in the node's certificate?")
+    reason = str(exc.reason or exc).lower().replace("_", " ")
+    return (f"{endpoint}: TLS handshake failed ({reason}): is this node's API on TLS, and "
+            "--cert/--key (HAKV_CERT/HAKV_KEY) a client certificate of its cluster's CA?")
+
+
 class Malformed(Exception):
     """The server answered, but not with what the API promises."""
 
 
 def exchange(
-    conn: Connection, path: str, body: bytes, timeout: float, connect_timeout: float
+    conn: Connection, path: str, body: bytes, timeout: float, connect_timeout: float,
+    headers: str = "",
 ) -> tuple[int, bytes]:
     """One request on ``conn``: (status, raw body). Raises ConnectFailed when the TCP
     connection could not be made, OSError/HTTPException when it broke after that."""
@@ -166,6 +197,9 @@ def exchange(
         conn.timeout = connect_timeout
         try:
             conn.connect()
+        except TlsRefused as err:
+            conn.close()
+            raise CertificateError(str(err)) from None
         except OSError as err:
             conn.close()
             raise ConnectFailed(describe_oserror(err)) from err
@@ -173,12 +207,19 @@ def exchange(
     current = conn.sock.gettimeout()
     if current is None or abs(current - timeout) > 0.05:  # each settimeout is a system call
         conn.sock.settimeout(timeout)
-    conn.request(path, body)
+    conn.request(path, body, headers)
     try:
         return conn.response()
     except Malformed:
         conn.close()
         raise
+    except ssl.SSLError as err:
+        # A TLS alert instead of an answer: the server refused the client's certificate
+        # after the handshake (TLS 1.3 checks it then). Nothing was served.
+        conn.close()
+        if isinstance(err, ssl.SSLZeroReturnError | ssl.SSLEOFError):
+            raise
+        raise CertificateError(_tls_reason(err, f"{conn.host}:{conn.port}")) from None
 
 
 def describe_oserror(err: BaseException) -> str:
@@ -221,14 +262,15 @@ def decode_answer(endpoint: str, path: str, status: int, data: bytes) -> dict[st
     raise from_wire(body)
 
 
-def probe(endpoint: str, path: str = "/v1/health", timeout: float = 1.0) -> dict[str, Any]:
+def probe(endpoint: str, path: str = "/v1/health", timeout: float = 1.0,
+          tls: ssl.SSLContext | None = None) -> dict[str, Any]:
     """One request on a fresh connection, no retry: for health checks and status.
 
     Raises UnavailableError when the endpoint does not answer, the typed error of an error
     answer, InternalError for a malformed one.
     """
     host, port = split_endpoint(endpoint)
-    conn = Connection(host, port, timeout=timeout)
+    conn = Connection(host, port, timeout=timeout, tls=tls)
     try:
         status, data = exchange(conn, path, b"{}", timeout, min(timeout, CONNECT_TIMEOUT_MAX))
     except ConnectFailed as err:

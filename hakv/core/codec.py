@@ -13,6 +13,7 @@ body can carry ``group``, ``client`` and ``seq`` alongside an operation's own fi
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from hakv.core import leases
@@ -56,6 +57,22 @@ def _utf8_len(text: str, field: str) -> int:
 
 def _is_int(value: Any) -> bool:
     return type(value) is int
+
+
+def _is_one_of(value: Any, choices: frozenset[str]) -> bool:
+    """``value in choices`` for any JSON value: a list or an object is not hashable, so
+    ``in`` on a set would raise TypeError (a 500) instead of naming the field."""
+    return isinstance(value, str) and value in choices
+
+
+def _json_size(value: Any, field: str) -> int:
+    """Bytes of ``value`` as compact JSON; BadRequestError if it cannot be written (nested
+    too deeply, an integer of more than 4300 digits, not JSON at all)."""
+    try:
+        return len(json.dumps(value, separators=(",", ":")))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise BadRequestError(f"{field}: cannot be written as JSON ({exc}); send a small, "
+                              "flat JSON object") from None
 
 
 def _key(body: dict[str, Any], field: str, name: str = "key") -> str:
@@ -182,7 +199,7 @@ def _checked_client_seq(client: Any, seq: Any) -> tuple[str | None, int | None]:
 
 def write_command(op: str, body: dict[str, Any], client: str, seq: int) -> dict[str, Any]:
     """Validate a put/delete/txn request body and return the normalized command."""
-    if op not in WRITE_OPS:
+    if not _is_one_of(op, WRITE_OPS):
         raise BadRequestError(f"op: expected one of {', '.join(sorted(WRITE_OPS))}, got {op!r}")
     body = _dict(body, "request body")
     cid, cseq = _checked_client_seq(client, seq)
@@ -225,7 +242,7 @@ def _node_id(value: Any, field: str) -> str:
 def _small_object(value: Any, field: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadRequestError(f"{field}: expected an object")
-    size = len(json.dumps(value, separators=(",", ":")))
+    size = _json_size(value, field)
     if size > MAX_NODE_STATUS_BYTES:
         raise RequestTooLargeError(f"{field}: {size} bytes exceeds {MAX_NODE_STATUS_BYTES}")
     return value
@@ -259,13 +276,13 @@ def _compare(item: Any, field: str) -> dict[str, Any]:
     item = _dict(item, field)
     key = _key(item, f"{field}.key")
     target = item.get("target")
-    if target not in COMPARE_TARGETS:
+    if not _is_one_of(target, COMPARE_TARGETS):
         raise BadRequestError(
             f"{field}.target: expected one of create_revision, mod_revision, value, version,"
             f" got {target!r}"
         )
     cop = item.get("op")
-    if cop not in COMPARE_OPS:
+    if not _is_one_of(cop, COMPARE_OPS):
         raise BadRequestError(f"{field}.op: expected one of ==, !=, <, >, got {cop!r}")
     if "value" not in item:
         raise BadRequestError(f"{field}.value: missing")
@@ -286,7 +303,7 @@ def _compare(item: Any, field: str) -> dict[str, Any]:
 def _txn_op(item: Any, field: str) -> dict[str, Any]:
     item = _dict(item, field)
     op = item.get("op")
-    if op not in TXN_OPS:
+    if not _is_one_of(op, TXN_OPS):
         raise BadRequestError(f"{field}.op: expected one of put, delete, get, got {op!r}")
     out: dict[str, Any] = {"op": op, "key": _key(item, f"{field}.key")}
     if op == "put":
@@ -298,7 +315,7 @@ def _txn_op(item: Any, field: str) -> dict[str, Any]:
 
 def read_request(op: str, body: dict[str, Any]) -> dict[str, Any]:
     """Validate a get/range request body; returns the normalized read."""
-    if op not in READ_OPS:
+    if not _is_one_of(op, READ_OPS):
         raise BadRequestError(f"op: expected one of get, range, got {op!r}")
     body = _dict(body, "request body")
     serializable = body.get("serializable", False)
@@ -332,7 +349,7 @@ def validate_command(cmd: Any) -> dict[str, Any]:
     op = cmd.get("op")
     if op == "barrier":
         return dict(BARRIER)
-    if op not in WRITE_OPS:
+    if not _is_one_of(op, WRITE_OPS):
         raise BadRequestError(f"command op: expected barrier, put, delete or txn, got {op!r}")
     client, seq = cmd.get("client"), cmd.get("seq")
     if client is None or seq is None:
@@ -374,11 +391,18 @@ def validate_node_status(cmd: Any) -> dict[str, Any]:
         raise BadRequestError("node_status.status: expected an object")
     if isinstance(when, bool) or not isinstance(when, int | float):
         raise BadRequestError("node_status.time: expected a number (seconds since the epoch)")
-    size = len(json.dumps(status, separators=(",", ":")))
+    try:
+        when = float(when)
+    except OverflowError:  # an integer beyond the float range
+        when = math.inf
+    if not math.isfinite(when):
+        raise BadRequestError("node_status.time: expected a finite number (seconds since the "
+                              "epoch)")
+    size = _json_size(status, "node_status.status")
     if size > MAX_NODE_STATUS_BYTES:
         raise RequestTooLargeError(
             f"node_status.status: {size} bytes exceeds {MAX_NODE_STATUS_BYTES}")
-    return {"op": NODE_STATUS_OP, "node": node, "status": status, "time": float(when)}
+    return {"op": NODE_STATUS_OP, "node": node, "status": status, "time": when}
 
 
 #: One encoder for every command: ``json.dumps`` with options builds a new one per call,

@@ -3,20 +3,22 @@ table in it). Pure.
 
 Reading: :func:`type_name` and :func:`check_keys` name what is wrong in the words of the
 file: ``integer 5``, ``a table``, and ``unknown key 'raft_prot'; did you mean
-'raft_port'?``. Writing: :func:`toml_str` and :func:`toml_value`, the one TOML writer
-(``Topology.to_toml`` and ``AppSpec.to_toml_lines`` both use it), whose output
-``tomllib`` reads back equal.
+'raft_port'?``; :func:`as_float` reads a number of seconds of any size (tomllib reads
+integers of any length, ``float()`` of a 400-digit one overflows). Writing:
+:func:`toml_str` and :func:`toml_value`, the one TOML writer (``Topology.to_toml`` and
+``AppSpec.to_toml_lines`` both use it), whose output ``tomllib`` reads back equal.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from hakv.errors import TopologyError
 
-__all__ = ["check_keys", "toml_str", "toml_value", "type_name"]
+__all__ = ["as_float", "check_keys", "toml_str", "toml_value", "type_name"]
 
 
 def type_name(value: object) -> str:
@@ -24,7 +26,11 @@ def type_name(value: object) -> str:
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
     if isinstance(value, int):
-        return f"integer {value}"
+        if abs(value) < 10**20:
+            return f"integer {value}"
+        # tomllib reads integers of any length: do not quote 400 digits back
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        return f"{'negative ' if value < 0 else ''}integer of about {digits} digits"
     if isinstance(value, float):
         return f"float {value!r}"
     if isinstance(value, str):
@@ -36,11 +42,21 @@ def type_name(value: object) -> str:
     return type(value).__name__
 
 
+def as_float(value: int | float) -> float:
+    """``float(value)`` of an int or a float, and +-inf for an integer beyond the float
+    range (``float(10**400)`` raises OverflowError): the callers' "must be a finite
+    number" checks then refuse it with their own message."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def check_keys(table: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
     """TopologyError (rule ``unknown_key``) for a key of ``table`` not in ``allowed``."""
     for key in table:
         if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
+            close = difflib.get_close_matches(key, allowed, n=1) if isinstance(key, str) else []
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise TopologyError(
                 f"{where}: unknown key {key!r}{hint} (allowed keys: {', '.join(allowed)})",

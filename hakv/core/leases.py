@@ -130,12 +130,17 @@ def lease_id(value: Any, field: str = "id") -> int:
 def ttl_ms(value: Any, field: str = "ttl") -> int:
     """A TTL in seconds (a number, millisecond resolution) -> milliseconds; LeaseTtlError
     outside MIN_TTL..MAX_TTL."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    # An int is compared as an int: a JSON integer of 400 digits is valid JSON, and
+    # math.isfinite or a float format of it would raise OverflowError (a 500).
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+            isinstance(value, float) and not math.isfinite(value)):
         raise LeaseTtlError(
             f"{field}: expected a number of seconds in {MIN_TTL:g}..{MAX_TTL:g}, got {value!r}")
     if not MIN_TTL <= value <= MAX_TTL:
+        shown = (f"{value:g}s" if isinstance(value, float) or abs(value) < 10**20
+                 else f"{'-' if value < 0 else ''}an integer beyond 1e20")
         raise LeaseTtlError(
-            f"{field}: {value:g}s is out of range: a lease lives {MIN_TTL:g}..{MAX_TTL:g}"
+            f"{field}: {shown} is out of range: a lease lives {MIN_TTL:g}..{MAX_TTL:g}"
             " seconds; keep a longer-lived lease alive with keepalives")
     return int(round(value * 1000))
 

@@ -59,7 +59,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from hakv.core.config import check_keys, toml_str, toml_value, type_name
+from hakv.core.config import as_float, check_keys, toml_str, toml_value, type_name
 from hakv.core.ha.spec import (
     AppSpec,
     HaTuning,
@@ -284,7 +284,7 @@ class RaftTuning:
                     f"[raft] {key} must be a number of seconds, got {type_name(value)}",
                     key=key,
                 )
-            if not math.isfinite(value) or value <= 0:
+            if not math.isfinite(as_float(value)) or value <= 0:
                 raise _fail(
                     "raft_positive",
                     f"[raft] {key} must be a finite number of seconds > 0, got {value!r}",
@@ -775,6 +775,13 @@ def _raft_from_raw(raw: Mapping[str, Any]) -> RaftTuning:
                     f"[raft] {key} must be a number of seconds, got {type_name(value)}",
                     key=key,
                 )
+            if not math.isfinite(as_float(value)):
+                raise _fail(
+                    "raft_positive",
+                    f"[raft] {key} must be a finite number of seconds > 0, got "
+                    f"{type_name(value)}",
+                    key=key,
+                )
             values[key] = float(value)
     return RaftTuning(**values)
 
@@ -813,6 +820,14 @@ def parse_topology(text: str, source: str = "<string>") -> Topology:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise TopologyError(f"{source}: not valid TOML: {err}", source=source) from None
+    except ValueError as err:  # not a TOMLDecodeError: int() of a 4301+ digit integer
+        what = ("an integer of more than 4300 digits; no topology value needs one, fix that "
+                "number" if "digits" in str(err) else str(err))
+        raise TopologyError(f"{source}: not valid TOML: {what}", source=source) from None
+    except RecursionError:
+        raise TopologyError(
+            f"{source}: not valid TOML: arrays or inline tables nested too deeply for the "
+            "TOML reader; a topology nests at most a few levels", source=source) from None
     return Topology.from_dict(data, source=source)
 
 

@@ -11,6 +11,7 @@ revision split over two answers could not be resumed exactly (python-etcd3#729).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -267,6 +268,9 @@ def retention_from(text: str | None) -> tuple[Retention, float]:
             values[name] = float(raw)
         except ValueError:
             raise BadRequestError(f"{RETENTION_ENV}: {part!r}: not a number") from None
+        if not math.isfinite(values[name]) or values[name] < 0:
+            raise BadRequestError(f"{RETENTION_ENV}: {part!r}: expected a finite number "
+                                  ">= 0 (seconds, revisions or bytes)")
     retention = Retention(values.get("seconds", 600.0), int(values.get("revisions", 1000)),
                           int(values.get("bytes", 64 << 20))).validate()
     interval = values.get("interval", 5.0)

@@ -39,6 +39,7 @@ import datetime as dt
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -52,12 +53,15 @@ import hakv
 from hakv.client.client import Client, probe
 from hakv.core.topology import NodeSpec, Topology, load_topology
 from hakv.errors import ConfigError, HakvError, UnavailableError
+from hakv.security.tls import CACERT_ENV, CERT_ENV, KEY_ENV, client_context
 
 __all__ = ["LocalCluster", "NodeState", "NodesNotReadyError"]
 
 TOPOLOGY_FILE = "topology.toml"
 ADDED_DIR = "added"
 CERTS_DIR = "certs"
+LOCAL_USER = "root"  # the client identity a local cluster makes for its user
+LOCAL_CA_ENV = "HAKV_LOCAL_CA_DIR"  # a CA (ca.crt, ca.key) to sign with instead of a new one
 INSECURE_MARK = "INSECURE"
 STOP_TIMEOUT = 5.0
 DEFAULT_WAIT = 30.0
@@ -166,6 +170,7 @@ class LocalCluster:
         self.dir = Path(directory).absolute()
         # None: as the run dir was made (DIR/INSECURE); True/False decide for a new one.
         self._insecure = insecure
+        self._client_tls: ssl.SSLContext | None = None
         self._topology: Topology | None = None
         # The source tree whose `python -m hakv node` the nodes run (default: this hakv's):
         # bench.ab runs one benchmark against two builds, alternating, in one run.
@@ -243,8 +248,28 @@ class LocalCluster:
         return self.topology.node(node_id).api_address
 
     def client(self, timeout: float = 5.0, client_id: str | None = None) -> Client:
-        """A Client over every node's endpoint."""
-        return Client(self.endpoints(), timeout=timeout, client_id=client_id)
+        """A Client over every node's endpoint (HTTPS as the run's user ``root``)."""
+        return Client(self.endpoints(), timeout=timeout, client_id=client_id,
+                      tls=self.client_tls() or False)
+
+    def client_files(self) -> tuple[Path, Path, Path] | None:
+        """(CA, certificate, key) of the run's client identity ``root``; None when the
+        run is insecure. Made with the node certificates."""
+        if self.insecure:
+            return None
+        d = self.certs_dir
+        return d / "ca.crt", d / f"client.{LOCAL_USER}.crt", d / f"client.{LOCAL_USER}.key"
+
+    def client_tls(self) -> ssl.SSLContext | None:
+        """The HTTPS context for clients of this run (None when it is insecure)."""
+        files = self.client_files()
+        if files is None:
+            return None
+        if self._client_tls is None:
+            if not files[1].exists():
+                self._ensure_certs(None)
+            self._client_tls = client_context(*files)
+        return self._client_tls
 
     def log_tail(self, node_id: str, lines: int = 20) -> str:
         return _tail(self.log_path(node_id), lines)
@@ -322,16 +347,30 @@ class LocalCluster:
             return self._insecure
         return (self.dir / INSECURE_MARK).exists()
 
-    def _ensure_certs(self, node_id: str) -> None:
-        """DIR/certs with a CA and node ``node_id``'s certificate, made once each (a
-        P-256 key and a signature: milliseconds)."""
+    def _ensure_certs(self, node_id: str | None) -> None:
+        """DIR/certs with a CA, the client identity ``root`` and node ``node_id``'s
+        certificate, made once each (a P-256 key and a signature: milliseconds).
+
+        With ``HAKV_LOCAL_CA_DIR`` set, the CA there (``ca.crt`` and ``ca.key``) signs
+        instead of a new one: several runs (the tests) then share one CA."""
         from hakv.security import certs
 
         now = dt.datetime.now(dt.UTC)
         d = self.certs_dir
         if not (d / certs.CA_CERT).exists():
-            certs.init_ca(d, name=f"hakv local CA ({self.topology.cluster})", now=now)
-        if not (d / f"node.{node_id}.crt").exists():
+            shared = os.environ.get(LOCAL_CA_ENV)
+            if shared:
+                d.mkdir(parents=True, exist_ok=True)
+                for name in (certs.CA_CERT, certs.CA_KEY):
+                    data = (Path(shared) / name).read_bytes()
+                    fd = os.open(d / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(data)
+            else:
+                certs.init_ca(d, name=f"hakv local CA ({self.topology.cluster})", now=now)
+        if not (d / f"client.{LOCAL_USER}.crt").exists():
+            certs.client_cert(d, LOCAL_USER, now=now)
+        if node_id is not None and not (d / f"node.{node_id}.crt").exists():
             certs.node_cert(d, node_id, [self.topology.node(node_id).host], now=now)
 
     def _secret_file(self) -> Path:
@@ -371,6 +410,9 @@ class LocalCluster:
             log.flush()
             proc = subprocess.Popen(
                 self._command(node_id),
+                # `python -m` puts the working directory first on sys.path: run the node in
+                # the tree it must import (bench.ab's other build; found by its A/B runs).
+                cwd=package_root,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -388,7 +430,7 @@ class LocalCluster:
         """ "ok" when the node's endpoint answers /v1/health as this node, else why not."""
         spec = self.topology.node(node_id)
         try:
-            answer = probe(spec.api_address, "/v1/health", timeout)
+            answer = probe(spec.api_address, "/v1/health", timeout, self.client_tls())
         except HakvError as err:
             return err.message
         if answer.get("node") != node_id or answer.get("cluster") != self.topology.cluster:
@@ -585,8 +627,14 @@ class LocalCluster:
             return list(pool.map(one, nodes))
 
     def env_line(self) -> str:
-        """``export HAKV_ENDPOINTS=...`` for a shell."""
-        return f"export HAKV_ENDPOINTS={','.join(self.endpoints())}"
+        """``export HAKV_ENDPOINTS=... HAKV_CACERT=... HAKV_CERT=... HAKV_KEY=...`` for a
+        shell (the TLS files of the run's client identity, unless it is insecure)."""
+        line = f"export HAKV_ENDPOINTS={','.join(self.endpoints())}"
+        files = self.client_files()
+        if files is not None:
+            line += " " + " ".join(f"{var}={path}" for var, path in
+                                   zip((CACERT_ENV, CERT_ENV, KEY_ENV), files, strict=True))
+        return line
 
 
 def endpoints_of(directory: str | os.PathLike[str]) -> Sequence[str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import ssl
 import threading
 
 from hakv.client.connection import (
@@ -38,11 +39,17 @@ from hakv.node.ports import PeerUnreachable
 __all__ = ["Peers", "PeerUnreachable"]
 
 
+#: The header a node forwards a request with, naming the caller it forwards for.
+ON_BEHALF_HEADER = "X-Hakv-On-Behalf-Of"
+
+
 class Peers:
     """Keep-alive connections to other nodes' APIs (the ``PeerApi`` port)."""
 
-    def __init__(self, timeout: float, connect_timeout: float = CONNECT_TIMEOUT_MAX) -> None:
+    def __init__(self, timeout: float, connect_timeout: float = CONNECT_TIMEOUT_MAX,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.timeout = timeout  # default per-request timeout
+        self.tls = tls  # the node's client context (its own certificate): HTTPS to peers
         self.connect_timeout = connect_timeout
         self._local = threading.local()
 
@@ -53,10 +60,12 @@ class Peers:
         return pool
 
     def post(self, address: str, op: str, body: bytes,
-             timeout: float | None = None) -> tuple[int, bytes]:
+             timeout: float | None = None, on_behalf: str | None = None) -> tuple[int, bytes]:
         """POST ``body`` to ``/v1/<op>`` at ``address``: (HTTP status, raw answer).
-        Raises PeerUnreachable when no answer came."""
+        Raises PeerUnreachable when no answer came. ``on_behalf``: the caller forwarded
+        for (``"user/<name>"``; hakv.core.access), sent as ``X-Hakv-On-Behalf-Of``."""
         timeout = self.timeout if timeout is None else timeout
+        headers = f"{ON_BEHALF_HEADER}: {on_behalf}\r\n" if on_behalf else ""
         pool = self._pool()
         path = f"/v1/{op}"
         for _attempt in range(2):
@@ -66,11 +75,11 @@ class Peers:
                     host, port = split_endpoint(address)
                 except HakvError as exc:
                     raise PeerUnreachable(f"{address}: {exc.message}") from None
-                conn = pool[address] = Connection(host, port)
+                conn = pool[address] = Connection(host, port, tls=self.tls)
             reused = conn.sock is not None
             try:
                 return exchange(conn, path, body, timeout,
-                                min(timeout, self.connect_timeout))
+                                min(timeout, self.connect_timeout), headers)
             except ConnectFailed as exc:
                 pool.pop(address, None)
                 raise PeerUnreachable(f"{address}: {exc}") from None

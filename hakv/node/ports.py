@@ -138,6 +138,8 @@ class Store(Protocol):
 
     def revision(self) -> int: ...
 
+    def applied_index(self) -> int: ...
+
     def lease_marks(self) -> tuple[int, int, int]:
         """(lessor term, log index of the last lease change, live leases)."""
         ...
@@ -306,9 +308,10 @@ class PeerApi(Protocol):
     """Other nodes' client APIs (hakv.node.peer)."""
 
     def post(self, address: str, op: str, body: bytes,
-             timeout: float | None = None) -> tuple[int, bytes]:
+             timeout: float | None = None, on_behalf: str | None = None) -> tuple[int, bytes]:
         """POST ``body`` to ``/v1/<op>`` at ``address``: (HTTP status, raw answer);
-        raises PeerUnreachable."""
+        raises PeerUnreachable. ``on_behalf``: the caller this node forwards for
+        (``"user/<name>"``), held to that caller's access rights there."""
         ...
 
     def healthy(self, address: str, node: str, timeout: float) -> bool:

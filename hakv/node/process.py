@@ -41,7 +41,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hakv import errors
-from hakv.core import codec, leases
+from hakv.core import access, codec, leases
 from hakv.core import watch as watch_core
 from hakv.core.seed import seed_transactions
 from hakv.core.topology import CLUSTER_GROUP, Topology, load_topology
@@ -51,6 +51,7 @@ from hakv.node.api import ApiServer
 from hakv.node.bridge import Bridge
 from hakv.node.lessor import Lessor
 from hakv.node.manager import HA_OPS, Manager, Prober
+from hakv.node.metrics import NodeMetrics
 from hakv.node.peer import Peers
 from hakv.node.ports import Pending, SystemClock
 from hakv.node.reconciler import Reconciler, startup_view
@@ -67,6 +68,7 @@ from hakv.security.tls import TlsConfig, TlsFiles
 from hakv.storage.machine import StoreMachine
 from hakv.storage.store import GroupStore
 
+_POLICY_TTL = 0.25  # seconds a node reuses its reading of the access records
 log = logging.getLogger("hakv.node.process")
 
 DATA_FORMAT = 1
@@ -191,17 +193,26 @@ class Node:
         prepare_data_dir(data_dir, topology, node_id)
         self.settings = settings_from(topology, secret, failpoints)
         self.tls = tls
+        peer_tls = None if tls is None else tls.client  # HTTPS to the other nodes' APIs
         raft_tls = None if tls is None else RaftTls(tls.server, tls.client,
                                                       node_at=self._node_at,
                                                       admits=self._admits)
         self.host = RaftHost(self.spec.host, self.spec.raft_port, _BARRIER, secret,
                              tls=raft_tls)
+        # GET /metrics (hakv.node.metrics): this node's own registry, read at scrape time
+        # through the MetricsSource port (this Node), plus the latency histograms.
+        self.metrics = NodeMetrics(
+            self, self.view,
+            local_app=lambda group: self.supervisor.local_status(group),
+            forwarded=lambda: self.bridge.forwarded,
+            certificate_not_after=lambda: None if self.tls is None else self.tls.not_after)
         # The bridge first: a member's store pokes it when its outbox grows.
         self.bridge = Bridge(node_id, self, self.view, self.spec.capacity)
         # The watch hub too: a member's store wakes it when it commits events.
         retention, compact_interval = watch_core.retention_from(
             os.environ.get(watch_core.RETENTION_ENV))
-        self.watches = WatchHub(self.view, Peers(timeout=request_timeout + 2.0),
+        self._watch_peers = Peers(timeout=request_timeout + 2.0, tls=peer_tls)
+        self.watches = WatchHub(self.view, self._watch_peers,
                                 self.host.post, hosts=self.hosts, store=self.store,
                                 barrier=self.barrier, hosted=lambda: list(self.machines),
                                 retention=retention, compact_interval=compact_interval,
@@ -221,10 +232,10 @@ class Node:
             self.spec.raft_address if self.cluster_voter else None,
             [topology.node(v).raft_address for v in voters if v != node_id])
         # The components, each with the ports it uses (hakv.node.ports).
-        self.peers = Peers(timeout=request_timeout + 2.0)  # other nodes' APIs
+        self.peers = Peers(timeout=request_timeout + 2.0, tls=peer_tls)  # other nodes' APIs
         self.supervisor = Supervisor(  # runs the apps placed here (hakv.node.supervisor)
             node_id, self, self.view, self.clock, data_dir, self.spec.api_address,
-            no_fence=failpoints.no_fence)
+            no_fence=failpoints.no_fence, ca_file=None if tls is None else str(tls.files.ca))
         self.manager = Manager(  # places the apps of the groups led here (hakv.node.manager)
             node_id, self, self.view, self.clock,
             Prober(self, self.view, self.peers, self.clock), self.peers,
@@ -234,8 +245,12 @@ class Node:
         self.reconciler = Reconciler(self.spec, self, self.view, self.clock,
                                      self.own_status, self.started_at)
         self.api = ApiServer((self.spec.host, self.spec.api_port), node_id, self, self.view,
-                             self.peers, allocator=self.bridge)
+                             self.peers, allocator=self.bridge,
+                             tls=None if tls is None else tls.api_server)
         self.api.watches = self.watches  # /v1/watch (hakv.node.watch)
+        self._policy: tuple[float, int, access.Policy] | None = None
+        self.api.policy = self.access_policy  # who may do what (hakv.core.access)
+        self.api.metrics = self.metrics  # GET /metrics; request latencies
 
     @property
     def topology(self) -> Topology:
@@ -248,8 +263,10 @@ class Node:
         machine = StoreMachine(group, directory)
 
         def factory(listener: NodeListener, poller: Any) -> GroupMember:
-            return GroupMember(group, self_address, peers, machine, directory, listener,
-                               poller, self.settings)
+            member = GroupMember(group, self_address, peers, machine, directory, listener,
+                                 poller, self.settings)
+            member.on_fsync = self.metrics.fsync_observer(group)
+            return member
 
         machine.store.on_outbox = self.bridge.poke
         machine.store.on_history = functools.partial(self.watches.on_commit, group)
@@ -316,8 +333,56 @@ class Node:
         machine = self.machines.pop(group, None)
         if machine is not None:
             machine.close()
+        self.metrics.forget(group)
         if delete_data:
             shutil.rmtree(os.path.join(self.data_dir, "groups", group), ignore_errors=True)
+
+    def access_policy(self) -> access.Policy:
+        """The users and roles of this node's copy of the cluster records (hakv.core.access),
+        read again when the copy changed, at most every ``_POLICY_TTL`` s: a grant or a
+        revocation takes effect on every node within that plus the replication lag."""
+        now = time.monotonic()
+        cached = self._policy
+        if cached is not None and now - cached[0] < _POLICY_TTL:
+            return cached[2]
+        machine = self.machines.get(CLUSTER_GROUP)
+        if machine is None:
+            return access.Policy()
+        store = machine.store
+        index = store.applied_index()
+        if cached is not None and cached[1] == index:
+            self._policy = (now, index, cached[2])
+            return cached[2]
+        kvs, _ = store.range(access.PREFIX, 100_000)
+        policy = access.Policy.from_records((kv["key"], kv["value"]) for kv in kvs)
+        self._policy = (now, index, policy)
+        return policy
+
+    def reload_tls(self) -> bool:
+        """Read the certificate, key and CA bundle again (SIGHUP): new connections on both
+        ports, and to peers, use them; open ones keep theirs. Bad new material is logged
+        and the old stays in use. Whether the new material was taken."""
+        old = self.tls
+        if old is None:
+            log.warning("SIGHUP: this node runs --insecure; there is no TLS material to reload")
+            return False
+        try:
+            new = TlsConfig(old.files, now=dt.datetime.now(dt.UTC))
+            if (new.kind, new.identity) != ("node", self.node_id):
+                raise errors.CertificateError(
+                    f"{old.files.cert} is now the certificate of {new.kind} {new.identity}")
+        except errors.HakvError as exc:
+            log.error("SIGHUP: TLS material not reloaded, keeping the old: %s", exc.message)
+            return False
+        self.tls = new
+        raft_tls = self.host.listener.tls
+        if raft_tls is not None:
+            raft_tls.server, raft_tls.client = new.server, new.client
+        self.api.tls = new.api_server
+        self.peers.tls = self._watch_peers.tls = new.client
+        log.info("SIGHUP: reloaded TLS material: certificate %s valid until %s",
+                 new.files.cert, new.not_after.isoformat())
+        return True
 
     def _node_at(self, raft_address: str) -> str | None:
         """The node the current topology puts at a raft address (hakv.raft.tls)."""
@@ -337,7 +402,7 @@ class Node:
 
     def start(self) -> None:
         if self.tls is not None:
-            log.info("the raft port uses mutual TLS as %s %s (certificate %s, valid "
+            log.info("the raft and API ports use TLS as %s %s (certificate %s, valid "
                      "until %s)", self.tls.kind, self.tls.identity, self.tls.files.cert,
                      self.tls.not_after.isoformat())
         else:
@@ -628,15 +693,19 @@ def run_node(topology_path: str, node_id: str, data_dir: str,
     node = Node(topology, node_id, data_dir, secret=read_secret(secret_file),
                 failpoints=failpoints, tls=tls)
     stopping = threading.Event()
+    reload = threading.Event()
 
     def _on_signal(signum: int, _frame: Any) -> None:
         stopping.set()
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGHUP, lambda _s, _f: reload.set())
     node.start()
-    while not stopping.wait(1.0):
-        pass
+    while not stopping.wait(0.5):
+        if reload.is_set():
+            reload.clear()
+            node.reload_tls()
     log.info("node %s stopping", node_id)
     node.stop()
     return 0

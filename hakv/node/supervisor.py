@@ -150,6 +150,10 @@ class AppRunner:
         env.update(spec.env)
         env.update(HAKV_GROUP=self.group, HAKV_NODE=self.me, HAKV_FENCING_TOKEN=str(token),
                    HAKV_DATA=data, HAKV_ENDPOINTS=self.sup.api_address)
+        if self.sup.ca_file and "HAKV_CACERT" not in spec.env:
+            # The API is HTTPS: the app can trust it; its own identity (HAKV_CERT/HAKV_KEY,
+            # a user with grants on its group) comes from the app spec's env.
+            env["HAKV_CACERT"] = self.sup.ca_file
         return env
 
     def _logfile(self) -> IO[bytes]:
@@ -327,7 +331,7 @@ class AppRunner:
         mine = rec.node == self.me and rec.state in ha.LIVE_STATES
         if self._first_look:
             self._first_look = False
-            if mine:
+            if mine and self.sup.predates_this_process(self.group, rec):
                 self.stale_token = rec.token  # placed here before this process started
         # An app that is no longer ours (or of an older token) stops, without a report.
         if self.keeper is not None and (not mine or rec.token != self.keeper_token):
@@ -447,8 +451,10 @@ class Supervisor:
     run_node): the keepers ignore lease expiry."""
 
     def __init__(self, me: str, groups: GroupHost, view: TopologyView, clock: Clock,
-                 data_dir: str, api_address: str, no_fence: bool = False) -> None:
+                 data_dir: str, api_address: str, no_fence: bool = False,
+                 ca_file: str | None = None) -> None:
         self.me = me
+        self.ca_file = ca_file  # the cluster's CA bundle, for the apps (HAKV_CACERT)
         self.groups = groups
         self.view = view
         self.clock = clock
@@ -457,8 +463,26 @@ class Supervisor:
         self.stopping = threading.Event()
         self.runners: dict[str, AppRunner] = {}
         self.no_fence = no_fence
+        # What "before this process" means for a placement (``predates_this_process``).
+        self.started_wall = clock.wall()
+        self._initial_index: dict[str, int] = {}
+        for gid in groups.hosted():
+            try:
+                self._initial_index[gid] = groups.store(gid).applied_index()
+            except errors.HakvError:
+                continue
         self._threads: list[threading.Thread] = []
         self._thread: threading.Thread | None = None
+
+    def predates_this_process(self, group: str, rec: ha.Placement) -> bool:
+        """Whether a placement on this node was made before this process started: its app
+        then died with the previous process (its keeper fenced it), and it is reported
+        ``suspended`` so that it is placed anew under a new token. Either sign suffices:
+        it was applied to the store before the start, or its leader's clock put it before
+        the start (a placement still in the journal at a crash). A placement made after
+        the start (a new app's first, found when the app's runner starts up to a second
+        later) is not: it runs under its token, none is burnt (issue 16)."""
+        return rec.index <= self._initial_index.get(group, 0) or rec.time < self.started_wall
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="supervisor", daemon=True)

@@ -145,7 +145,7 @@ class WatchHub:
             if not isinstance(body, dict):
                 raise errors.BadRequestError("request body must be a JSON object")
             request = core.watch_request(body)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             reply(*_error(errors.BadRequestError(f"request body is not valid JSON: {exc}")))
             return
         except errors.HakvError as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -54,7 +55,7 @@ class RaftHost:
         self._lock = threading.Lock()  # guards member creation vs. the loop
         self._calls: collections.deque[tuple[Callable[[], Any], Completion | None]] = (
             collections.deque())  # run by the raft thread between ticks (call_in_loop, post)
-        self.timers: list[Callable[[float], float | None]] = []
+        self.timers: list[Callable[[float], float | None]] = [self.listener.expire]
         """Called with the time at the start of every pass; each returns when it wants
         the next call (None: no wish). The API server's request deadlines are one."""
         self._next_node_heartbeat = 0.0
@@ -151,8 +152,19 @@ class RaftHost:
         self._proposers.add(member)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="raft", daemon=True)
+        self._thread = threading.Thread(target=self._run_or_stop, name="raft", daemon=True)
         self._thread.start()
+
+    def _run_or_stop(self) -> None:
+        """The raft thread. If it ever dies the node can serve nothing: crash-stop (exit
+        70, as for a storage failure) so that a supervisor restarts it, rather than a
+        process that looks alive and answers nothing."""
+        try:
+            self.run()
+        except BaseException:
+            log.critical("the raft thread failed; stopping the node", exc_info=True)
+            logging.shutdown()
+            os._exit(70)
 
     def run(self) -> None:
         while not self._stop.is_set():

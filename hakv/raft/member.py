@@ -148,6 +148,16 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         self._notified_commit = 0
         self._loop_thread = -1  # ident of the raft thread that ticks this member
         self.on_loop_proposal: Callable[[GroupMember], None] | None = None  # by the host
+        # For /metrics (hakv.node.metrics), read through ``counters``: leaders seen (the
+        # raft thread counts them in ``tick``), proposals submitted here (any thread, under
+        # the lock) and how they ended (raft thread, but for a full queue's refusal).
+        self.on_fsync: Callable[[float], None] | None = None  # seconds of each journal fsync
+        self._leader_seen: Any = None
+        self._leader_changes = 0
+        self._count_lock = threading.Lock()
+        self._proposed = 0
+        self._committed = 0
+        self._failed = 0
         install()  # hakv's wire in pysyncobj (the host does it too; a no-op by then)
         conf = settings.to_conf(
             journal=os.path.join(directory, "raft.journal"),
@@ -350,6 +360,8 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             raise errors.RequestTooLargeError(
                 f"command of {len(payload)} bytes exceeds the {MAX_COMMAND_BYTES}-byte limit")
         done = Completion(on_done)
+        with self._count_lock:
+            self._proposed += 1
         self._apply(payload, callback=functools.partial(self._on_applied, done))
         return done
 
@@ -384,8 +396,11 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         # (its entry is committed and durable on a majority); the others resolve after
         # the store commit (finish_batch), because their threads read the committed store.
         if reason != FAIL_REASON.SUCCESS:
+            self._failed += 1
             self._completions.append((done, None, error_for(reason, self.group)))
-        elif done.answers_in_loop:
+            return
+        self._committed += 1
+        if done.answers_in_loop:
             self._resolve_in_apply(done, result, None)
         else:
             self._completions.append((done, result, None))
@@ -490,10 +505,13 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         # does the same work; doing both would flush twice).
         f = getattr(getattr(self._journal, "_FileJournal__journalFile", None),
                     "_ResizableFile__f", None)
+        started = time.perf_counter()
         if f is not None:
             os.fdatasync(f.fileno())
         else:
             self._journal.flush()
+        if self.on_fsync is not None:
+            self.on_fsync(time.perf_counter() - started)
 
     def forget_silent_leader(self) -> None:
         """A follower that has not heard its leader for ``leader_fallback_timeout`` forgets
@@ -673,6 +691,11 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             self.doTick(0.0)
         finally:
             conf.appendEntriesUseBatch = False
+        leader = self.leader()
+        if leader != self._leader_seen:  # etcd's count: every change to a known leader
+            if leader is not None:
+                self._leader_changes += 1
+            self._leader_seen = leader
 
     def notify_commit(self) -> None:
         """After the pass's answers: send the new commit index now if a follower forwarded
@@ -709,6 +732,13 @@ class GroupMember(SyncObj):  # type: ignore[misc]
             "log_entries": self._getRaftLogSize(),
             "quiesced": self.quiesced,
         }
+
+    def counters(self) -> dict[str, int]:
+        """Since this member started (any thread; for /metrics, hakv.node.metrics)."""
+        committed, failed = self._committed, self._failed
+        return {"leader_changes": self._leader_changes, "proposals_committed": committed,
+                "proposals_failed": failed,
+                "proposals_pending": max(0, self._proposed - committed - failed)}
 
     # ------------------------------------------------------------------ snapshots
 

@@ -67,6 +67,8 @@ class LoopPoller:
         """How many times the loop polled (its wake-ups, one per pass)."""
         self.events = 0
         """Descriptor events dispatched."""
+        self.failures = 0
+        """Callbacks that raised (each logged, its descriptor dropped)."""
         self.dropped = 0
         """Descriptors unregistered because they were closed while still registered."""
 
@@ -94,7 +96,25 @@ class LoopPoller:
                 self._drop(fd, revents, callback)
                 continue
             self.events += 1
-            callback(fd, event_bits(revents))
+            try:
+                callback(fd, event_bits(revents))
+            except Exception:  # a bug on one connection must not end the raft thread
+                self._failed(fd, callback)
+
+    def _failed(self, fd: int, callback: Callback) -> None:
+        """A callback raised: log it, drop that descriptor's owner (its ``disconnect``
+        or ``close``), and go on with the others."""
+        self.failures += 1
+        owner = getattr(callback, "__self__", None)
+        log.exception("internal error handling descriptor %d (%s); dropping it", fd,
+                      getattr(callback, "__qualname__", callback))
+        drop = getattr(owner, "disconnect", None) or getattr(owner, "close", None)
+        try:
+            if drop is not None:
+                drop()
+        except Exception:  # noqa: BLE001 - already failing; the fd goes regardless
+            log.exception("dropping descriptor %d failed too", fd)
+        self.unsubscribe(fd)
 
     def _drop(self, fd: int, revents: int, callback: Callback | None) -> None:
         self.dropped += 1

@@ -48,6 +48,7 @@ OTHER_PRIVATE = (
     ("pysyncobj.tcp_connection", "TcpConnection", "readBuffer"),
     ("pysyncobj.tcp_connection", "TcpConnection", "trySendBuffer"),
     ("pysyncobj.tcp_connection", "TcpConnection", "processRead"),
+    ("pysyncobj.tcp_connection", "TcpConnection", "processParseMessage"),
     ("pysyncobj.tcp_connection", "TcpConnection", "processConnection"),
     ("pysyncobj.tcp_connection", "TcpConnection", "recvBufferSize"),
     ("pysyncobj.tcp_connection", "TcpConnection", "fileno"),

@@ -25,7 +25,9 @@ authenticates, encrypts and orders every byte, per connection.
 from __future__ import annotations
 
 import errno
+import io
 import logging
+import pickle
 import ssl
 import struct
 import time
@@ -42,6 +44,7 @@ from hakv.security.tls import Channel, HandshakeFailed
 log = logging.getLogger("hakv.raft.tls")
 
 _LOG_EVERY = 10.0  # seconds between two warnings with the same reason
+_MAX_HELLO = 4096  # bytes of the first frame of an accepted connection, at most
 
 
 @dataclass
@@ -85,6 +88,10 @@ class TlsConnection(TcpConnection):  # type: ignore[misc]
         self._expect = expect
         self._channel: Channel | None = None
         self.peer_node: str | None = None
+        #: Until the listener admitted its hello (hakv.raft.wire), an accepted connection's
+        #: frames are decoded without any class: a hello is a tuple of strings. A
+        #: connection this node dialled is to a peer it verified: admitted from the start.
+        self.admitted = kwargs.get("socket") is None
         super().__init__(poller, **kwargs)
         if kwargs.get("socket") is not None:
             self._channel = Channel(tls.server, server_side=True, verify=self._verify)
@@ -147,6 +154,10 @@ class TlsConnection(TcpConnection):  # type: ignore[misc]
         except HandshakeFailed as exc:
             peer = self._expect and f"to node {self._expect}" or "from a peer"
             self._tls.warn(f"dropped a connection {peer}", str(exc))
+            try:  # the TLS alert, so the peer learns why (best effort, never blocks)
+                sock.send(channel.outgoing())
+            except OSError:
+                pass
             self.disconnect()
             return False
         if plaintext:
@@ -157,9 +168,40 @@ class TlsConnection(TcpConnection):  # type: ignore[misc]
         self._queue(channel.outgoing())
         return self._channel is not None
 
+    def _TcpConnection__processParseMessage(self) -> Any:  # noqa: N802 (pysyncobj's name)
+        if self.admitted:
+            return super()._TcpConnection__processParseMessage()
+        buf: bytes = self._TcpConnection__readBuffer  # type: ignore[has-type]
+        if len(buf) < 4:
+            return None
+        (length,) = struct.unpack("i", buf[:4])
+        if not 0 <= length <= _MAX_HELLO:
+            self._tls.warn("dropped a raft connection", f"a first frame of {length} bytes")
+            self.disconnect()
+            return None
+        if len(buf) - 4 < length:
+            return None
+        try:
+            message = _Plain(io.BytesIO(_pysyncobj_zlib().decompress(buf[4:4 + length]))).load()
+        except Exception as exc:  # noqa: BLE001 - anything a stranger's bytes can raise
+            self._tls.warn("dropped a raft connection", f"a first frame that is not a hello "
+                           f"({type(exc).__name__})")
+            self.disconnect()
+            return None
+        self._TcpConnection__readBuffer = buf[4 + length:]
+        return message
+
     def disconnect(self) -> None:
         self._channel = None
         super().disconnect()
+
+
+class _Plain(pickle.Unpickler):
+    """Unpickles data only: tuples, lists, strings, numbers. Any class or function (what
+    a hostile pickle calls to run code) is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a hello")
 
 
 def _pysyncobj_zlib() -> Any:

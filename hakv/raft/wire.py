@@ -13,6 +13,7 @@ peer's certificate names an owner of; the cluster secret's authenticator is then
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import hmac
@@ -21,6 +22,7 @@ import os
 import socket
 import struct
 import threading
+import time
 import zlib
 from typing import Any
 
@@ -29,6 +31,7 @@ import pysyncobj.tcp_connection as _tcp_connection_module
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from pysyncobj.poller import POLL_EVENT_TYPE
+from pysyncobj.tcp_connection import CONNECTION_STATE
 from pysyncobj.tcp_server import TcpServer
 from pysyncobj.transport import TCPTransport
 
@@ -43,6 +46,7 @@ NODE_HEARTBEAT_MESSAGE = "hakv_node_heartbeat"
 
 _BUFFER = 2 ** 16  # socket buffers of accepted raft connections
 _ACCEPTED_TIMEOUT = 3.5  # seconds without a byte before an accepted connection is dropped
+_MAX_PENDING = 256  # accepted TLS connections not yet admitted, at most
 _install_lock = threading.Lock()
 _installed = False
 
@@ -117,8 +121,11 @@ class NodeListener:
             conn.recvRandKey = os.urandom(32)
             conn.send(conn.recvRandKey)
             return
+        # The whole hello is checked before any part of it is used (a list where a string
+        # belongs once raised TypeError in the raft thread: found by test_fuzz_ports.py).
         if not (isinstance(message, tuple) and len(message) in (3, 4)
-                and message[0] == _WIRE_HELLO):
+                and message[0] == _WIRE_HELLO
+                and all(isinstance(part, str) and len(part) <= 300 for part in message)):
             log.warning("dropping raft connection with a malformed hello")
             conn.disconnect()
             return
@@ -129,12 +136,12 @@ class NodeListener:
             conn.disconnect()
             return
         if self.tls is not None:
-            peer = getattr(conn, "peer_node", None)
-            if not (isinstance(group, str) and peer and self.tls.admits(group, peer)):
-                self.tls.warn("refused a raft connection",
-                              f"node {peer} is not a member of group {group!r}")
+            refused = self._refused(conn, message)
+            if refused:
+                self.tls.warn("refused a raft connection", refused)
                 conn.disconnect()
                 return
+            conn.admitted = True
         transport._onNewIncomingConnection(conn)
         transport._onIncomingMessageReceived(conn, address)
         if address == "readonly" and len(message) == 4 and isinstance(message[3], str):
@@ -143,6 +150,28 @@ class NodeListener:
             for node, known in list(transport._connections.items()):
                 if known is conn:
                     node.address = message[3]
+
+    def _refused(self, conn: Any, message: tuple[str, ...]) -> str | None:
+        """Why a TLS peer may not open this connection (None: it may). It must be an owner
+        of the group, and speak as itself: the address in its hello (a voter's, or a
+        read-only follower's own) must be the one the topology gives its node."""
+        assert self.tls is not None
+        peer = getattr(conn, "peer_node", None)
+        group, address = message[1], message[2]
+        if not peer or not self.tls.admits(group, peer):
+            return f"node {peer} is not a member of group {group!r}"
+        claimed = message[3] if address == "readonly" and len(message) == 4 else address
+        if address == "readonly" and len(message) != 4:
+            return f"node {peer}: a read-only hello without its address"
+        if self.tls.node_at(claimed) != peer:
+            return (f"node {peer} spoke as {claimed}, the address of "
+                    f"{self.tls.node_at(claimed) or 'no node'}")
+        return None
+
+    def expire(self, now: float) -> float | None:
+        """Drop accepted connections that did not say hello in time (a RaftHost timer)."""
+        server = self._server
+        return server.expire(now) if isinstance(server, _TlsServer) else None
 
     def close(self) -> None:
         self._server.unbind()
@@ -157,6 +186,8 @@ class _TlsServer:
         self._poller, self._tls, self._on_connection = poller, tls, on_connection
         self._address = (host, port)
         self._socket: socket.socket | None = None
+        #: Accepted connections not admitted yet, oldest first: (deadline, connection).
+        self._pending: collections.deque[tuple[float, TlsConnection]] = collections.deque()
 
     def bind(self) -> None:
         family = socket.AF_INET6 if ":" in self._address[0] else socket.AF_INET
@@ -193,7 +224,25 @@ class _TlsServer:
             conn = TlsConnection(self._poller, tls=self._tls, socket=sock,
                                  timeout=_ACCEPTED_TIMEOUT, sendBufferSize=_BUFFER,
                                  recvBufferSize=_BUFFER)
+            pending = self._pending
+            while len(pending) >= _MAX_PENDING:  # shed the oldest, never grow without bound
+                pending.popleft()[1].disconnect()
+            pending.append((time.monotonic() + _ACCEPTED_TIMEOUT, conn))
             self._on_connection(conn)
+
+    def expire(self, now: float) -> float | None:
+        """Close the accepted connections that were not admitted within the timeout (a
+        silent or stalled stranger never wakes pysyncobj's own timeout check, which runs
+        only on the socket's events); the next deadline, if any."""
+        pending = self._pending
+        while pending and (pending[0][0] <= now or pending[0][1].admitted
+                           or pending[0][1].state == CONNECTION_STATE.DISCONNECTED):
+            deadline, conn = pending.popleft()
+            if not conn.admitted and conn.state != CONNECTION_STATE.DISCONNECTED:
+                self._tls.warn("dropped a raft connection",
+                               f"no admitted hello within {_ACCEPTED_TIMEOUT:g} s")
+                conn.disconnect()
+        return pending[0][0] if pending else None
 
     def unbind(self) -> None:
         if self._socket is not None:

@@ -27,7 +27,7 @@ import datetime as dt
 import logging
 import os
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +90,10 @@ class TlsConfig:
                         self.not_after.isoformat())
         self.server = self._context(ssl.PROTOCOL_TLS_SERVER)
         self.client = self._context(ssl.PROTOCOL_TLS_CLIENT)
+        #: The API port's: a client certificate is checked when sent, not required at the
+        #: handshake, so a request without one gets a clear 401 instead of a TLS alert.
+        self.api_server = self._context(ssl.PROTOCOL_TLS_SERVER)
+        self.api_server.verify_mode = ssl.CERT_OPTIONAL
 
     def _context(self, protocol: int) -> ssl.SSLContext:
         context = ssl.SSLContext(protocol)
@@ -107,6 +111,58 @@ class TlsConfig:
         if protocol == ssl.PROTOCOL_TLS_SERVER:
             context.num_tickets = 0
         return context
+
+
+#: Where ``client_context_from`` reads files it is not given (as etcdctl's ETCDCTL_CACERT...).
+CACERT_ENV, CERT_ENV, KEY_ENV = "HAKV_CACERT", "HAKV_CERT", "HAKV_KEY"
+
+
+def client_context(cacert: str | os.PathLike[str], cert: str | os.PathLike[str] | None = None,
+                   key: str | os.PathLike[str] | None = None, *,
+                   check_hostname: bool = True) -> ssl.SSLContext:
+    """An HTTPS client context: trust the CA bundle ``cacert``; present ``cert``/``key``
+    (a ``hakv certs client`` pair) if given. Host names are checked against the server's
+    certificate (its SANs are the node's hosts) unless ``check_hostname=False``."""
+    for path, what in ((cacert, "CA certificate (--cacert)"), (cert, "certificate (--cert)"),
+                       (key, "key (--key)")):
+        if path is not None and not Path(path).is_file():
+            raise errors.CertificateMissingError(
+                f"{what} {path} does not exist", cert=str(path))
+    if (cert is None) != (key is None):
+        raise errors.CertificateError("give --cert and --key together (a client certificate "
+                                      "and its key, made by `hakv certs client NAME`)")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.check_hostname = check_hostname
+    try:
+        context.load_verify_locations(cafile=str(cacert))
+        if cert is not None:
+            context.load_cert_chain(str(cert), str(key))
+    except ssl.SSLError as exc:
+        raise errors.CertificateError(
+            f"cannot use {cacert}, {cert} and {key}: {exc.reason or exc}; are the certificate "
+            "and key a pair, and is the CA file a PEM certificate?", cert=str(cert)) from None
+    return context
+
+
+def client_context_from(cacert: str | None = None, cert: str | None = None,
+                        key: str | None = None,
+                        environ: Mapping[str, str] | None = None) -> ssl.SSLContext | None:
+    """``client_context`` from the files given (any of them: then only those), else from
+    ``HAKV_CACERT``, ``HAKV_CERT`` and ``HAKV_KEY``; None (plain HTTP) when no CA
+    certificate is named either way."""
+    if not (cacert or cert or key):
+        env = os.environ if environ is None else environ
+        cacert = env.get(CACERT_ENV) or None
+        cert = env.get(CERT_ENV) or None
+        key = env.get(KEY_ENV) or None
+    if cacert is None:
+        if cert or key:
+            raise errors.CertificateError(
+                "a client certificate needs the CA that signed the servers' certificates: "
+                f"give --cacert (env {CACERT_ENV}) too")
+        return None
+    return client_context(cacert, cert, key)
 
 
 def peer_identity(obj: ssl.SSLObject | ssl.SSLSocket) -> tuple[str, str] | None:

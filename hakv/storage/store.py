@@ -463,6 +463,15 @@ class GroupStore:
             if txn is not None:
                 txn.abort()
 
+    def space(self) -> tuple[int, int]:
+        """(map size, bytes up to the last page in use): what ``_grow_map`` compares, for
+        /metrics (hakv.node.metrics). Raises StorageFailure once the store is closed."""
+        with self._lock:
+            if self._env is None:
+                raise StorageFailure(f"{self.path} is closed")
+            info = self._env.info()
+            return info["map_size"], (info["last_pgno"] + 1) * self._env.stat()["psize"]
+
     def _grow_map(self) -> None:
         """Double the map when half of it is used (only possible between batches).
 

@@ -120,7 +120,9 @@ def validate_command(cmd: Any) -> dict[str, Any]:
         raise BadRequestError(f"placement.action: expected one of {', '.join(ACTIONS)}, "
                               f"got {action!r}")
     when = cmd.get("time")
-    if isinstance(when, bool) or not isinstance(when, int | float) or not math.isfinite(when):
+    if (isinstance(when, bool) or not isinstance(when, int | float)
+            or not math.isfinite(when if isinstance(when, float) else 0.0)
+            or (isinstance(when, int) and abs(when) > 2 ** 53)):
         raise BadRequestError("placement.time: expected a number (seconds since the epoch)")
     out: dict[str, Any] = {"op": PLACEMENT_OP, "action": action, "time": float(when),
                            "reason": _reason(cmd)}

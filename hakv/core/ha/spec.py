@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hakv.core.config import check_keys, toml_value, type_name
+from hakv.core.config import as_float, check_keys, toml_value, type_name
 from hakv.errors import TopologyError
 
 __all__ = [
@@ -56,9 +56,9 @@ def _seconds(raw: Mapping[str, Any], key: str, where: str, default: float) -> fl
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _fail("field_type", f"{where}: {key} must be a number of seconds, got "
                     f"{type_name(value)}", key=key)
-    if not math.isfinite(value) or value <= 0:
+    if not math.isfinite(as_float(value)) or value <= 0:
         raise _fail("ha_positive", f"{where}: {key} must be a finite number of seconds > 0, "
-                    f"got {value!r}", key=key)
+                    f"got {type_name(value)}", key=key)
     return float(value)
 
 
@@ -155,7 +155,7 @@ def parse_app(raw: Any, where: str) -> AppSpec:
                     f"{type_name(env_raw)}", key="env")
     env = []
     for name, value in env_raw.items():
-        if not _ENV_RE.match(name):
+        if not isinstance(name, str) or not _ENV_RE.match(name):
             raise _fail("app_env", f"{where}: env name {name!r} is not a valid variable name",
                         key="env")
         if name.startswith(RESERVED_ENV_PREFIX):
@@ -260,7 +260,8 @@ class HaTuning:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise _fail("field_type", f"[ha] {key} must be a number, got "
                             f"{type_name(value)}", key=key)
-            if not math.isfinite(value) or value < 0 or (value == 0 and key != "clock_drift"):
+            if not math.isfinite(as_float(value)) or value < 0 or (
+                    value == 0 and key != "clock_drift"):
                 raise _fail("ha_positive", f"[ha] {key} must be a finite number > 0, got "
                             f"{value!r}", key=key)
         if self.clock_drift >= 0.5:
@@ -295,6 +296,9 @@ def parse_ha(raw: Any) -> HaTuning:
             value = raw[key]
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise _fail("field_type", f"[ha] {key} must be a number of seconds, got "
+                            f"{type_name(value)}", key=key)
+            if not math.isfinite(as_float(value)):
+                raise _fail("ha_positive", f"[ha] {key} must be a finite number > 0, got "
                             f"{type_name(value)}", key=key)
             values[key] = float(value)
     tuning = HaTuning(**values)

@@ -1,0 +1,217 @@
+"""Per-group access control: users, roles, grants, and the one decision every API request
+goes through (``decide``). Pure: the records come in, a reason to refuse comes out.
+
+Identities come from client certificates (hakv.security.certs: ``hakv://user/<name>``,
+``hakv://node/<id>``). The records live in the cluster ensemble (``_cluster``), so every
+node has them locally::
+
+    auth/users/<name>   {"roles": ["ops", ...]}
+    auth/roles/<name>   {"grants": [{"group": "220" | "*", "prefix": "", "verbs": [...]}]}
+
+A role grants verbs on a group (``"*"``: every group), optionally only on keys under a
+prefix. Verbs::
+
+    read     get, range, and the reads and compares inside a txn; placement, events, status
+    write    put, delete, and the writes inside a txn
+    watch    watches
+    lease    lease grant/keepalive/revoke/ttl (locks and elections are leases and writes);
+             a lease names no key, so a prefix does not narrow this verb
+    admin    HA operations on the group (move, maintenance, cleanup, set-app); on the
+             cluster ensemble ``_cluster``: membership, users and roles
+    snapshot snapshots of the group (issue 16)
+
+Default deny: a user without a grant that covers the request is refused. Two identities
+are never refused: ``root`` (the superuser, as etcd's) and a node of the cluster (nodes
+run the cluster: they forward, place apps, probe, bridge). A node forwarding a user's
+request says whose it is, and is then held to that user's grants (``on_behalf_of``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hakv.errors import BadRequestError
+
+USERS = "auth/users/"
+ROLES = "auth/roles/"
+PREFIX = "auth/"
+ROOT = "root"
+ANY_GROUP = "*"
+VERBS = ("read", "write", "watch", "lease", "admin", "snapshot")
+_CLUSTER_GROUP = "_cluster"
+
+#: API op -> the verb it needs (txn: per inner operation; see ``needs``).
+_OP_VERBS = {
+    "get": "read", "range": "read", "put": "write", "delete": "write",
+    "watch": "watch",
+    "lease_grant": "lease", "lease_keepalive": "lease", "lease_revoke": "lease",
+    "lease_ttl": "lease",
+    "placement": "read", "events": "read", "ha": "admin",
+}
+#: Ops with no group or about the whole node: any authenticated identity.
+_ANY_IDENTITY = frozenset({"health", "status", "metrics"})
+#: Ops only nodes make (the bridge, allocations): never a user.
+_NODES_ONLY = frozenset({"notify", "changes", "allocate"})
+
+Identity = tuple[str, str]  # ("user" | "node", name)
+
+
+@dataclass(frozen=True)
+class Grant:
+    group: str
+    verbs: frozenset[str]
+    prefix: str = ""
+
+    def covers(self, group: str, verb: str, key: str | None) -> bool:
+        if self.group not in (ANY_GROUP, group) or verb not in self.verbs:
+            return False
+        if verb == "lease":
+            return True  # a lease names no key; the keys put with it are checked then
+        return not self.prefix or (key is not None and key.startswith(self.prefix))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"group": self.group, "prefix": self.prefix, "verbs": sorted(self.verbs)}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Users (name -> role names) and roles (name -> grants), as the records say."""
+
+    users: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    roles: Mapping[str, tuple[Grant, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_records(cls, items: Iterable[tuple[str, str]]) -> Policy:
+        """From ``(key, value)`` records under ``auth/``; a malformed record grants nothing
+        (it is skipped, never a crash: the records were validated when written)."""
+        users: dict[str, tuple[str, ...]] = {}
+        roles: dict[str, tuple[Grant, ...]] = {}
+        for key, value in items:
+            try:
+                body = json.loads(value)
+                if key.startswith(USERS):
+                    users[key[len(USERS):]] = tuple(user_record(body)["roles"])
+                elif key.startswith(ROLES):
+                    roles[key[len(ROLES):]] = tuple(
+                        Grant(g["group"], frozenset(g["verbs"]), g["prefix"])
+                        for g in role_record(body)["grants"])
+            except (ValueError, BadRequestError):
+                continue
+        return cls(users, roles)
+
+    def grants_of(self, user: str) -> list[Grant]:
+        return [g for role in self.users.get(user, ()) for g in self.roles.get(role, ())]
+
+
+def needs(op: str, body: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    """(verb, key or None) pairs a request needs on its group. None: the request names no
+    single key (a range's prefix is checked as the key: a grant on prefix P covers a range
+    of prefix P or below)."""
+    if op == "txn":
+        out: list[tuple[str, str | None]] = []
+        for cmp in body.get("compare") or ():
+            out.append(("read", _key(cmp)))
+        for branch in ("success", "failure"):
+            for item in body.get(branch) or ():
+                verb = "read" if isinstance(item, Mapping) and item.get("op") in (
+                    "get", "range") else "write"
+                out.append((verb, _key(item)))
+        return out or [("read", None)]
+    op_verb = _OP_VERBS.get(op)
+    if op_verb is None:
+        return [("admin", None)]
+    verb = op_verb
+    if op == "range" or op == "watch":
+        prefix = body.get("prefix", "")
+        return [(verb, prefix if isinstance(prefix, str) else None)]
+    if verb in ("read", "write") and op in ("get", "put", "delete"):
+        return [(verb, _key(body))]
+    return [(verb, None)]
+
+
+def decide(identity: Identity | None, op: str, group: str | None, body: Mapping[str, Any],
+           policy: Policy) -> str | None:
+    """None when ``identity`` may do ``op`` on ``group``; else why not (for the 403)."""
+    if identity is None:
+        return "no identity"
+    kind, name = identity
+    if kind == "node" or (kind == "user" and name == ROOT):
+        return None
+    if op in _ANY_IDENTITY:
+        return None
+    if op in _NODES_ONLY:
+        return f"{op} is for the cluster's nodes only"
+    if group is None:
+        return f"{op} names no group"
+    wanted: list[tuple[str, str | None]]
+    if group == _CLUSTER_GROUP and op in ("put", "delete", "txn"):
+        wanted = [("admin", None)]  # the cluster records: membership, users, roles
+    else:
+        wanted = needs(op, body)
+    grants = policy.grants_of(name)
+    for verb, key in wanted:
+        if not any(g.covers(group, verb, key) for g in grants):
+            where = f" on key {key!r}" if key else ""
+            return (f"user {name} may not {verb} in group {group}{where} (no role of theirs "
+                    "grants it: `hakv role grant ROLE --group G --verbs ...`, then "
+                    "`hakv user grant-role USER ROLE`)")
+    return None
+
+
+def _key(item: Any) -> str | None:
+    if not isinstance(item, Mapping):
+        return None
+    key = item.get("key")
+    return key if isinstance(key, str) else None
+
+
+# --------------------------------------------------------------------------- records
+
+
+def check_name(name: Any, what: str) -> str:
+    if (not isinstance(name, str) or not 1 <= len(name) <= 128
+            or not all(c.isalnum() or c in "._-" for c in name)):
+        raise BadRequestError(f"{what}: expected 1-128 letters, digits, '.', '_' or '-', "
+                              f"got {name!r}")
+    return name
+
+
+def user_record(body: Any) -> dict[str, Any]:
+    """A validated user record ``{"roles": [...]}``."""
+    if not isinstance(body, Mapping) or set(body) - {"roles"}:
+        raise BadRequestError('a user record is {"roles": [role, ...]}')
+    roles = body.get("roles", [])
+    if not isinstance(roles, list):
+        raise BadRequestError("roles: expected a list of role names")
+    return {"roles": sorted({check_name(r, "role") for r in roles})}
+
+
+def grant(group: Any, verbs: Iterable[Any], prefix: Any = "") -> dict[str, Any]:
+    """A validated grant."""
+    if not isinstance(group, str) or not group:
+        raise BadRequestError("grant.group: expected a group id or '*'")
+    verbs = list(verbs)
+    bad = [v for v in verbs if v not in VERBS]
+    if bad or not verbs:
+        raise BadRequestError(f"grant.verbs: expected some of {', '.join(VERBS)}, got {verbs!r}")
+    if not isinstance(prefix, str):
+        raise BadRequestError("grant.prefix: expected a string")
+    return {"group": group, "prefix": prefix, "verbs": sorted(set(verbs))}
+
+
+def role_record(body: Any) -> dict[str, Any]:
+    """A validated role record ``{"grants": [...]}``."""
+    if not isinstance(body, Mapping) or set(body) - {"grants"}:
+        raise BadRequestError('a role record is {"grants": [{"group", "verbs", "prefix"}]}')
+    grants = body.get("grants", [])
+    if not isinstance(grants, list):
+        raise BadRequestError("grants: expected a list")
+    out = []
+    for g in grants:
+        if not isinstance(g, Mapping):
+            raise BadRequestError("grants: each is an object {group, verbs, prefix}")
+        out.append(grant(g.get("group"), g.get("verbs") or [], g.get("prefix", "")))
+    return {"grants": out}

@@ -1,0 +1,180 @@
+"""Per-group access control on real node processes (docs/security.md, "Access control"):
+default deny, grants by group, verb and prefix, checked for every operation (inside a
+txn, watches, leases, HA), for forwarded requests as the caller (not the forwarding node),
+and revocable while the cluster runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hakv import errors
+from hakv.client import Client, Compare, Op
+from hakv.dev.local import LocalCluster
+from hakv.security import certs
+from hakv.security.tls import TlsConfig, TlsFiles
+from tests.support import start_api_cluster, wait_for
+
+pytestmark = pytest.mark.slow
+
+NODES = ["n1", "n2", "n3", "n4"]
+GROUPS = {"g1": ["n1", "n2", "n3"], "g2": ["n2", "n3", "n4"]}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    lc = start_api_cluster(tmp_path_factory.mktemp("access"), NODES, GROUPS)
+    now = dt.datetime.now(dt.UTC)
+    for name in ("alice", "bob", "carol"):
+        certs.client_cert(lc.certs_dir, name, now=now)
+    with lc.client(timeout=10) as root:
+        root.admin.add_role("reader")
+        root.admin.grant("reader", "g1", ["read", "watch"])
+        root.admin.add_role("app")
+        root.admin.grant("app", "g1", ["read", "write", "lease"], prefix="app/")
+        root.admin.add_user("alice", ["reader"])
+        root.admin.add_user("bob", ["app"])
+        root.put("g1", "k", "v")
+        root.put("g1", "app/x", "1")
+    # The records reach every node's copy of the cluster ensemble (replication, then a
+    # node's 0.25-s reuse of its reading).
+    for n in NODES:
+        with _as(lc, "alice", [n]) as alice:
+            wait_for(lambda a=alice: _can_read(a, "g1"), 10, what=f"alice's grant on {n}")
+    try:
+        yield lc
+    finally:
+        lc.down()
+
+
+def _as(lc: LocalCluster, name: str, nodes: list[str] | None = None) -> Client:
+    d = lc.certs_dir
+    eps = [lc.endpoint(n) for n in nodes] if nodes else lc.endpoints()
+    return Client(eps, timeout=5, cacert=str(d / "ca.crt"), cert=str(d / f"client.{name}.crt"),
+                  key=str(d / f"client.{name}.key"))
+
+
+def test_grants_by_group_verb_and_prefix_default_deny(cluster: LocalCluster) -> None:
+    with _as(cluster, "alice") as alice:
+        assert alice.get("g1", "k").value == "v"
+        with pytest.raises(errors.PermissionDeniedError, match="may not write"):
+            alice.put("g1", "k", "mine")
+        with pytest.raises(errors.PermissionDeniedError, match="in group g2"):
+            alice.get("g2", "k")
+        with pytest.raises(errors.PermissionDeniedError, match="may not lease"):
+            alice.lease_grant("g1", 10)
+        with pytest.raises(errors.PermissionDeniedError, match="may not admin"):
+            alice.admin.maintenance("g1", True)
+        # Every operation inside a txn is checked: one write refuses the whole txn.
+        with pytest.raises(errors.PermissionDeniedError, match="may not write"):
+            alice.txn("g1", [Compare.version("k", ">", 0)],
+                      [Op.get("k"), Op.put("k", "sneaky")])
+        assert alice.txn("g1", [Compare.version("k", ">", 0)], [Op.get("k")]).succeeded
+        # Nor may she grant herself more: the cluster records need admin on _cluster.
+        with pytest.raises(errors.PermissionDeniedError):
+            alice.admin.grant_role("alice", "app")
+    with _as(cluster, "bob") as bob:
+        bob.put("g1", "app/y", "2")
+        with pytest.raises(errors.PermissionDeniedError, match="on key 'k'"):
+            bob.put("g1", "k", "bob")
+        lease = bob.lease_grant("g1", 10)
+        bob.lease_revoke("g1", lease.id)
+    with _as(cluster, "carol") as carol:  # a valid certificate, no user record
+        with pytest.raises(errors.PermissionDeniedError):
+            carol.get("g1", "k")
+        assert carol.status()  # status needs an identity, no grant
+    with cluster.client() as root:
+        assert root.get("g1", "k").value == "v"  # nothing of theirs was written
+
+
+def test_a_forwarded_request_is_checked_as_its_caller(cluster: LocalCluster) -> None:
+    # n4 does not own g1: it forwards, and the owner holds the request to alice's grants.
+    with _as(cluster, "alice", ["n4"]) as alice:
+        assert alice.get("g1", "k").value == "v"
+        with pytest.raises(errors.PermissionDeniedError):
+            alice.put("g1", "k", "via-n4")
+    # The owner's check itself: n4's node certificate, forwarding "for alice".
+    now = dt.datetime.now(dt.UTC)
+    n4 = TlsConfig(TlsFiles.node(cluster.certs_dir, "n4"), now=now)
+    spec = cluster.topology.node("n1")
+    body = json.dumps({"group": "g1", "key": "k", "value": "forged"}).encode()
+
+    def post(headers: str) -> bytes:
+        with socket.create_connection((spec.host, spec.api_port), timeout=5) as raw:
+            with n4.client.wrap_socket(raw) as sock:
+                sock.sendall(f"POST /v1/put HTTP/1.1\r\nContent-Length: {len(body)}\r\n"
+                             f"{headers}Connection: close\r\n\r\n".encode() + body)
+                data = b""
+                while chunk := sock.recv(65536):
+                    data += chunk
+        return data
+
+    assert b" 403 " in post("X-Hakv-On-Behalf-Of: user/alice\r\n").split(b"\r\n")[0]
+    # A user cannot claim to forward for root.
+    d = cluster.certs_dir
+    alice_ctx = certs_context(d, "alice")
+    with socket.create_connection((spec.host, spec.api_port), timeout=5) as raw:
+        with alice_ctx.wrap_socket(raw) as sock:
+            sock.sendall(f"POST /v1/put HTTP/1.1\r\nContent-Length: {len(body)}\r\n"
+                         "X-Hakv-On-Behalf-Of: user/root\r\nConnection: close\r\n\r\n"
+                         .encode() + body)
+            assert b" 403 " in sock.recv(65536).split(b"\r\n")[0]
+    with cluster.client() as root:
+        assert root.get("g1", "k").value == "v"
+
+
+def certs_context(d: Path, name: str) -> object:
+    from hakv.security.tls import client_context
+
+    return client_context(d / "ca.crt", d / f"client.{name}.crt", d / f"client.{name}.key",
+                          check_hostname=False)
+
+
+def test_a_revoked_role_stops_working_within_a_second(cluster: LocalCluster) -> None:
+    with cluster.client() as root:
+        root.admin.add_role("temp")
+        root.admin.grant("temp", "g2", ["read"])
+        root.admin.add_user("dave", ["temp"])
+        root.put("g2", "k", "v2")
+    certs.client_cert(cluster.certs_dir, "dave", now=dt.datetime.now(dt.UTC))
+    with _as(cluster, "dave") as dave:
+        wait_for(lambda: _can_read(dave, "g2"), 5, what="dave's grant to reach every node")
+        with cluster.client() as root:
+            root.admin.revoke_role("dave", "temp")
+        wait_for(lambda: not _can_read(dave, "g2"), 2, what="the revocation to take effect")
+
+
+def _can_read(c: Client, group: str) -> bool:
+    try:
+        c.get(group, "k")
+        return True
+    except errors.PermissionDeniedError:
+        return False
+
+
+def test_unauthenticated_and_cli_exit_codes(cluster: LocalCluster, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import hakv
+
+    d = cluster.certs_dir
+    env = {**os.environ, "HAKV_CACERT": str(d / "ca.crt"), "HAKV_CERT": str(d / "client.alice.crt"),
+           "HAKV_KEY": str(d / "client.alice.key"),
+           "PYTHONPATH": str(Path(hakv.__file__).resolve().parent.parent)}
+    eps = ",".join(cluster.endpoints())
+    denied = subprocess.run([sys.executable, "-m", "hakv", "-e", eps, "put", "g1", "k", "x"],
+                            capture_output=True, text=True, env=env, timeout=30)
+    assert denied.returncode == 12, denied.stderr
+    assert "permission_denied" in denied.stderr
+    env.pop("HAKV_CERT"), env.pop("HAKV_KEY")
+    anonymous = subprocess.run([sys.executable, "-m", "hakv", "-e", eps, "get", "g1", "k"],
+                               capture_output=True, text=True, env=env, timeout=30)
+    assert anonymous.returncode == 11, anonymous.stderr
+    assert "unauthenticated" in anonymous.stderr
