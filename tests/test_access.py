@@ -112,3 +112,24 @@ def test_records_are_validated_when_written() -> None:
         access.check_name("a/b", "user")
     assert access.role_record({"grants": [{"group": "*", "verbs": ["read"]}]}) == {
         "grants": [{"group": "*", "prefix": "", "verbs": ["read"]}]}
+
+
+def test_bearer_tokens_stand_for_their_user_until_expiry_or_revocation() -> None:
+    token, token_id, record = access.new_token("alice", now=1000.0, ttl=60,
+                                               random_bytes=bytes(range(36)))
+    assert token.startswith("hakv_" + token_id + "_") and record["expires"] == 1060.0
+    assert "sha256" in record and token.split("_", 2)[2] not in json.dumps(record)
+    policy = access.Policy.from_records([(access.TOKENS + token_id, json.dumps(record))])
+    assert policy.token_user(token, 1059.9) == "alice"
+    assert policy.token_user(token, 1060.0) is None  # expired
+    forged = token[:-1] + ("A" if token[-1] != "A" else "B")
+    assert policy.token_user(forged, 1000.0) is None
+    assert access.Policy().token_user(token, 1000.0) is None  # revoked: no record
+    for bad in ("", "Bearer x", "hakv_", "hakv_1234_", "hakv_123456789_x", "x" * 300):
+        assert policy.token_user(bad, 1000.0) is None
+    forever = access.new_token("bob", now=0.0, ttl=None, random_bytes=b"\x01" * 36)
+    assert forever[2]["expires"] is None
+    with pytest.raises(BadRequestError):
+        access.new_token("bob", now=0.0, ttl=-1, random_bytes=b"\x01" * 36)
+    with pytest.raises(BadRequestError):
+        access.token_record({"user": "bob", "sha256": "zz", "expires": None})

@@ -149,6 +149,34 @@ def test_a_revoked_role_stops_working_within_a_second(cluster: LocalCluster) -> 
         wait_for(lambda: not _can_read(dave, "g2"), 2, what="the revocation to take effect")
 
 
+def test_a_bearer_token_stands_for_its_user_until_revoked(cluster: LocalCluster) -> None:
+    with cluster.client() as root:
+        made = root.admin.create_token("alice")
+        short = root.admin.create_token("alice", ttl=1.0)
+        assert made["id"] in root.admin.tokens()
+    ca = str(cluster.certs_dir / "ca.crt")
+    with Client(cluster.endpoints(), timeout=5, cacert=ca, token=made["token"]) as alice:
+        wait_for(lambda: _can_read(alice, "g1"), 5, what="the token to reach every node")
+        with pytest.raises(errors.PermissionDeniedError):  # her grants, not more
+            alice.put("g1", "k", "by-token")
+        with cluster.client() as root:
+            root.admin.revoke_token(made["id"])
+        wait_for(lambda: _unauthenticated(alice), 2, what="the revocation to take effect")
+    with Client(cluster.endpoints(), timeout=5, cacert=ca, token=short["token"]) as brief:
+        wait_for(lambda: _unauthenticated(brief), 5, what="the 1-s token to expire")
+    with Client(cluster.endpoints(), timeout=5, cacert=ca,
+                token=made["token"][:-2] + "xx") as forged:
+        assert _unauthenticated(forged)
+
+
+def _unauthenticated(c: Client) -> bool:
+    try:
+        c.get("g1", "k")
+        return False
+    except errors.UnauthenticatedError:
+        return True
+
+
 def _can_read(c: Client, group: str) -> bool:
     try:
         c.get(group, "k")

@@ -30,7 +30,7 @@ from typing import Any
 import click
 
 from hakv.cli import _options, render
-from hakv.cli.access import role, user
+from hakv.cli.access import role, token, user
 from hakv.cli.certs import certs
 from hakv.cli.cluster import cluster
 from hakv.cli.events import events
@@ -102,6 +102,9 @@ class _HakvGroup(click.Group):
               help="Client certificate, from `hakv certs client NAME` (env HAKV_CERT).")
 @click.option("--key", type=click.Path(dir_okay=False), default=None,
               help="The client certificate's key (env HAKV_KEY).")
+@click.option("--token", "bearer", default=None, envvar="HAKV_TOKEN",
+              help="A bearer token (`hakv token create`) instead of a certificate "
+              "(env HAKV_TOKEN).")
 @click.version_option(package_name="hakv", prog_name="hakv")
 @click.pass_context
 def cli(
@@ -113,9 +116,10 @@ def cli(
     cacert: str | None,
     cert: str | None,
     key: str | None,
+    bearer: str | None,
 ) -> None:
     """hakv: coordination for very large HA clusters, one Raft ensemble per group."""
-    _options.remember(ctx, endpoints, topology, run_dir, timeout, cacert, cert, key)
+    _options.remember(ctx, endpoints, topology, run_dir, timeout, cacert, cert, key, bearer)
 
 
 for _command in (put, get, delete, range_, txn, status, explain, cluster, group, events,
@@ -127,6 +131,7 @@ cli.add_command(lock)
 cli.add_command(elect)
 cli.add_command(user)
 cli.add_command(role)
+cli.add_command(token)
 cli.add_command(certs)
 
 

@@ -38,16 +38,19 @@ class Conn:
         self.cacert: str | None = None
         self.cert: str | None = None
         self.key: str | None = None
+        self.token: str | None = None
 
 
 def remember(ctx: click.Context, endpoints: str | None, topology: str | None,
              run_dir: str | None, timeout: float, cacert: str | None = None,
-             cert: str | None = None, key: str | None = None) -> None:
+             cert: str | None = None, key: str | None = None,
+             token: str | None = None) -> None:
     """Keep the root group's options for the command (which may override them)."""
     conn = ctx.ensure_object(Conn)
     conn.endpoints, conn.topology, conn.run_dir, conn.timeout = (
         endpoints, topology, run_dir, timeout)
     conn.cacert, conn.cert, conn.key = cacert, cert, key
+    conn.token = token
 
 
 def conn_options(f: F) -> F:
@@ -121,6 +124,7 @@ def settings(ctx: click.Context, **given: Any) -> Conn:
     timeout = given.get("timeout")
     conn.timeout = timeout if timeout is not None else root.timeout
     conn.cacert, conn.cert, conn.key = root.cacert, root.cert, root.key
+    conn.token = root.token
     return conn
 
 
@@ -135,7 +139,7 @@ def tls_of(conn: Conn) -> ssl.SSLContext | bool:
 
 
 def make_client(conn: Conn, endpoints: list[str]) -> Client:
-    return Client(endpoints, timeout=conn.timeout, tls=tls_of(conn))
+    return Client(endpoints, timeout=conn.timeout, tls=tls_of(conn), token=conn.token)
 
 
 def client(ctx: click.Context, **given: Any) -> Client:

@@ -11,7 +11,7 @@ from hakv.cli._options import client, conn_options, json_option
 from hakv.cli.render import echo_json, render_table
 from hakv.core.access import VERBS
 
-__all__ = ["role", "user"]
+__all__ = ["role", "token", "user"]
 
 
 def _done(res: dict[str, Any], as_json: bool, line: str) -> None:
@@ -169,3 +169,55 @@ def role_list(ctx: click.Context, as_json: bool, **conn: Any) -> None:
             for name, grants in sorted(roles.items()) for g in grants or
             [{"group": "-", "prefix": "", "verbs": []}]]
     click.echo(render_table(["ROLE", "GROUP", "PREFIX", "VERBS"], rows))
+
+
+@click.group(name="token")
+def token() -> None:
+    """Bearer tokens: a user's identity for scripts and people without a certificate."""
+
+
+@token.command(name="create")
+@click.argument("user_name", metavar="USER")
+@click.option("--ttl", type=float, default=None, help="Seconds it is valid (default: until revoked).")
+@json_option
+@conn_options
+@click.pass_context
+def token_create(ctx: click.Context, user_name: str, ttl: float | None, as_json: bool,
+                 **conn: Any) -> None:
+    """Make a token for USER; it is printed this once (use it with --token / HAKV_TOKEN)."""
+    with client(ctx, **conn) as c:
+        res = c.admin.create_token(user_name, ttl)
+    if as_json:
+        echo_json(res)
+    else:
+        click.echo(res["token"])
+        click.echo(f"(id {res['id']}, user {user_name}, "
+                   f"{'expires at ' + str(res['expires']) if res['expires'] else 'no expiry'}; "
+                   f"revoke with `hakv token revoke {res['id']}`)", err=True)
+
+
+@token.command(name="list")
+@json_option
+@conn_options
+@click.pass_context
+def token_list(ctx: click.Context, as_json: bool, **conn: Any) -> None:
+    """Every token's id, user and expiry (never the token itself)."""
+    with client(ctx, **conn) as c:
+        tokens = c.admin.tokens()
+    if as_json:
+        echo_json(tokens)
+    else:
+        click.echo(render_table(["ID", "USER", "EXPIRES"],
+                                [[i, t["user"], t["expires"] or "-"]
+                                 for i, t in sorted(tokens.items())]))
+
+
+@token.command(name="revoke")
+@click.argument("token_id", metavar="ID")
+@json_option
+@conn_options
+@click.pass_context
+def token_revoke(ctx: click.Context, token_id: str, as_json: bool, **conn: Any) -> None:
+    """Revoke token ID."""
+    with client(ctx, **conn) as c:
+        _done(c.admin.revoke_token(token_id), as_json, f"token {token_id} revoked")

@@ -83,7 +83,7 @@ from hakv.errors import (
     RetryableError,
     UnavailableError,
 )
-from hakv.security.tls import client_context_from
+from hakv.security.tls import TOKEN_ENV, client_context_from
 
 if TYPE_CHECKING:
     from hakv.client.recipe.counter import Counter
@@ -165,6 +165,7 @@ class Client:
         cert: str | None = None,
         key: str | None = None,
         tls: ssl.SSLContext | bool | None = None,
+        token: str | None = None,
     ) -> None:
         eps = parse_endpoints(endpoints) if endpoints is not None else endpoints_from_env()
         #: HTTPS when a CA is named: ``cacert``/``cert``/``key`` (else HAKV_CACERT,
@@ -173,6 +174,9 @@ class Client:
         self.tls: ssl.SSLContext | None = (
             tls if isinstance(tls, ssl.SSLContext) else
             None if tls is False else client_context_from(cacert, cert, key))
+        #: A bearer token (``hakv token create``) sent with every request; None: the
+        #: ``HAKV_TOKEN`` environment variable, if set. A client certificate wins over it.
+        self.token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
         if not eps:
             raise ConfigError(
                 "no endpoints: pass Client(endpoints=...) or set HAKV_ENDPOINTS=host:port,..."
@@ -401,7 +405,8 @@ class Client:
         """One node's own view (``/v1/status``): its groups, roles, terms, indexes.
         Without ``endpoint``: the first endpoint that answers."""
         if endpoint is not None:
-            return probe(parse_endpoints(endpoint)[0], "/v1/status", self.timeout, self.tls)
+            return probe(parse_endpoints(endpoint)[0], "/v1/status", self.timeout, self.tls,
+                         self.token)
         return self._call("/v1/status", {}, write=False)
 
     def health(self, endpoint: str) -> dict[str, Any]:
@@ -425,7 +430,7 @@ class Client:
 
         def ask(ep: str) -> tuple[str, dict[str, Any] | None, str | None]:
             try:
-                return ep, probe(ep, "/v1/status", per_attempt, self.tls), None
+                return ep, probe(ep, "/v1/status", per_attempt, self.tls, self.token), None
             except HakvError as err:
                 return ep, None, f"{err.code}: {err.message}"
 
@@ -446,7 +451,7 @@ class Client:
         conn = pool.get(endpoint)
         if conn is None:
             host, port = self._addresses[endpoint]
-            conn = Connection(host, port, tls=self.tls)
+            conn = Connection(host, port, tls=self.tls, token=self.token)
             pool[endpoint] = conn
             with self._conns_lock:
                 self._all_conns.add(conn)

@@ -48,13 +48,15 @@ class Connection:
     """
 
     def __init__(self, host: str, port: int, timeout: float | None = None,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, token: str | None = None) -> None:
         self.host, self.port = host, port
         self.tls = tls  # HTTPS when set (hakv.security.tls.client_context)
         self.timeout = timeout
         self.sock: socket.socket | None = None
         self._buf = bytearray()
         self._head = f"Host: {host}:{port}\r\nContent-Type: application/json\r\n"
+        if token:  # a bearer token (hakv token create), sent with every request
+            self._head += f"Authorization: Bearer {token}\r\n"
 
     def connect(self) -> None:
         sock = socket.create_connection((self.host, self.port), self.timeout)
@@ -263,14 +265,14 @@ def decode_answer(endpoint: str, path: str, status: int, data: bytes) -> dict[st
 
 
 def probe(endpoint: str, path: str = "/v1/health", timeout: float = 1.0,
-          tls: ssl.SSLContext | None = None) -> dict[str, Any]:
+          tls: ssl.SSLContext | None = None, token: str | None = None) -> dict[str, Any]:
     """One request on a fresh connection, no retry: for health checks and status.
 
     Raises UnavailableError when the endpoint does not answer, the typed error of an error
     answer, InternalError for a malformed one.
     """
     host, port = split_endpoint(endpoint)
-    conn = Connection(host, port, timeout=timeout, tls=tls)
+    conn = Connection(host, port, timeout=timeout, tls=tls, token=token)
     try:
         status, data = exchange(conn, path, b"{}", timeout, min(timeout, CONNECT_TIMEOUT_MAX))
     except ConnectFailed as err:

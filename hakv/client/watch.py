@@ -257,7 +257,8 @@ class Watch:
         conn = self._conns.get(endpoint)
         if conn is None:
             host, port = self.client._addresses[endpoint]
-            conn = self._conns[endpoint] = Connection(host, port, tls=self.client.tls)
+            conn = self._conns[endpoint] = Connection(host, port, tls=self.client.tls,
+                                                             token=self.client.token)
         try:
             status, data = exchange(conn, _PATH, self._request(), self.poll_timeout + 5.0,
                                     CONNECT_TIMEOUT_MAX)

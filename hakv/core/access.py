@@ -7,6 +7,11 @@ node has them locally::
 
     auth/users/<name>   {"roles": ["ops", ...]}
     auth/roles/<name>   {"grants": [{"group": "220" | "*", "prefix": "", "verbs": [...]}]}
+    auth/tokens/<id>    {"user": name, "sha256": hex, "expires": epoch s | null}
+
+A **bearer token** (``hakv_<id>_<secret>``, for people and scripts without a client
+certificate) stands for its user until it expires or is revoked (its record deleted);
+the record keeps only the secret's SHA-256, so reading the records yields no token.
 
 A role grants verbs on a group (``"*"``: every group), optionally only on keys under a
 prefix. Verbs::
@@ -28,6 +33,9 @@ request says whose it is, and is then held to that user's grants (``on_behalf_of
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +45,7 @@ from hakv.errors import BadRequestError
 
 USERS = "auth/users/"
 ROLES = "auth/roles/"
+TOKENS = "auth/tokens/"
 PREFIX = "auth/"
 ROOT = "root"
 ANY_GROUP = "*"
@@ -77,11 +86,33 @@ class Grant:
 
 
 @dataclass(frozen=True)
+class TokenRecord:
+    user: str
+    digest: bytes
+    expires: float | None
+
+
+@dataclass(frozen=True)
 class Policy:
-    """Users (name -> role names) and roles (name -> grants), as the records say."""
+    """Users (name -> role names), roles (name -> grants) and bearer tokens (id ->
+    record), as the records say."""
 
     users: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     roles: Mapping[str, tuple[Grant, ...]] = field(default_factory=dict)
+    tokens: Mapping[str, TokenRecord] = field(default_factory=dict)
+
+    def token_user(self, token: str, now: float) -> str | None:
+        """The user a bearer token stands for at ``now`` (wall clock), or None: unknown,
+        revoked, expired or forged (the secret is compared by its SHA-256, in constant
+        time)."""
+        parsed = parse_token(token)
+        if parsed is None:
+            return None
+        record = self.tokens.get(parsed[0])
+        if record is None or (record.expires is not None and now >= record.expires):
+            return None
+        digest = hashlib.sha256(parsed[1].encode()).digest()
+        return record.user if hmac.compare_digest(digest, record.digest) else None
 
     @classmethod
     def from_records(cls, items: Iterable[tuple[str, str]]) -> Policy:
@@ -89,10 +120,15 @@ class Policy:
         (it is skipped, never a crash: the records were validated when written)."""
         users: dict[str, tuple[str, ...]] = {}
         roles: dict[str, tuple[Grant, ...]] = {}
+        tokens: dict[str, TokenRecord] = {}
         for key, value in items:
             try:
                 body = json.loads(value)
-                if key.startswith(USERS):
+                if key.startswith(TOKENS):
+                    rec = token_record(body)
+                    tokens[key[len(TOKENS):]] = TokenRecord(
+                        rec["user"], bytes.fromhex(rec["sha256"]), rec["expires"])
+                elif key.startswith(USERS):
                     users[key[len(USERS):]] = tuple(user_record(body)["roles"])
                 elif key.startswith(ROLES):
                     roles[key[len(ROLES):]] = tuple(
@@ -100,7 +136,7 @@ class Policy:
                         for g in role_record(body)["grants"])
             except (ValueError, BadRequestError):
                 continue
-        return cls(users, roles)
+        return cls(users, roles, tokens)
 
     def grants_of(self, user: str) -> list[Grant]:
         return [g for role in self.users.get(user, ()) for g in self.roles.get(role, ())]
@@ -200,6 +236,50 @@ def grant(group: Any, verbs: Iterable[Any], prefix: Any = "") -> dict[str, Any]:
     if not isinstance(prefix, str):
         raise BadRequestError("grant.prefix: expected a string")
     return {"group": group, "prefix": prefix, "verbs": sorted(set(verbs))}
+
+
+TOKEN_PREFIX = "hakv_"
+
+
+def new_token(user: str, now: float, ttl: float | None,
+              random_bytes: bytes) -> tuple[str, str, dict[str, Any]]:
+    """(token, id, record) for ``user``: the token is shown once, the record keeps the
+    secret's SHA-256. ``random_bytes``: 36 bytes from a CSPRNG (an argument: the core
+    makes no randomness)."""
+    check_name(user, "user")
+    if ttl is not None and not (isinstance(ttl, int | float) and 0 < ttl <= 10 * 365 * 86400):
+        raise BadRequestError("token ttl: expected seconds in 1..315360000")
+    if len(random_bytes) < 36:
+        raise BadRequestError("new_token needs 36 random bytes")
+    token_id = random_bytes[:4].hex()
+    secret = base64.urlsafe_b64encode(random_bytes[4:36]).decode().rstrip("=")
+    record = {"user": user, "sha256": hashlib.sha256(secret.encode()).hexdigest(),
+              "expires": None if ttl is None else round(now + ttl, 3)}
+    return f"{TOKEN_PREFIX}{token_id}_{secret}", token_id, record
+
+
+def parse_token(token: str) -> tuple[str, str] | None:
+    """(id, secret) of a well-formed token, else None."""
+    if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX):
+        return None
+    token_id, sep, secret = token[len(TOKEN_PREFIX):].partition("_")
+    if not sep or len(token_id) != 8 or not secret or len(secret) > 100:
+        return None
+    return token_id, secret
+
+
+def token_record(body: Any) -> dict[str, Any]:
+    """A validated token record."""
+    if not isinstance(body, Mapping) or set(body) != {"user", "sha256", "expires"}:
+        raise BadRequestError('a token record is {"user", "sha256", "expires"}')
+    digest, expires = body["sha256"], body["expires"]
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise BadRequestError("token sha256: expected 64 hex digits")
+    bytes.fromhex(digest)  # ValueError if not hex
+    if expires is not None and (isinstance(expires, bool)
+                                or not isinstance(expires, int | float)):
+        raise BadRequestError("token expires: expected seconds since the epoch or null")
+    return {"user": check_name(body["user"], "user"), "sha256": digest, "expires": expires}
 
 
 def role_record(body: Any) -> dict[str, Any]:

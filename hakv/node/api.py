@@ -70,11 +70,20 @@ _READ, _WRITE, _ERROR = READ, WRITE, ERROR
 class _Request:
     """One parsed request: what its answer needs besides the payload."""
 
-    __slots__ = ("op", "raw", "close", "on_behalf")
+    __slots__ = ("op", "raw", "close", "on_behalf", "authorization")
 
-    def __init__(self, op: str, raw: bytes, close: bool, on_behalf: bytes | None = None) -> None:
+    def __init__(self, op: str, raw: bytes, close: bool, on_behalf: bytes | None = None,
+                 authorization: bytes | None = None) -> None:
         self.op, self.raw, self.close = op, raw, close
         self.on_behalf = on_behalf  # X-Hakv-On-Behalf-Of, as sent
+        self.authorization = authorization  # Authorization, as sent
+
+    def bearer(self) -> str | None:
+        """The bearer token of the Authorization header, if any."""
+        value = self.authorization
+        if not value or not value[:7].lower() == b"bearer ":
+            return None
+        return value[7:].strip().decode("latin-1")
 
     def caller(self, identity: access.Identity | None) -> access.Identity | None:
         """Whose request this is: the connection's identity, or, when that is a node
@@ -229,11 +238,19 @@ class ApiServer:
         if self.tls is None or request.op in _OPEN_OPS:
             return None
         if conn.identity is None:
-            raise errors.UnauthenticatedError(
-                f"{request.op} needs a client certificate of this cluster's CA: pass "
-                "--cacert, --cert and --key (env HAKV_CACERT, HAKV_CERT, HAKV_KEY; curl: "
-                "the same flags); make one with `hakv certs client NAME`")
-        who = request.caller(conn.identity)
+            token = request.bearer()
+            user = self.policy().token_user(token, time.time()) if token else None
+            if user is None:
+                raise errors.UnauthenticatedError(
+                    "the bearer token is unknown, expired or revoked: ask for a new one "
+                    "(`hakv token create USER`)" if token else
+                    f"{request.op} needs a client certificate of this cluster's CA (--cacert, "
+                    "--cert and --key; env HAKV_CACERT, HAKV_CERT, HAKV_KEY; curl: the same "
+                    "flags; make one with `hakv certs client NAME`) or a bearer token "
+                    "(--token, HAKV_TOKEN; curl -H 'Authorization: Bearer ...')")
+            who: access.Identity | None = ("user", user)
+        else:
+            who = request.caller(conn.identity)
         if who is None or who[0] == "node" or who == ("user", access.ROOT):
             return who
         body: dict[str, Any] = {}
@@ -564,7 +581,8 @@ class _Connection:
                 f"of {', '.join(sorted(_OPS))}")
         if length_header is None and not (method == b"GET" or op in ("status", "health")):
             return errors.BadRequestError("missing Content-Length: send a JSON object body")
-        return _Request(op, raw, close, headers.get(b"x-hakv-on-behalf-of"))
+        return _Request(op, raw, close, headers.get(b"x-hakv-on-behalf-of"),
+                        headers.get(b"authorization"))
 
     # -- answers out --------------------------------------------------------------------
 

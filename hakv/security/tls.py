@@ -115,6 +115,7 @@ class TlsConfig:
 
 #: Where ``client_context_from`` reads files it is not given (as etcdctl's ETCDCTL_CACERT...).
 CACERT_ENV, CERT_ENV, KEY_ENV = "HAKV_CACERT", "HAKV_CERT", "HAKV_KEY"
+TOKEN_ENV = "HAKV_TOKEN"  # a bearer token (hakv token create), instead of a certificate
 
 
 def client_context(cacert: str | os.PathLike[str], cert: str | os.PathLike[str] | None = None,
