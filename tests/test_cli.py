@@ -235,6 +235,7 @@ def status_reply(node: str, leader: str) -> Reply:
                 "applied_index": 7,
                 "revision": 3,
                 "quorum": True,
+                "app": {"node": "n2", "state": "running", "token": 4, "maintenance": False},
             }
         },
     )
@@ -252,8 +253,11 @@ def test_status_table_and_json_with_node_names_from_the_topology(tmp_path: Path)
     assert table.exit_code == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0] == "cluster t"
-    assert lines[2].split() == ["GROUP", "OWNERS", "LEADER", "TERM", "COMMIT", "REVISION", "QUORUM"]
-    assert lines[3].split() == ["g1", "n1,n2,n3", "n1", "2", "7", "3", "yes"]
+    assert lines[2].split() == ["GROUP", "OWNERS", "LEADER", "TERM", "COMMIT", "REVISION",
+                                "QUORUM", "APP", "ON", "APP", "STATE", "TOKEN"]
+    # Issue 16: where the app runs, its state and fencing token, as crm_mon shows them.
+    assert lines[3].split() == ["g1", "n1,n2,n3", "n1", "2", "7", "3", "yes", "n2", "running",
+                                "4"]
     assert any(line.startswith("n3") and " no " in line for line in lines)
     st = json.loads(as_json.stdout)
     assert set(st) == {"cluster", "nodes", "groups"}
@@ -263,6 +267,7 @@ def test_status_table_and_json_with_node_names_from_the_topology(tmp_path: Path)
         ("n3", False),
     ]
     g = st["groups"]["g1"]
+    assert g["app"] == {"node": "n2", "state": "running", "token": 4, "maintenance": False}
     assert {
         k: g[k] for k in ("owners", "leader", "term", "commit_index", "revision", "quorum")
     } == {

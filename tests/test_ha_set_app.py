@@ -4,12 +4,17 @@ processes): its owners pick the spec up from the cluster records and run it."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+import hakv
 from hakv.cli import cli
 from hakv.client.client import Client
 from hakv.core.topology import CLUSTER_GROUP
@@ -50,6 +55,23 @@ def test_an_app_set_at_runtime_starts_on_the_first_owner(tmp_path: Path) -> None
             placement = client.admin.placement("g1").placement
             events = client.admin.events("g1")
         assert placement.token == 1, placement
+        # `hakv status` shows where it runs (issue 16), also when watched.
+        with Client(cluster.endpoints(), timeout=10) as client:
+            app = client.cluster_status()["groups"]["g1"]["app"]
+        assert (app["node"], app["token"]) == ("n1", 1), app
+        shown = runner.invoke(cli, ["--dir", str(cluster.dir), "status"])
+        assert shown.exit_code == 0 and "APP ON" in shown.output, shown.output
+        row = next(line for line in shown.output.splitlines() if line.startswith("g1 "))
+        assert row.split()[7:10] == ["n1", app["state"], "1"], row
+        watched = subprocess.Popen(
+            [sys.executable, "-m", "hakv", "--dir", str(cluster.dir), "status", "--watch",
+             "0.3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(hakv.__file__).resolve().parent.parent)})
+        time.sleep(2.5)
+        watched.send_signal(signal.SIGINT)
+        out, err = watched.communicate(timeout=10)
+        assert watched.returncode == 0, err
+        assert out.count("hakv status every 0.3 s") >= 2, out
         assert not [e for e in events if "restarted" in str(e.get("reason", ""))], events
         bad = tmp_path / "bad.toml"
         bad.write_text('stop = "true"\n')  # no start command

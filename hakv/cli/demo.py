@@ -8,7 +8,13 @@
 3. prints the cluster status (as ``hakv status`` does);
 4. prints, from each node's data dir (as ``hakv inspect`` does), which nodes hold each
    group's keys: exactly the group's owners;
-5. leaves the cluster running and says how to use and stop it (``make demo-down``).
+5. tells the patent's failover story (Fig. 4; on the nine-node example only): gives each
+   group a small app (examples/apps/beacon.py), shows where each runs, kills node 208
+   (kill -9) and times group 226's app restarting on 210 while groups 222 and 224 notice
+   nothing (same leader, same term); then the two-of-nine case: with only 202 and 208 up,
+   group 220 (a majority of its owners) serves and runs its app, group 226 does not;
+6. brings every node back, leaves the cluster running and says how to use and stop it
+   (``make demo-down``).
 """
 
 from __future__ import annotations
@@ -157,6 +163,10 @@ def run(run_dir: str, topology_path: str) -> int:
     print(render_table(["NODE", "GROUPS", "NODE STATUS HELD", "SPHERE OF INFLUENCE",
                         "EXACTLY", "CLUSTER RECORDS"], node_rows))
 
+    if {"202", "208", "210"} <= set(topology.node_ids) and all(
+            topology.has_group(g) for g in STORY_GROUPS):
+        _failover_story(lc, topology)
+
     print(
         f"""
 The cluster keeps running. Try:
@@ -170,6 +180,103 @@ Stop it with:
   make demo-down        (or: hakv local down --dir {lc.dir})"""
     )
     return 0
+
+
+STORY_GROUPS = ("220", "222", "224", "226")
+BEACON = Path(hakv.__file__).resolve().parent.parent / "examples" / "apps" / "beacon.py"
+
+
+def _step(text: str) -> float:
+    print(f"\n== {text}")
+    return time.monotonic()
+
+
+def _placements(client: Any) -> dict[str, dict[str, Any]]:
+    groups = client.cluster_status()["groups"]
+    return {g: (groups.get(g) or {}).get("app") or {} for g in STORY_GROUPS}
+
+
+def _wait(what: str, predicate: Any, timeout: float) -> float:
+    """Poll ``predicate`` every 0.1 s; seconds it took (InternalError after ``timeout``)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            if predicate():
+                return time.monotonic() - start
+        except HakvError:
+            pass
+        time.sleep(0.1)
+    raise InternalError(f"demo: {what} did not happen within {timeout:g} s")
+
+
+def _failover_story(lc: LocalCluster, topology: Topology) -> None:
+    """Step 5 of the module docstring: the patent's Fig. 4, timed."""
+    app = {"start": [sys.executable, str(BEACON), "run"],
+           "check": [sys.executable, str(BEACON), "check"], "check_interval": 0.3}
+    with lc.client(timeout=10) as client:
+        t0 = _step("each group gets an app (examples/apps/beacon.py): it runs on the first "
+                   "live owner, under a fencing token")
+        for gid in STORY_GROUPS:
+            client.admin.set_app(gid, app)
+        took = _wait("every app running", lambda: all(
+            p.get("state") == "running" for p in _placements(client).values()), 60)
+        print(f"all four apps running {took:.1f} s after `hakv group set-app` "
+              f"({time.monotonic() - t0:.1f} s)\n")
+        status = client.cluster_status()
+        print(render_status(status).split("\n\n")[1])
+        before = {g: (status["groups"][g]["leader"], status["groups"][g]["term"])
+                  for g in ("222", "224")}
+        on_208 = sorted(g for g, p in _placements(client).items() if p.get("node") == "208")
+
+        _step(f"kill -9 node 208 (a shared node: owner of 220 and 226; it runs the app of "
+              f"{', '.join(on_208) or 'no group'})")
+        killed = time.monotonic()
+        lc.kill("208")
+        took = _wait("group 226's app to run elsewhere", lambda: (
+            (p := _placements(client)["226"]).get("state") == "running"
+            and p.get("node") not in (None, "208")), 30)
+        p226 = _placements(client)["226"]
+        print(f"group 226's app runs on {p226['node']} (token {p226['token']}) "
+              f"{took:.1f} s after the kill (failover by precedence: 208, 210, 212)")
+        status = client.cluster_status()
+        after = {g: (status["groups"][g]["leader"], status["groups"][g]["term"])
+                 for g in ("222", "224")}
+        for g in ("222", "224"):
+            same = "noticed nothing" if after[g] == before[g] else "CHANGED"
+            print(f"group {g}: leader {after[g][0]}, term {after[g][1]} (before: leader "
+                  f"{before[g][0]}, term {before[g][1]}): {same}")
+        print(f"({time.monotonic() - killed:.1f} s since the kill)")
+
+    t0 = _step("the two-of-nine case: only 202 and 208 up")
+    lc.start("208")
+    lc.wait_healthy(["208"], 30)
+    others = [n for n in topology.node_ids if n not in ("202", "208")]
+    for node in others:
+        lc.stop(node)
+    with lc.client(timeout=10) as client:
+        took = _wait("group 220 to take a write", lambda: client.put(
+            "220", "demo/two-of-nine", "served by 202 and 208") is not None, 30)
+        print(f"group 220 (owners 202, 208, 214: two of three up) takes writes "
+              f"({took:.1f} s after the others stopped)")
+        took = _wait("group 220's app to run", lambda: (
+            (p := _placements(client)["220"]).get("state") == "running"
+            and p.get("node") in ("202", "208")), 30)
+        p220 = _placements(client)["220"]
+        print(f"group 220's app runs on {p220['node']} (token {p220['token']})")
+    with lc.client(timeout=2) as client:
+        try:
+            client.put("226", "demo/two-of-nine", "x")
+            print("group 226: took a write (unexpected: 208 alone is not a majority)")
+        except HakvError as err:
+            print(f"group 226 (owners 208, 210, 212: one of three up) refuses: {err.code} "
+                  "(no majority, so no app runs either: its lease cannot be renewed)")
+    print(f"({time.monotonic() - t0:.1f} s)")
+
+    _step("bringing every node back")
+    for node in others:
+        lc.start(node)
+    lc.wait_healthy(topology.node_ids, 60)
+    print("all nine nodes answer again")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,6 +64,17 @@ def node_state(n: Mapping[str, Any]) -> str:
     return str(state) if state else "unknown (not reported yet)"
 
 
+def app_cells(app: Any) -> list[Any]:
+    """APP ON, APP STATE, TOKEN of a group (as crm_mon shows a resource): ``-`` without
+    an app, ``none`` while it is not placed, ``(maintenance)`` appended when paused."""
+    if not isinstance(app, Mapping):
+        return ["-", "-", "-"]
+    state = str(app.get("state") or "none")
+    if app.get("maintenance"):
+        state += " (maintenance)"
+    return [app.get("node") or "none", state, app.get("token") or "-"]
+
+
 def render_status(st: Mapping[str, Any]) -> str:
     """``hakv status`` as text: a group table, then a node table."""
     groups = st.get("groups") or {}
@@ -76,6 +87,7 @@ def render_status(st: Mapping[str, Any]) -> str:
             g.get("commit_index"),
             g.get("revision"),
             g.get("quorum"),
+            *app_cells(g.get("app")),
         ]
         for gid, g in groups.items()
     ]
@@ -95,7 +107,8 @@ def render_status(st: Mapping[str, Any]) -> str:
     return (
         head
         + render_table(
-            ["GROUP", "OWNERS", "LEADER", "TERM", "COMMIT", "REVISION", "QUORUM"], group_rows
+            ["GROUP", "OWNERS", "LEADER", "TERM", "COMMIT", "REVISION", "QUORUM", "APP ON",
+             "APP STATE", "TOKEN"], group_rows
         )
         + "\n\n"
         + render_table(

@@ -621,6 +621,7 @@ def merge_status(
             "commit_index": best.get("commit_index"),
             "applied_index": best.get("applied_index"),
             "revision": best.get("revision"),
+            "app": best.get("app"),
             "quorum": any(view.get("quorum") is True for _, view in views[gid]),
             "reported_by": reporter,
             "members": {

@@ -358,6 +358,16 @@ class Node:
         self._policy = (now, index, policy)
         return policy
 
+    def _app_summary(self, gid: str, store: GroupStore) -> dict[str, Any] | None:
+        """Where the group's app runs as this member's copy of the placement record says
+        (for ``hakv status``; the leader's copy is the one shown), None without an app."""
+        spec = self.view.group_spec(gid)
+        if spec is None or spec.app is None:
+            return None
+        placement = store.placement()
+        return {"node": placement.node, "state": placement.state, "token": placement.token,
+                "maintenance": placement.maintenance}
+
     def reload_tls(self) -> bool:
         """Read the certificate, key and CA bundle again (SIGHUP): new connections on both
         ports, and to peers, use them; open ones keep theirs. Bad new material is logged
@@ -633,6 +643,8 @@ class Node:
                 "revision": store.revision(),
                 **st,
             }
+            if gid != CLUSTER_GROUP:
+                groups[gid]["app"] = self._app_summary(gid, store)
         statuses: dict[str, Any] = {}
         for gid in self.members:
             statuses.update(self.machines[gid].store.node_statuses())
