@@ -540,7 +540,8 @@ def test_nodes_not_ready_prints_their_log_tails_before_the_error_line(
 ) -> None:
     from hakv.dev.local import LocalCluster, NodesNotReadyError
 
-    def up(self: LocalCluster, topology: str, wait: float = 30.0) -> dict[str, int]:
+    def up(self: LocalCluster, topology: str, wait: float = 30.0,
+           progress: object = None) -> dict[str, int]:
         raise NodesNotReadyError("n2 did not answer", {"n2": "boom\nlast line"})
 
     monkeypatch.setattr(LocalCluster, "up", up)

@@ -35,6 +35,7 @@ pytestmark = pytest.mark.slow
 NODES = ["n1", "n2", "n3", "n4"]
 GROUPS = {"g1": ["n1", "n2", "n3"], "g2": ["n2", "n3", "n4"]}
 _ROOT = str(Path(hakv.__file__).resolve().parent.parent)
+PROGRESS: list[tuple[int, int]] = []  # what LocalCluster.up reported while nodes started
 
 
 class _Touch:
@@ -57,7 +58,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalClu
     d = tmp_path_factory.mktemp("raft-tls")
     topo = write_topology(d, NODES, GROUPS)
     lc = LocalCluster(d / "run")
-    lc.up(str(topo), wait=30)
+    PROGRESS.clear()
+    lc.up(str(topo), wait=30, progress=lambda done, total: PROGRESS.append((done, total)))
     try:
         for g in GROUPS:
             wait_for(lambda g=g: leader_of(lc.endpoints(), g), 30, what=f"a leader of {g}")
@@ -100,6 +102,13 @@ def test_a_local_cluster_speaks_tls_and_survives_a_restart(
         wait_for(lambda: Client([lc.endpoint(leader)], timeout=2).range(
             "g1", "after-kill", serializable=True).kvs, 30, what="the restarted node to catch up")
         assert c.get("g1", "k7").value == "7"
+
+
+def test_up_reports_progress_until_every_node_answers(
+        cluster: tuple[LocalCluster, Path]) -> None:
+    """Issue 16: `hakv local up` and `make demo` draw a bar from these calls."""
+    assert PROGRESS and PROGRESS[-1] == (len(NODES), len(NODES))
+    assert [d for d, _ in PROGRESS] == sorted(d for d, _ in PROGRESS)
 
 
 def test_plain_tcp_and_certificateless_tls_get_nothing_unpickled(

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import hakv
-from hakv.cli.render import fail_line, render_status, render_table
+from hakv.cli.render import fail_line, render_status, render_table, start_progress
 from hakv.core.topology import Topology, load_topology
 from hakv.dev.local import LocalCluster, NodesNotReadyError
 from hakv.errors import DataDirError, HakvError, InternalError
@@ -92,7 +92,8 @@ def run(run_dir: str, topology_path: str) -> int:
     _prepare(lc, topology)
 
     print(f"starting {len(topology.nodes)} nodes of {topology_path} under {lc.dir} ...")
-    lc.up(topology_path, wait=60)
+    with start_progress("nodes answering /v1/health") as progress:
+        lc.up(topology_path, wait=60, progress=progress)
     print("all nodes answer /v1/health\n")
 
     rows = []

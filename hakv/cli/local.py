@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import click
 
 from hakv.cli._options import TOPOLOGY_ENV, json_option
-from hakv.cli.render import echo_json, render_table
+from hakv.cli.render import echo_json, render_table, start_progress
 from hakv.dev.local import LocalCluster
 
 __all__ = ["local"]
@@ -59,7 +59,8 @@ def _node_table(lc: LocalCluster, pids: Mapping[str, int]) -> str:
 def local_up(topology: str, run_dir: str, wait: float, insecure: bool) -> None:
     """Start every node of TOPOLOGY under --dir."""
     lc = LocalCluster(run_dir, insecure=True if insecure else None)
-    pids = lc.up(topology, wait=wait)
+    with start_progress("nodes answering /v1/health") as progress:
+        pids = lc.up(topology, wait=wait, progress=progress)
     click.echo(_node_table(lc, pids))
     if lc.insecure:
         click.echo("\nINSECURE: the nodes run without TLS (--insecure).", err=True)

@@ -6,9 +6,10 @@ prints with them too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import click
@@ -227,3 +228,25 @@ def _one_line(text: str) -> str:
 def fail_line(code: str, message: str) -> str:
     """The one stderr line of a failed command: ``hakv: error: <code>: <message>``."""
     return f"hakv: error: {code}: {_one_line(message)}"
+
+
+@contextlib.contextmanager
+def start_progress(what: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr (rich) while nodes start: yields ``update(done, total)``
+    for ``LocalCluster.up(progress=...)``. Drawn only on a terminal; gone when done."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield lambda done, total: None
+        return
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                  transient=True) as bar:
+        task = bar.add_task(what, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

@@ -43,7 +43,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -440,10 +440,13 @@ class LocalCluster:
             )
         return "ok"
 
-    def wait_healthy(self, node_ids: Iterable[str], timeout: float = DEFAULT_WAIT) -> None:
+    def wait_healthy(self, node_ids: Iterable[str], timeout: float = DEFAULT_WAIT,
+                     progress: Callable[[int, int], None] | None = None) -> None:
         """Wait until every node answers /v1/health; NodesNotReadyError (with log tails)
-        at the deadline, or at once when one of them exits."""
+        at the deadline, or at once when one of them exits. ``progress(healthy, total)``
+        is called as nodes come up (``hakv local up`` draws a bar with it)."""
         pending = list(node_ids)
+        total = len(pending)
         deadline = time.monotonic() + timeout
         why: dict[str, str] = {}
         while pending:
@@ -458,6 +461,8 @@ class LocalCluster:
                 why[n] = self._health(n, timeout=min(0.5, max(0.05, deadline - time.monotonic())))
                 if why[n] == "ok":
                     pending.remove(n)
+            if progress is not None:
+                progress(total - len(pending), total)
             if not pending:
                 return
             if time.monotonic() >= deadline:
@@ -511,7 +516,8 @@ class LocalCluster:
     # ---- commands
 
     def up(
-        self, topology_path: str | os.PathLike[str], wait: float = DEFAULT_WAIT
+        self, topology_path: str | os.PathLike[str], wait: float = DEFAULT_WAIT,
+        progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, int]:
         """Copy the topology into DIR and start every node; wait (``wait`` > 0) until all
         answer /v1/health. Returns {node: pid}.
@@ -548,7 +554,7 @@ class LocalCluster:
         self._topology = None
         pids = {n: self._spawn(n).pid for n in self.node_ids()}
         if wait > 0:
-            self.wait_healthy(pids, wait)
+            self.wait_healthy(pids, wait, progress)
         return pids
 
     def down(self, timeout: float = STOP_TIMEOUT) -> dict[str, str]:
