@@ -125,3 +125,24 @@ def test_ab_compares_like_with_like_and_measures_tls_on_one_build() -> None:
         plan(True, False, "/a", "none")
     with pytest.raises(SystemExit, match="drop --insecure"):
         plan(True, True, None, "api")
+
+
+def test_figures_draw_the_topology_and_a_failover_timeline(tmp_path: Path) -> None:
+    """docs/img/nine-node.png and failover.png come from `python -m bench.figures`."""
+    import json as _json
+
+    from bench import figures
+
+    figures.topology(figures.ROOT / "examples" / "nine-node.toml", tmp_path / "t.png")
+    assert (tmp_path / "t.png").stat().st_size > 10_000
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "failover.json").write_text(_json.dumps({
+        "killed": 100.0, "node": "208", "group": "226",
+        "events": [{"kind": "placement", "action": "place", "time": 101.7, "node": "210",
+                    "state": "starting", "token": 2},
+                   {"kind": "placement", "action": "report", "time": 101.9, "node": "210",
+                    "state": "running", "token": 2}],
+        "unaffected": {"222": {"before": ["204", 1], "after": ["204", 1]}}}))
+    figures.failover(run, tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 10_000
