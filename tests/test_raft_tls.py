@@ -306,3 +306,21 @@ def test_sighup_reloads_the_certificate_and_keeps_the_old_on_bad_material(
     with Client([lc.endpoint("n1")], timeout=10) as c:
         c.put("g1", "after-reload", "1")
         assert c.get("g1", "after-reload").value == "1"
+
+
+def test_a_changed_certificate_file_is_reloaded_without_a_signal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HAKV_TLS_RELOAD_CHECK", "0.5")
+    topo = write_topology(tmp_path, ["n1", "n2", "n3"], {"g1": ["n1", "n2", "n3"]})
+    lc = LocalCluster(tmp_path / "run")
+    lc.up(str(topo), wait=30)
+    try:
+        before = _served_fingerprint(lc, "n1")
+        now = certs.dt.datetime.now(certs.dt.UTC)
+        certs.node_cert(lc.certs_dir, "n1", ["127.0.0.1"], now=now, overwrite=True)
+        wait_for(lambda: "reloaded TLS material" in lc.log_path("n1").read_text(), 10,
+                 what="n1 to notice its new certificate file")
+        assert "TLS files changed on disk" in lc.log_path("n1").read_text()
+        assert _served_fingerprint(lc, "n1") != before
+    finally:
+        lc.down()

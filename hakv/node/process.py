@@ -193,6 +193,8 @@ class Node:
         prepare_data_dir(data_dir, topology, node_id)
         self.settings = settings_from(topology, secret, failpoints)
         self.tls = tls
+        self._tls_marks: tuple[tuple[int, int, int], ...] | None = (
+            None if tls is None else _file_marks(tls.files))
         peer_tls = None if tls is None else tls.client  # HTTPS to the other nodes' APIs
         raft_tls = None if tls is None else RaftTls(tls.server, tls.client,
                                                       node_at=self._node_at,
@@ -368,6 +370,17 @@ class Node:
         return {"node": placement.node, "state": placement.state, "token": placement.token,
                 "maintenance": placement.maintenance}
 
+    def tls_files_changed(self) -> bool:
+        """Whether the certificate, key or CA bundle file changed (size, mtime or inode)
+        since the material in use was read; the run loop checks every
+        ``HAKV_TLS_RELOAD_CHECK`` seconds (default 10) and reloads then, as on SIGHUP."""
+        if self.tls is None:
+            return False
+        now = _file_marks(self.tls.files)
+        if self._tls_marks is None:
+            self._tls_marks = now
+        return now != self._tls_marks
+
     def reload_tls(self) -> bool:
         """Read the certificate, key and CA bundle again (SIGHUP): new connections on both
         ports, and to peers, use them; open ones keep theirs. Bad new material is logged
@@ -376,6 +389,7 @@ class Node:
         if old is None:
             log.warning("SIGHUP: this node runs --insecure; there is no TLS material to reload")
             return False
+        self._tls_marks = _file_marks(old.files)  # a bad file is reported once, not again
         try:
             new = TlsConfig(old.files, now=dt.datetime.now(dt.UTC))
             if (new.kind, new.identity) != ("node", self.node_id):
@@ -663,6 +677,18 @@ def _write_answer(result: Any) -> dict[str, Any]:
     return result
 
 
+def _file_marks(files: TlsFiles) -> tuple[tuple[int, int, int], ...]:
+    """(size, mtime ns, inode) of each TLS file; zeros for one that is missing."""
+    marks = []
+    for path in (files.ca, files.cert, files.key):
+        try:
+            st = os.stat(path)
+            marks.append((st.st_size, st.st_mtime_ns, st.st_ino))
+        except OSError:
+            marks.append((0, 0, 0))
+    return tuple(marks)
+
+
 def node_tls(certs_dir: str | None, node_id: str, insecure: bool) -> TlsConfig | None:
     """The node's TLS material from ``certs_dir``, None with ``insecure``; a node without
     either refuses to start (secure by default, docs/security.md)."""
@@ -714,7 +740,14 @@ def run_node(topology_path: str, node_id: str, data_dir: str,
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGHUP, lambda _s, _f: reload.set())
     node.start()
+    check_every = float(os.environ.get("HAKV_TLS_RELOAD_CHECK", "10"))
+    next_check = time.monotonic() + check_every
     while not stopping.wait(0.5):
+        if time.monotonic() >= next_check:
+            next_check = time.monotonic() + check_every
+            if node.tls_files_changed():
+                log.info("TLS files changed on disk: reloading them")
+                reload.set()
         if reload.is_set():
             reload.clear()
             node.reload_tls()
