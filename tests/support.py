@@ -4,13 +4,33 @@ from __future__ import annotations
 
 import contextlib
 import json
+import pickle
 import socket
 import ssl
+import struct
 import time
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+class Touch:
+    """Unpickling this creates a file: proof that a node unpickled what it was sent (the
+    hostile pickle of the security tests)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (self.path, "w"))
+
+
+def pysyncobj_frame(message: object) -> bytes:
+    """A pysyncobj frame as a stranger would send it: native int length, then zlib(pickle)."""
+    payload = zlib.compress(pickle.dumps(message))
+    return struct.pack("i", len(payload)) + payload
 
 
 def free_ports(count: int) -> list[int]:

@@ -16,7 +16,7 @@ import pytest
 from hakv.client.client import Client
 from hakv.core.topology import load_topology
 from hakv.dev.local import LocalCluster
-from tests.support import leader_of, wait_for, write_topology
+from tests.support import Touch, leader_of, wait_for, write_topology
 
 pytestmark = pytest.mark.slow
 
@@ -29,15 +29,6 @@ def _plain_http(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HAKV_CACERT", "HAKV_CERT", "HAKV_KEY"):
         monkeypatch.delenv(name, raising=False)
 
-
-class _Touch:
-    """Unpickling this creates a file: proof that a node unpickled attacker data."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (self.path, "w"))
 
 
 def _secret(path: Path, text: str) -> str:
@@ -60,7 +51,7 @@ def test_nodes_sharing_a_secret_form_a_cluster_and_strangers_get_nothing_unpickl
         # A stranger speaks pysyncobj's framing (length + zlib(pickle)) to the raft port.
         proof = tmp_path / "unpickled"
         raft = load_topology(topo).node("n1")
-        payload = zlib.compress(pickle.dumps(_Touch(str(proof))))
+        payload = zlib.compress(pickle.dumps(Touch(str(proof))))
         with socket.create_connection((raft.host, raft.raft_port), timeout=2) as sock:
             sock.sendall(struct.pack("i", len(payload)) + payload)
             time.sleep(0.5)

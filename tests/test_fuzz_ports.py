@@ -68,7 +68,7 @@ from hakv.errors import HakvError
 from hakv.raft import wire
 from hakv.security import certs
 from hakv.security.tls import TlsConfig, TlsFiles
-from tests.support import leader_of, wait_for, write_topology
+from tests.support import Touch, leader_of, pysyncobj_frame, wait_for, write_topology
 
 pytestmark = pytest.mark.slow
 
@@ -278,20 +278,7 @@ def _api_exchange(lc: LocalCluster, node: str, data: bytes, *, want: int = 1,
 # =========================================================================== the raft wire
 
 
-class _Touch:
-    """Unpickling this creates a file: proof that a node unpickled what it was sent."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (self.path, "w"))
-
-
-def _frame(message: object) -> bytes:
-    """A pysyncobj frame: native int length, then zlib(pickle)."""
-    payload = zlib.compress(pickle.dumps(message))
-    return struct.pack("i", len(payload)) + payload
 
 
 def _client_hello() -> bytes:
@@ -427,9 +414,9 @@ def _raft_oversized(f: Fuzzed, node: str, proof: Path, out: Findings) -> None:
     frames = {
         "length 2**31-1": struct.pack("i", 2 ** 31 - 1) + b"\x00" * 4096,
         "length -1": struct.pack("i", -1) + b"x" * 64,
-        "a plain pysyncobj hello + pickle": _frame(("hakv1", GROUP, f.raft_address("n4")))
-        + _frame(_Touch(str(proof))),
-        "a plain pickle": _frame(_Touch(str(proof))),
+        "a plain pysyncobj hello + pickle": pysyncobj_frame(("hakv1", GROUP, f.raft_address("n4")))
+        + pysyncobj_frame(Touch(str(proof))),
+        "a plain pickle": pysyncobj_frame(Touch(str(proof))),
     }
     for what, data in frames.items():
         with socket.create_connection(f.raft(node), timeout=IO_TIMEOUT) as sock:
@@ -443,7 +430,7 @@ def _raft_oversized(f: Fuzzed, node: str, proof: Path, out: Findings) -> None:
 
 
 def _raft_slow(f: Fuzzed, node: str, proof: Path, out: Findings, *, tls: bool) -> None:
-    data = _client_hello() if tls else _frame(_Touch(str(proof))) * 4
+    data = _client_hello() if tls else pysyncobj_frame(Touch(str(proof))) * 4
     with socket.create_connection(f.raft(node), timeout=IO_TIMEOUT) as sock:
         sent = _send_slowly(sock, data)
     out.ran(f"raft {node}: slow {'TLS handshake' if tls else 'plain'} sender "
@@ -477,7 +464,7 @@ def _tls_attempt(f: Fuzzed, node: str, context: ssl.SSLContext, frames: bytes) -
 
 def _raft_tls(f: Fuzzed, node: str, proof: Path, other_ca: ssl.SSLContext,
               out: Findings) -> None:
-    touch = _frame(_Touch(str(proof)))
+    touch = pysyncobj_frame(Touch(str(proof)))
     anonymous = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     anonymous.check_hostname = False
     anonymous.load_verify_locations(cafile=str(f.lc.certs_dir / certs.CA_CERT))
@@ -486,13 +473,13 @@ def _raft_tls(f: Fuzzed, node: str, proof: Path, other_ca: ssl.SSLContext,
         "TLS without a client certificate": (anonymous, touch),
         "a certificate of another CA": (other_ca, touch),
         "n4's certificate, hello for g1 (n4 is no owner)":
-            (n4, _frame(("hakv1", GROUP, f.raft_address("n4"))) + touch),
+            (n4, pysyncobj_frame(("hakv1", GROUP, f.raft_address("n4"))) + touch),
         "n4's certificate, hello for g1 naming an owner's address":
-            (n4, _frame(("hakv1", GROUP, f.raft_address(f.follower))) + touch),
+            (n4, pysyncobj_frame(("hakv1", GROUP, f.raft_address(f.follower))) + touch),
         "n4's certificate, hello for a group nobody hosts":
-            (n4, _frame(("hakv1", "no-such-group", f.raft_address("n4"))) + touch),
+            (n4, pysyncobj_frame(("hakv1", "no-such-group", f.raft_address("n4"))) + touch),
         "n4's certificate, a malformed hello":
-            (n4, _frame(("hakv1",)) + touch),
+            (n4, pysyncobj_frame(("hakv1",)) + touch),
     }
     for what, (context, frames) in attempts.items():
         if not _tls_attempt(f, node, context, frames):
@@ -908,7 +895,7 @@ def test_a_node_certificate_unpickles_nothing_before_its_group_is_checked(
     proof = f.proof_dir / "hello-unpickled"
     try:
         dropped = _tls_attempt(f, f.follower, f.node_tls("n4").client,
-                               _frame(_Touch(str(proof))))
+                               pysyncobj_frame(Touch(str(proof))))
         assert dropped
         time.sleep(0.3)
         assert not proof.exists(), "n4 (owner of no group) made a node run its pickle"
@@ -925,7 +912,7 @@ def test_a_node_certificate_cannot_speak_as_another_node(fuzzed: Fuzzed) -> None
     try:
         with socket.create_connection(f.raft(target), timeout=IO_TIMEOUT) as raw:
             with f.node_tls("n4").client.wrap_socket(raw) as sock:
-                sock.sendall(_frame(("hakv1", "_cluster", f.raft_address(victim))))
+                sock.sendall(pysyncobj_frame(("hakv1", "_cluster", f.raft_address(victim))))
                 closed, received = _drain(sock, within=1.5)
                 assert closed, (
                     f"{target} took n4's certificate as {victim} in the cluster ensemble "
@@ -946,7 +933,7 @@ def test_a_malformed_hello_does_not_stop_a_node(fuzzed: Fuzzed) -> None:
     try:
         with socket.create_connection(f.raft(victim), timeout=IO_TIMEOUT) as raw:
             with f.node_tls("n4").client.wrap_socket(raw) as sock:
-                sock.sendall(_frame(("hakv1", [GROUP], f.raft_address("n4"))))
+                sock.sendall(pysyncobj_frame(("hakv1", [GROUP], f.raft_address("n4"))))
                 time.sleep(0.3)
         assert f.lc.is_running(victim)
         assert wait_for(lambda: f.healthy(victim, timeout=1.0), 3,

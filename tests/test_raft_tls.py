@@ -8,15 +8,12 @@ groups only; a node without TLS material refuses to start unless told --insecure
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
 import socket
 import ssl
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +25,7 @@ from hakv.core.topology import load_topology
 from hakv.dev.local import LocalCluster
 from hakv.security import certs
 from hakv.security.tls import TlsConfig, TlsFiles
-from tests.support import leader_of, wait_for, write_topology
+from tests.support import Touch, leader_of, pysyncobj_frame, wait_for, write_topology
 
 pytestmark = pytest.mark.slow
 
@@ -38,19 +35,7 @@ _ROOT = str(Path(hakv.__file__).resolve().parent.parent)
 PROGRESS: list[tuple[int, int]] = []  # what LocalCluster.up reported while nodes started
 
 
-class _Touch:
-    """Unpickling this creates a file: proof that a node unpickled what it was sent."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (self.path, "w"))
-
-
-def _frame(message: object) -> bytes:
-    payload = zlib.compress(pickle.dumps(message))
-    return struct.pack("i", len(payload)) + payload
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +102,7 @@ def test_plain_tcp_and_certificateless_tls_get_nothing_unpickled(
     proof = tmp_path / "unpickled"
     # 1. pysyncobj's framing over plain TCP.
     with socket.create_connection(_raft(lc, "n1"), timeout=2) as sock:
-        sock.sendall(_frame(("hakv1", "g1", "x:1")) + _frame(_Touch(str(proof))))
+        sock.sendall(pysyncobj_frame(("hakv1", "g1", "x:1")) + pysyncobj_frame(Touch(str(proof))))
         assert _closed_by_peer(sock)
     # 2. TLS without a client certificate.
     anonymous = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -126,7 +111,7 @@ def test_plain_tcp_and_certificateless_tls_get_nothing_unpickled(
     with socket.create_connection(_raft(lc, "n1"), timeout=2) as raw:
         try:
             with anonymous.wrap_socket(raw) as sock:
-                sock.sendall(_frame(_Touch(str(proof))))
+                sock.sendall(pysyncobj_frame(Touch(str(proof))))
                 assert _closed_by_peer(sock)
         except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
             pass  # refused during the handshake: as good
@@ -139,7 +124,7 @@ def test_plain_tcp_and_certificateless_tls_get_nothing_unpickled(
     with socket.create_connection(_raft(lc, "n1"), timeout=2) as raw:
         try:
             with forged.client.wrap_socket(raw) as sock:
-                sock.sendall(_frame(_Touch(str(proof))))
+                sock.sendall(pysyncobj_frame(Touch(str(proof))))
                 assert _closed_by_peer(sock)
         except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
             pass
@@ -159,7 +144,7 @@ def test_a_node_certificate_admits_its_holder_to_its_own_groups_only(
     # n4 owns g2, not g1: a hello for g1 on n1 is refused before any later frame is read.
     with socket.create_connection(_raft(lc, "n1"), timeout=2) as raw:
         with n4.client.wrap_socket(raw) as sock:
-            sock.sendall(_frame(("hakv1", "g1", n4_address)) + _frame(_Touch(str(proof))))
+            sock.sendall(pysyncobj_frame(("hakv1", "g1", n4_address)) + pysyncobj_frame(Touch(str(proof))))
             assert _closed_by_peer(sock)
     time.sleep(0.3)
     assert not proof.exists()
