@@ -36,7 +36,7 @@ from hakv import errors
 from hakv.core import access, codec
 from hakv.node.ports import Allocator, PeerApi, PeerUnreachable, Pending, Service, TopologyView
 from hakv.raft.poller import ERROR, READ, WRITE
-from hakv.security.tls import Channel, HandshakeFailed
+from hakv.security.tls import Channel, HandshakeFailed, RefusalLog
 
 log = logging.getLogger("hakv.node.api")
 
@@ -112,7 +112,7 @@ class ApiServer:
         #: With TLS every connection is HTTPS; a request other than ``health`` must come
         #: with a client certificate of the cluster CA (401 ``unauthenticated`` otherwise).
         self.tls = tls
-        self._tls_warned: dict[str, float] = {}
+        self._refused = RefusalLog(log, "API TLS")  # dropped connections, throttled
         #: The users and roles the access check reads (hakv.core.access; the Node's,
         #: from its copy of the cluster records); deny-all but root and nodes until set.
         self.policy: Callable[[], access.Policy] = access.Policy
@@ -205,7 +205,8 @@ class ApiServer:
                 return
             if len(self._conns) >= _MAX_CONNECTIONS:  # shed: never grow without bound
                 sock.close()
-                self._handshake_failed(f"more than {_MAX_CONNECTIONS} API connections")
+                self._refused("dropped a connection",
+                              f"more than {_MAX_CONNECTIONS} API connections")
                 continue
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -225,18 +226,13 @@ class ApiServer:
             conn.watching = events
             self._poller.subscribe(conn.fd, conn.on_event, events | _ERROR)
 
-    def _handshake_failed(self, reason: str) -> None:
-        """Log a failed TLS handshake, at most once per 10 s per reason."""
-        now = time.monotonic()
-        if now - self._tls_warned.get(reason, -10.0) >= 10.0:
-            self._tls_warned[reason] = now
-            log.warning("API TLS: dropped a connection: %s", reason)
-
-    def _admit(self, conn: _Connection, request: _Request) -> access.Identity | None:
-        """The one access check of every request (docs/security.md): who is asking, or a
-        401/403. Without TLS there are no identities and no checks (--insecure)."""
+    def _admit(self, conn: _Connection, request: _Request
+               ) -> tuple[access.Identity | None, dict[str, Any] | None]:
+        """The one access check of every request (docs/security.md): who is asking (and
+        the request body, when the check had to parse it), or a 401/403. Without TLS there
+        are no identities and no checks (--insecure)."""
         if self.tls is None or request.op in _OPEN_OPS:
-            return None
+            return None, None
         if conn.identity is None:
             token = request.bearer()
             user = self.policy().token_user(token, time.time()) if token else None
@@ -252,7 +248,7 @@ class ApiServer:
         else:
             who = request.caller(conn.identity)
         if who is None or who[0] == "node" or who == ("user", access.ROOT):
-            return who
+            return who, None
         body: dict[str, Any] = {}
         group = None
         if request.op not in ("status", "health"):
@@ -261,15 +257,15 @@ class ApiServer:
         refused = access.decide(who, request.op, group, body, self.policy())
         if refused:
             raise errors.PermissionDeniedError(refused, user=who[1])
-        return who
+        return who, body if group is not None else None
 
     def _start(self, conn: _Connection, serial: int, request: _Request) -> None:
         """Serve one request: on the loop if it can be, else on a worker."""
-        who = self._admit(conn, request)
+        who, parsed = self._admit(conn, request)
         on_behalf = f"{who[0]}/{who[1]}" if who is not None and who[0] == "user" else None
         service = self.service
         if request.op in _LOOP_OPS:
-            body = _parse_object(request.raw)
+            body = parsed if parsed is not None else _parse_object(request.raw)
             group = _group_of(body)
             if service.hosts(group):
                 started = service.begin(request.op, group, body,
@@ -446,7 +442,7 @@ class _Connection:
         try:
             plaintext = channel.receive(ciphertext)
         except HandshakeFailed as exc:
-            self.server._handshake_failed(str(exc))
+            self.server._refused("dropped a connection", str(exc))
             try:  # the TLS alert, so the client learns why (best effort, never blocks)
                 self.sock.send(channel.outgoing())
             except OSError:

@@ -30,7 +30,6 @@ import logging
 import pickle
 import ssl
 import struct
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,11 +38,10 @@ import pysyncobj.pickle as _pickle
 from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
 
-from hakv.security.tls import Channel, HandshakeFailed
+from hakv.security.tls import Channel, HandshakeFailed, RefusalLog
 
 log = logging.getLogger("hakv.raft.tls")
 
-_LOG_EVERY = 10.0  # seconds between two warnings with the same reason
 _MAX_HELLO = 4096  # bytes of the first frame of an accepted connection, at most
 
 
@@ -61,18 +59,9 @@ class RaftTls:
     client: ssl.SSLContext
     node_at: Callable[[str], str | None]
     admits: Callable[[str, str], bool]
-    _last_warned: dict[str, float] = field(default_factory=dict, repr=False)
-    rejected: int = 0
-    """Connections dropped for a failed handshake, a wrong identity or a refused group."""
-
-    def warn(self, what: str, reason: str) -> None:
-        """Log a rejection, at most once per ``_LOG_EVERY`` s per reason (a stranger
-        hammering the port must not flood the log)."""
-        self.rejected += 1
-        now = time.monotonic()
-        if now - self._last_warned.get(reason, -_LOG_EVERY) >= _LOG_EVERY:
-            self._last_warned[reason] = now
-            log.warning("raft TLS: %s: %s", what, reason)
+    warn: RefusalLog = field(default_factory=lambda: RefusalLog(log, "raft TLS"), repr=False)
+    """``warn(what, reason)``: connections dropped for a failed handshake, a wrong
+    identity or a refused group (counted; logged at most every 10 s per reason)."""
 
 
 class TlsConnection(TcpConnection):  # type: ignore[misc]

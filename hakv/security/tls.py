@@ -27,6 +27,7 @@ import datetime as dt
 import logging
 import os
 import ssl
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,6 +165,24 @@ def client_context_from(cacert: str | None = None, cert: str | None = None,
                 f"give --cacert (env {CACERT_ENV}) too")
         return None
     return client_context(cacert, cert, key)
+
+
+class RefusalLog:
+    """Refusals on a port (failed handshakes, refused hellos, shed connections), each
+    counted, logged at most once per ``every`` seconds per reason: a stranger hammering a
+    port must not flood the log."""
+
+    def __init__(self, logger: logging.Logger, port: str, every: float = 10.0) -> None:
+        self._logger, self._port, self._every = logger, port, every
+        self._last: dict[str, float] = {}
+        self.count = 0
+
+    def __call__(self, what: str, reason: str) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self._last.get(reason, -self._every) >= self._every:
+            self._last[reason] = now
+            self._logger.warning("%s: %s: %s", self._port, what, reason)
 
 
 def peer_identity(obj: ssl.SSLObject | ssl.SSLSocket) -> tuple[str, str] | None:
