@@ -41,3 +41,11 @@ def session_ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
                 os.environ.pop(var, None)
             else:
                 os.environ[var] = value
+
+
+@pytest.fixture
+def plain_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No client TLS from the session: for plain-HTTP servers (the scripted test servers,
+    clusters run ``--insecure``). Use with ``pytest.mark.usefixtures("plain_http")``."""
+    for name in (CACERT_ENV, CERT_ENV, KEY_ENV):
+        monkeypatch.delenv(name, raising=False)

@@ -165,11 +165,8 @@ def servers(*scripts: list[Reply]) -> Iterator[list[ScriptedServer]]:
 # --------------------------------------------------------------------------- endpoints
 
 
-@pytest.fixture(autouse=True)
-def _plain_http(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Scripted servers speak plain HTTP: no TLS from the session (tests/conftest.py)."""
-    for name in ("HAKV_CACERT", "HAKV_CERT", "HAKV_KEY"):
-        monkeypatch.delenv(name, raising=False)
+# Scripted servers speak plain HTTP: no TLS from the session (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("plain_http")
 
 
 def test_parse_endpoints_forms() -> None:

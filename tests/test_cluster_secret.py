@@ -18,16 +18,11 @@ from hakv.core.topology import load_topology
 from hakv.dev.local import LocalCluster
 from tests.support import Touch, leader_of, wait_for, write_topology
 
-pytestmark = pytest.mark.slow
+# These clusters run --insecure (the cluster secret is the old way): plain HTTP.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("plain_http")]
 
 NODES = ["n1", "n2", "n3"]
 
-
-@pytest.fixture(autouse=True)
-def _plain_http(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These clusters run --insecure (the cluster secret is the old way): plain HTTP."""
-    for name in ("HAKV_CACERT", "HAKV_CERT", "HAKV_KEY"):
-        monkeypatch.delenv(name, raising=False)
 
 
 
