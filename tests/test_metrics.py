@@ -437,29 +437,41 @@ def test_a_live_node_serves_metrics_that_promtool_accepts(tmp_path: Path) -> Non
             assert post(endpoint, "put", {"group": "g1", "key": f"k{i}", "value": "v"})[0] == 200
             assert post(endpoint, "get", {"group": "g1", "key": f"k{i}"})[0] == 200
 
-        def scrape() -> tuple[bytes, str]:
-            with urllib.request.urlopen(api_url(endpoint, "/metrics"), timeout=5,
+        def scrape(node: str = "n1") -> tuple[bytes, str]:
+            with urllib.request.urlopen(api_url(lc.endpoint(node), "/metrics"), timeout=5,
                                         context=api_tls()) as resp:
                 return resp.read(), resp.headers["Content-Type"]
 
+        def samples(body: bytes) -> dict[Any, float]:
+            out: dict[Any, float] = {}
+            for family in text_string_to_metric_families(body.decode()):
+                for sample in family.samples:
+                    out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+            return out
+
         body, content_type = scrape()
         assert content_type == CONTENT_TYPE
-        s: dict[Any, float] = {}
-        for family in text_string_to_metric_families(body.decode()):
-            for sample in family.samples:
-                s[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        s = samples(body)
+        every = {n: samples(scrape(n)[0]) for n in ("n1", "n2", "n3")}
         for group in ("g1", CLUSTER_GROUP):
             assert value(s, "hakv_server_has_leader", group=group) == 1
             assert value(s, "hakv_raft_term", group=group) >= 1
             assert value(s, "hakv_group_voters", group=group) == 3
-            assert value(s, "hakv_group_members_connected", group=group) == 3
             assert value(s, "hakv_lmdb_map_size_bytes", group=group) > 0
+            # A follower hears from its leader only; the leader hears from every member.
+            leaders = [n for n, m in every.items()
+                       if value(m, "hakv_server_is_leader", group=group) == 1]
+            assert len(leaders) == 1, (group, leaders)
+            assert value(every[leaders[0]], "hakv_group_members_connected", group=group) == 3
+        g1_leader = next(n for n, m in every.items()
+                         if value(m, "hakv_server_is_leader", group="g1") == 1)
+        assert [value(every[g1_leader], "hakv_network_peer_connected", peer=p)
+                for p in ("n1", "n2", "n3") if p != g1_leader] == [1, 1]
         assert value(s, "hakv_server_proposals_committed_total", group="g1") >= 5
         assert value(s, "hakv_server_write_duration_seconds_count", group="g1") >= 5
         assert value(s, "hakv_server_linearizable_read_duration_seconds_count",
                      group="g1") >= 5
         assert value(s, "hakv_disk_wal_fsync_duration_seconds_count", group="g1") >= 1
-        assert [value(s, "hakv_network_peer_connected", peer=p) for p in ("n2", "n3")] == [1, 1]
         assert value(s, "process_open_fds") > 0
         if PROMTOOL is not None:
             done = _promtool("check", "metrics", stdin=body)
