@@ -449,6 +449,11 @@ def test_a_live_node_serves_metrics_that_promtool_accepts(tmp_path: Path) -> Non
                     out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
             return out
 
+        # Every node must have heard a leader of both groups before the snapshot is taken
+        # (the cluster ensemble may still be electing when g1 already serves writes).
+        wait_for(lambda: all(value(samples(scrape(n)[0]), "hakv_server_has_leader", group=g) == 1
+                             for n in ("n1", "n2", "n3") for g in ("g1", CLUSTER_GROUP)),
+                 20, what="every node to know both groups' leaders")
         body, content_type = scrape()
         assert content_type == CONTENT_TYPE
         s = samples(body)
