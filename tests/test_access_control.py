@@ -206,3 +206,51 @@ def test_unauthenticated_and_cli_exit_codes(cluster: LocalCluster, tmp_path: Pat
                                capture_output=True, text=True, env=env, timeout=30)
     assert anonymous.returncode == 11, anonymous.stderr
     assert "unauthenticated" in anonymous.stderr
+
+
+# --------------------------------------------------------------------------- forwarding, twins
+
+
+def test_a_forwarded_watch_and_allocation_carry_the_callers_identity() -> None:
+    """The forwarding node names its caller to the owner (X-Hakv-On-Behalf-Of): a watch
+    and an allocation forwarded by a non-owner are checked at the owner as that user, not
+    with the node's own identity (the owner's check itself: the test above)."""
+    import threading
+
+    from hakv.core.topology import parse_topology
+    from hakv.node.api import _serve
+    from hakv.node.view import ClusterView
+    from hakv.node.watch import WatchHub
+    from tests.twins import Peers
+
+    topology = parse_topology(
+        "[cluster]\nname = 'w'\n" + "".join(
+            f"[[nodes]]\nid = '{n}'\nhost = '127.0.0.1'\nraft_port = {7001 + i}\n"
+            f"api_port = {8001 + i}\n" for i, n in enumerate("abcd"))
+        + "[[groups]]\nid = 'g1'\nowners = ['a', 'b', 'c']\n")
+    peers = Peers()
+    peers.nodes = {"127.0.0.1:8001": "a"}
+    peers.answers[("127.0.0.1:8001", "watch")] = (200, {"batches": []})
+    hub = WatchHub(ClusterView(topology), peers, lambda fn: fn(),
+                   hosts=lambda group: False, store=lambda group: None,
+                   barrier=lambda group: None, hosted=lambda: [], workers=1, max_forwarded=4)
+    try:
+        done = threading.Event()
+        hub.begin(json.dumps({"group": "g1", "prefix": "k"}).encode(),
+                  lambda status, payload: done.set(), "user/alice")
+        assert done.wait(5)
+    finally:
+        hub.close()
+    assert [(op, who) for (_, op, _), who in zip(peers.posts, peers.on_behalf, strict=True)] \
+        == [("watch", "user/alice")]
+
+    class Server:  # what _serve reads of an ApiServer on node d, which hosts nothing
+        service = type("S", (), {"hosts": staticmethod(lambda group: False)})()
+        view = ClusterView(topology)
+        me = "d"
+
+    Server.peers = peers  # type: ignore[attr-defined]
+    peers.nodes["127.0.0.1:8002"] = "b"
+    _serve(Server(), "allocate",  # type: ignore[arg-type]
+           json.dumps({"group": "g1", "node": "b", "load": 1}).encode(), "user/alice")
+    assert (peers.posts[-1][1], peers.on_behalf[-1]) == ("allocate", "user/alice")

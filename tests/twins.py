@@ -241,6 +241,7 @@ class Peers:
         self.answers: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
         self.posts: list[tuple[str, str, dict[str, Any]]] = []
         self.raw: list[bytes] = []  # the bodies posted, byte for byte
+        self.on_behalf: list[str | None] = []  # whom each post was forwarded for
         self.probes: list[str] = []
         self.closed = 0
 
@@ -248,6 +249,7 @@ class Peers:
              timeout: float | None = None, on_behalf: str | None = None) -> tuple[int, bytes]:
         self.posts.append((address, op, codec.parse_body(body) if body else {}))
         self.raw.append(body)
+        self.on_behalf.append(on_behalf)
         if address not in self.nodes:
             raise PeerUnreachable(f"{address}: connection refused")
         status, answer = self.answers.get((address, op), (200, {}))

@@ -287,7 +287,7 @@ class ApiServer:
         assert post is not None
         if request.op == "watch" and self.watches is not None:
             self.watches.begin(request.raw, lambda status, payload: post(
-                lambda: conn.answer(serial, status, payload)))
+                lambda: conn.answer(serial, status, payload)), on_behalf)
             return
 
         def work() -> None:
@@ -684,7 +684,7 @@ def _serve(server: ApiServer, op: str, raw: bytes,
     body = _parse_object(raw)
     group = _group_of(body)
     if op == "allocate":
-        return _allocate(server, group, body, raw)
+        return _allocate(server, group, body, raw, on_behalf)
     if not service.hosts(group):
         spec = server.view.topology.group(group)  # UnknownGroupError if absent
         return _forward(server, spec.owners, op, raw, on_behalf)
@@ -692,7 +692,7 @@ def _serve(server: ApiServer, op: str, raw: bytes,
 
 
 def _allocate(server: ApiServer, group: str, body: dict[str, Any],
-              raw: bytes) -> tuple[int, bytes]:
+              raw: bytes, on_behalf: str | None) -> tuple[int, bytes]:
     """Allocations on node X are decided by the bridge on X only: forward there."""
     target, load = body.get("node"), body.get("load")
     if not isinstance(target, str) or not target:
@@ -704,7 +704,7 @@ def _allocate(server: ApiServer, group: str, body: dict[str, Any],
     if not topology.has_node(target):
         raise errors.BadRequestError(f'field "node": {target!r} is not a node of the cluster')
     if target != server.me:
-        return _forward(server, (topology.node(target).id,), "allocate", raw)
+        return _forward(server, (topology.node(target).id,), "allocate", raw, on_behalf)
     return 200, _json(server.allocator.allocate(group, load))
 
 

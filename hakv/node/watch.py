@@ -137,9 +137,11 @@ class WatchHub:
 
     # -- requests in ----------------------------------------------------------------------
 
-    def begin(self, raw: bytes, reply: Reply) -> None:
+    def begin(self, raw: bytes, reply: Reply, on_behalf: str | None = None) -> None:
         """Serve one ``/v1/watch`` request; ``reply`` is called exactly once (any thread).
-        Never blocks: called on the raft thread."""
+        Never blocks: called on the raft thread. ``on_behalf``: the caller, when the API
+        checked a user's identity (``"user/<name>"``): a forwarded watch carries it to the
+        owner, which checks it again (the node never lends its own identity)."""
         try:
             body = json.loads(raw.decode("utf-8")) if raw else None
             if not isinstance(body, dict):
@@ -152,7 +154,7 @@ class WatchHub:
             reply(*_error(exc))
             return
         if not self._hosts(request.group):
-            self._forward(request, raw, reply)
+            self._forward(request, raw, reply, on_behalf)
             return
         with self._cond:
             if self._closed or self._active >= self.max_watches:
@@ -176,7 +178,8 @@ class WatchHub:
         except RuntimeError:  # shut down
             pass
 
-    def _forward(self, request: core.WatchRequest, raw: bytes, reply: Reply) -> None:
+    def _forward(self, request: core.WatchRequest, raw: bytes, reply: Reply,
+                 on_behalf: str | None) -> None:
         with self._cond:
             full = self._forwarded >= self.max_forwarded
             if not full:
@@ -189,7 +192,7 @@ class WatchHub:
 
         def work() -> None:
             try:
-                reply(*self._forward_now(request, raw))
+                reply(*self._forward_now(request, raw, on_behalf))
             except errors.HakvError as exc:
                 reply(*_error(exc))
             except Exception as exc:  # never leave a request unanswered
@@ -204,14 +207,15 @@ class WatchHub:
         except RuntimeError:
             reply(*_error(errors.UnavailableError("the node is shutting down; retry elsewhere")))
 
-    def _forward_now(self, request: core.WatchRequest, raw: bytes) -> tuple[int, bytes]:
+    def _forward_now(self, request: core.WatchRequest, raw: bytes,
+                     on_behalf: str | None) -> tuple[int, bytes]:
         topology = self.view.topology
         spec = topology.group(request.group)  # UnknownGroupError if absent
         failures = []
         for owner in spec.owners:
             try:
                 return self.peers.post(topology.node(owner).api_address, "watch", raw,
-                                       request.timeout + 5.0)
+                                       request.timeout + 5.0, on_behalf=on_behalf)
             except PeerUnreachable as exc:
                 failures.append(f"{owner}: {exc}")
         raise errors.UnavailableError("no owner of the group answered: " + "; ".join(failures))
