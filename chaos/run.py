@@ -47,7 +47,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from chaos import delay
+from chaos import delay, workload_access
 from chaos.apps import final_placements, heartbeat_spec, wait_apps_running, with_apps
 from chaos.checkers import (
     check_final_placement,
@@ -58,6 +58,7 @@ from chaos.checkers import (
     parse_heartbeat_file,
 )
 from chaos.checkers._records import dump_records, load_records
+from chaos.checkers.access import AccessFinal, AccessOp, check_access
 from chaos.checkers.fencing import FencedWrite, Grant, check_fencing
 from chaos.checkers.lease import LeaseRecord, check_leases
 from chaos.checkers.watch import WatchRecord, WatchWrite, check_watch
@@ -75,6 +76,7 @@ from chaos.scenario import (
 )
 from chaos.workload import WorkerSpec
 from chaos.workload_coord import COORD_KINDS, CoordSpec, parse_record
+from hakv.client.client import Client
 from hakv.core.leases import expiry_bound
 
 __all__ = ["main", "run_scenario"]
@@ -215,10 +217,28 @@ def _coord_spec(sc: Scenario, cluster: ChaosCluster, kind: str, group: str, inde
     cfg = getattr(sc.workload, kind)
     options = {k: v for k, v in asdict(cfg).items() if k != "groups"}
     options["election_timeout"] = sc.topology.raft.election_timeout_max
+    endpoints = cluster.endpoints(group)
+    if kind == "access":  # through every node: owners serve, the others forward
+        options["nodes"] = list(sc.topology.node_ids)
+        options["certs_dir"] = str(cluster.certs_dir)
+        endpoints = [cluster.endpoint(n) for n in sc.topology.node_ids]
     return CoordSpec(kind=kind, out="", group=group, group_index=index,
-                     endpoints=cluster.endpoints(group), start=start, until=until,
+                     endpoints=endpoints, start=start, until=until,
                      drain_until=until + 2 * sc.workload.timeout + COORD_DRAIN, seed=seed,
                      timeout=sc.workload.timeout, options=options)
+
+
+def _setup_access(sc: Scenario, cluster: ChaosCluster) -> None:
+    """The access workload's users, roles and seed keys (chaos.workload_access.setup), set
+    by the cluster's root identity from the client namespace before the run starts."""
+    endpoints = {n: cluster.endpoint(n) for n in sc.topology.node_ids}
+
+    def setup() -> None:
+        with Client(list(endpoints.values()), timeout=5, tls=cluster.client_tls) as root:
+            workload_access.setup(root, list(sc.coord_groups("access")), cluster.certs_dir,
+                                  endpoints)
+
+    cluster.pool.submit(setup).result(timeout=90)
 
 
 def lease_bound(sc: Scenario) -> Callable[[float], float]:
@@ -273,6 +293,8 @@ def run_scenario(sc: Scenario, out: Path, seed: int | None = None, log: Log = _s
         if ha_groups:
             runners = wait_apps_running(cluster, ha_groups, timeout=30)
             log("   apps running: " + ", ".join(f"{g} on {n}" for g, n in runners.items()))
+        if sc.coord_groups("access"):
+            _setup_access(sc, cluster)
         t0 = time.monotonic() + 0.5
         result.t0 = t0
         result.t0_wall = time.time() + (t0 - time.monotonic())
@@ -378,7 +400,8 @@ def coord_checks(sc: Scenario, coord: dict[str, list[object]]
     """The watch, lease and fencing checkers on the coordination workloads' records."""
     checks: list[CheckResult] = []
     skipped: list[tuple[str, str]] = []
-    for kind, checker in (("watch", "watch"), ("lease", "lease"), ("lock", "fencing")):
+    for kind, checker in (("watch", "watch"), ("lease", "lease"), ("lock", "fencing"),
+                          ("access", "access")):
         if not sc.coord_groups(kind):
             skipped.append((checker, f"no {kind} workload in this scenario "
                                      "([workload] kinds)"))
@@ -390,6 +413,9 @@ def coord_checks(sc: Scenario, coord: dict[str, list[object]]
         elif kind == "lease":
             checks.append(check_leases([x for x in recs if isinstance(x, LeaseRecord)],
                                        lease_bound(sc)))
+        elif kind == "access":
+            checks.append(check_access([x for x in recs if isinstance(x, AccessOp)],
+                                       [x for x in recs if isinstance(x, AccessFinal)]))
         else:
             checks.append(check_fencing([x for x in recs if isinstance(x, Grant)],
                                         [x for x in recs if isinstance(x, FencedWrite)]))

@@ -27,7 +27,8 @@ explicit list) and the checks. Every key is optional except ``[scenario] name`` 
     timeout = 2.0                    # client timeout per operation, retries included
     think = 0.02                     # mean pause between a client's operations
     reads = "failover"               # or "node-local": each client reads only its home node
-    kinds = ["register"]             # workloads: register (the above), watch, lease, lock
+    kinds = ["register"]             # workloads: register (the above), watch, lease, lock,
+                                     # access
 
     [workload.watch]                 # the watch workload (chaos.workload_watch)
     groups = ["g1"]                  # default: [workload] groups
@@ -54,6 +55,10 @@ explicit list) and the checks. Every key is optional except ``[scenario] name`` 
     writes = 3                       # guarded writes to the register fence/<lock> per hold
     stall = 0.25                     # probability that a holder stalls past its lease
     guard = true                     # false: unguarded writes (a broken client, self-test)
+
+    [workload.access]                # the access workload (chaos.workload_access)
+    clients = 1                      # threads per identity (writer, reader, nobody)
+    think = 0.02
 
     [ha]                             # optional: these groups run the heartbeat app
     apps = ["g1"]                    # (tests/apps/heartbeat.py); single-runner is checked
@@ -107,6 +112,7 @@ from hakv.errors import ConfigError, HakvError
 
 __all__ = [
     "CHECKERS",
+    "AccessWorkload",
     "EXAMPLES",
     "FAULT_KINDS",
     "ChecksConfig",
@@ -130,11 +136,11 @@ SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 FAULT_KINDS = ("isolate", "partition", "bridge", "one-way", "ring", "kill", "pause", "loss",
                "delay")
 OP_KINDS = ("read", "write", "cas", "add")
-WORKLOAD_KINDS = ("register", "watch", "lease", "lock")
+WORKLOAD_KINDS = ("register", "watch", "lease", "lock", "access")
 READ_MODES = ("failover", "node-local")
 CHECKERS = ("linearizable-register", "lost-writes-set", "group-isolation", "single-runner",
-            "ha-placement", "watch", "lease", "fencing")
-_KIND_CHECKER = {"watch": "watch", "lease": "lease", "lock": "fencing"}
+            "ha-placement", "watch", "lease", "fencing", "access")
+_KIND_CHECKER = {"watch": "watch", "lease": "lease", "lock": "fencing", "access": "access"}
 TOKENS = ("leader", "follower", "runner")
 
 
@@ -186,6 +192,16 @@ class LockWorkload:
 
 
 @dataclass(frozen=True)
+class AccessWorkload:
+    """``[workload.access]``: three identities sending allowed and forbidden operations
+    through every node (chaos.workload_access)."""
+
+    groups: tuple[str, ...] = ()
+    clients: int = 1
+    think: float = 0.02
+
+
+@dataclass(frozen=True)
 class WorkloadConfig:
     clients: int = 3
     groups: tuple[str, ...] = ()
@@ -200,6 +216,7 @@ class WorkloadConfig:
     watch: WatchWorkload = field(default_factory=WatchWorkload)
     lease: LeaseWorkload = field(default_factory=LeaseWorkload)
     lock: LockWorkload = field(default_factory=LockWorkload)
+    access: AccessWorkload = field(default_factory=AccessWorkload)
 
 
 @dataclass(frozen=True)
@@ -279,7 +296,8 @@ class Scenario:
         """Groups running the ``watch``, ``lease`` or ``lock`` workload."""
         if kind not in self.workload.kinds:
             return ()
-        cfg: WatchWorkload | LeaseWorkload | LockWorkload = getattr(self.workload, kind)
+        cfg: WatchWorkload | LeaseWorkload | LockWorkload | AccessWorkload = getattr(
+            self.workload, kind)
         return cfg.groups or self.workload_groups
 
     def with_seed(self, seed: int) -> Scenario:
@@ -292,11 +310,12 @@ _SECTIONS = ("scenario", "raft", "ha", "nodes", "workload", "nemesis", "faults",
 _SCENARIO_KEYS = ("name", "description", "topology", "duration", "seed", "smoke")
 _NODES_KEYS = ("env",)
 _WORKLOAD_KEYS = ("clients", "groups", "mix", "keys", "key_rotate", "timeout", "think", "reads",
-                  "kinds", "watch", "lease", "lock")
+                  "kinds", "watch", "lease", "lock", "access")
 _WATCH_KEYS = ("groups", "writers", "watchers", "keys", "reconnect", "poll_timeout", "think")
 _LEASE_KEYS = ("groups", "clients", "ttl", "keys", "hold", "revoke", "observe",
                "leader_changes")
 _LOCK_KEYS = ("groups", "clients", "locks", "ttl", "writes", "stall", "guard", "think")
+_ACCESS_KEYS = ("groups", "clients", "think")
 _NEMESIS_KEYS = ("kinds", "targets", "groups", "start", "duration", "gap", "loss", "delay",
                  "jitter", "end_margin")
 _FAULT_KEYS = ("at", "duration", "kind", "nodes", "node", "group", "probability", "delay",
@@ -548,13 +567,18 @@ def parse_scenario(text: str, source: str = "<string>", base: Path | None = None
                            f"(workloads: {', '.join(WORKLOAD_KINDS)})")
     if len(set(wkinds)) != len(wkinds):
         raise ctx.fail(f"[workload] kinds lists a workload twice: {list(wkinds)}")
-    for k in ("watch", "lease", "lock"):
+    for k in ("watch", "lease", "lock", "access"):
         if k in wl_t and k not in wkinds:
             raise ctx.fail(f"[workload.{k}] is given but {k!r} is not in [workload] kinds "
                            f"(kinds = {list(wkinds)})")
     watch_cfg, lease_cfg, lock_cfg = _coord_workloads(ctx, wl_t, topo)
+    access_t, access_where, access_groups = _sub(ctx, wl_t, "access", _ACCESS_KEYS, topo)
+    access_cfg = AccessWorkload(
+        groups=access_groups,
+        clients=ctx.integer(access_t, "clients", access_where, AccessWorkload.clients, 1),
+        think=ctx.number(access_t, "think", access_where, AccessWorkload.think, zero_ok=True))
     workload = WorkloadConfig(
-        kinds=wkinds, watch=watch_cfg, lease=lease_cfg, lock=lock_cfg,
+        kinds=wkinds, watch=watch_cfg, lease=lease_cfg, lock=lock_cfg, access=access_cfg,
         clients=ctx.integer(wl_t, "clients", "[workload]", 3, 1),
         groups=groups,
         mix=mix,

@@ -1,11 +1,13 @@
-"""Coordination workload workers: watches, leases, locks (one process per group and kind).
+"""Coordination workload workers: watches, leases, locks, access control (one process per
+group and kind).
 
 Run by the harness inside the client namespace, like ``chaos.workload``::
 
     ip netns exec hakv-RUN-client python -m chaos.workload_coord --spec SPEC.json
 
 ``SPEC.json`` is a ``CoordSpec``: ``kind`` picks the workload (``chaos.workload_watch``,
-``chaos.workload_lease``, ``chaos.workload_lock``), ``options`` are that workload's
+``chaos.workload_lease``, ``chaos.workload_lock``, ``chaos.workload_access``), ``options``
+are that workload's
 scenario keys (``[workload.watch]`` ...). The worker issues operations until
 ``spec.until``, then (watch, lease) goes on observing without writing until
 ``spec.drain_until`` — the harness heals every fault at ``until`` — so watchers drain to
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos.checkers._records import dump_records
+from chaos.checkers.access import parse_access
 from chaos.checkers.fencing import FencedWrite, Grant
 from chaos.checkers.lease import LeaseRecord
 from chaos.checkers.watch import WatchRecord, WatchWrite
@@ -40,13 +43,13 @@ from chaos.workload import PROCESS_STRIDE
 
 __all__ = ["COORD_KINDS", "CoordSpec", "Journal", "parse_record", "run_coord"]
 
-COORD_KINDS = ("watch", "lease", "lock")
+COORD_KINDS = ("watch", "lease", "lock", "access")
 COORD_PROCESS_BASE = 50_000  # process ids of group i's coordination clients: i * STRIDE + ...
 
 
 @dataclass
 class CoordSpec:
-    kind: str  # watch | lease | lock
+    kind: str  # watch | lease | lock | access
     out: str
     group: str
     group_index: int
@@ -74,6 +77,8 @@ class CoordSpec:
 
 def parse_record(d: dict[str, Any]) -> object:
     """A recorded line back as the checkers' record (raises on a bad one)."""
+    if d.get("kind") in ("access", "access-final"):
+        return parse_access(d)
     if "watcher" in d:
         return WatchRecord.from_dict(d)
     if "changes" in d:
@@ -119,10 +124,11 @@ class Journal:
 def run_coord(spec: CoordSpec, stop: threading.Event | None = None) -> list[object]:
     """Run the workload of ``spec.kind`` until its deadlines (or ``stop``); dump and
     return its records."""
-    from chaos import workload_lease, workload_lock, workload_watch
+    from chaos import workload_access, workload_lease, workload_lock, workload_watch
 
     runners: dict[str, Callable[[CoordSpec, Journal, threading.Event], None]] = {
-        "watch": workload_watch.run, "lease": workload_lease.run, "lock": workload_lock.run}
+        "watch": workload_watch.run, "lease": workload_lease.run, "lock": workload_lock.run,
+        "access": workload_access.run}
     if spec.kind not in runners:
         raise ValueError(f"unknown coordination workload {spec.kind!r} "
                          f"(one of {', '.join(COORD_KINDS)})")

@@ -14,6 +14,10 @@ checker rejects it (docs/chaos.md). They are
     HAKV_UNSAFE_LEASE_NO_CHECKPOINT=1  the lessor never checkpoints: a new leader restarts
                                      every lease's full TTL, as etcd does (the lease bound
                                      breaks across a leader change)
+    HAKV_UNSAFE_ACCESS_FORWARDED=1   a node does not check a request it forwards, and an
+                                     owner serves a forwarded request with the forwarding
+                                     node's rights instead of its caller's (the access check
+                                     skipped on one path: the chaos access check)
 
 Three rules keep them out of production, as etcd keeps its failpoints out of release
 builds:
@@ -46,6 +50,7 @@ _ENV = {
     "no_fence": "HAKV_UNSAFE_NO_FENCE",
     "watch_skip": "HAKV_UNSAFE_WATCH_SKIP",
     "lease_no_checkpoint": "HAKV_UNSAFE_LEASE_NO_CHECKPOINT",
+    "access_forwarded": "HAKV_UNSAFE_ACCESS_FORWARDED",
 }
 _WHAT = {
     "stock_replication": "pysyncobj's stock replication: acknowledged writes CAN BE LOST",
@@ -53,6 +58,7 @@ _WHAT = {
     "no_fence": "apps are NOT fenced when their lease expires",
     "watch_skip": "watches SKIP the events of every 7th revision",
     "lease_no_checkpoint": "leases are NOT checkpointed: a failover restarts their full TTL",
+    "access_forwarded": "forwarded requests are NOT checked against their caller's grants",
 }
 
 
@@ -65,6 +71,7 @@ class Failpoints:
     no_fence: bool = False
     watch_skip: bool = False
     lease_no_checkpoint: bool = False
+    access_forwarded: bool = False
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Failpoints:

@@ -29,6 +29,13 @@ from chaos.checkers import (
     load_watch_history,
 )
 from chaos.checkers._records import dump_records, load_records
+from chaos.checkers.access import (
+    AccessFinal,
+    AccessOp,
+    allowed,
+    check_access,
+    load_access_records,
+)
 from chaos.history import CheckResult
 
 TESTDATA = Path(__file__).parent / "testdata" / "histories"
@@ -62,12 +69,16 @@ def _run_stored(path: Path) -> CheckResult:
         return check_watch(*load_watch_history(path))
     if kind == "lease":
         return check_leases(load_lease_records(path), _bound(path.read_text().splitlines()))
+    if kind == "access":
+        recs = load_access_records(str(path))
+        return check_access([r for r in recs if isinstance(r, AccessOp)],
+                            [r for r in recs if isinstance(r, AccessFinal)])
     assert kind == "fencing"
     return check_fencing(*load_fencing_history(path))
 
 
 def _stored() -> list[Path]:
-    return sorted(p for sub in ("watch", "lease", "fencing")
+    return sorted(p for sub in ("watch", "lease", "fencing", "access")
                   for p in (TESTDATA / sub).glob("*.jsonl"))
 
 
@@ -91,7 +102,8 @@ def test_every_flaw_has_a_stored_history() -> None:
                  "watch/progress-overtakes-event", "lease/expired-before-ttl",
                  "lease/survived-bound", "lease/two-revisions",
                  "fencing/overlapping-critical-sections", "fencing/non-increasing-token",
-                 "fencing/stale-token-accepted"):
+                 "fencing/stale-token-accepted", "access/forbidden-answered-ok",
+                 "access/forbidden-write-took-effect", "access/forbidden-txn-read-back"):
         assert must in names
 
 
@@ -145,6 +157,10 @@ def test_vacuous_is_not_a_pass() -> None:
     grant = LeaseRecord("grant", 1, 0.0, 0.1, ttl=2.0)
     assert check_leases([grant], 3.0).details.startswith("vacuous")
     assert check_fencing([], []).details.startswith("vacuous")
+    assert check_access([], []).details.startswith("vacuous")
+    only_denied = AccessOp("chaos-nobody", "get", ("a/open/k",), "denied", 0.0,
+                           error="permission_denied")
+    assert not check_access([only_denied], []).ok  # no allowed op, no final read
 
 
 # --- watch: inline cases ---------------------------------------------------------------
@@ -511,3 +527,24 @@ def test_fencing_generated_stale_acceptance_rejected(
     if any(w.token > writes[i].token and w.status == "accepted" and w.end < t
            for w in broken):
         rejects(check_fencing(grants, broken))
+
+
+# --- access: the checker's own reading of the policy ------------------------------------
+
+
+@pytest.mark.parametrize("user, op, keys, ops, expected", [
+    ("chaos-writer", "put", ["a/open/x"], [], True),
+    ("chaos-writer", "put", ["a/closed/x"], [], False),
+    ("chaos-writer", "range", ["a/"], [], False),  # the prefix reaches beyond a/open/
+    ("chaos-reader", "range", ["a/"], [], True),
+    ("chaos-reader", "delete", ["a/open/x"], [], False),
+    ("chaos-nobody", "get", ["a/open/x"], [], False),
+    ("chaos-writer", "txn", ["a/open/x", "a/open/y"], ["put", "get"], True),
+    ("chaos-writer", "txn", ["a/open/x", "a/closed/y"], ["put", "put"], False),
+    ("chaos-writer", "txn", ["a/open/x"], ["put", "put"], False),  # malformed: no
+    ("chaos-writer", "lease_grant", [], [], False),
+    ("chaos-writer", "status", [], [], False),  # a verb the model does not know: no
+])
+def test_access_model(user: str, op: str, keys: list[str], ops: list[str],
+                      expected: bool) -> None:
+    assert allowed(user, op, keys, ops) is expected

@@ -1,6 +1,7 @@
-"""The coordination chaos workloads (watch, lease, lock): scenario keys, worker plumbing and
-the report always; as root, real runs: coord-smoke passes every checker, and each
-self-test's broken build is rejected while the same run on the correct build passes."""
+"""The coordination chaos workloads (watch, lease, lock, access): scenario keys, worker
+plumbing and the report always; as root, real runs: coord-smoke and access pass every
+checker, and each self-test's broken build is rejected while the same run on the correct
+build passes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from chaos.checkers.access import AccessOp, allowed
 from chaos.checkers.lease import LeaseRecord
 from chaos.checkers.watch import WatchRecord, WatchWrite
 from chaos.history import History
@@ -109,7 +111,8 @@ def test_coord_checks_are_skipped_or_vacuous_and_reported(tmp_path: Path) -> Non
     assert all(not c.ok and c.details.startswith("vacuous") for c in checks)
     plain = load_scenario(find_scenario("smoke"))
     assert coord_checks(plain, {})[0] == []
-    assert {n for n, _ in coord_checks(plain, {})[1]} == {"watch", "lease", "fencing"}
+    assert {n for n, _ in coord_checks(plain, {})[1]} == {"watch", "lease", "fencing",
+                                                          "access"}
     w = WatchRecord("g1-w0", "start", 1.0, revision=1, prefix="w/", group="g1")
     r = ScenarioResult(name="demo", source="x.toml", seed=1, history=History([]),
                        coord={"watch": [w]}, checks=checks, skipped=skipped)
@@ -149,10 +152,13 @@ def _control(name: str) -> dict[str, object]:
 SELFTESTS = [("watch-selftest", "watch", "never delivered", 30),
              ("lease-selftest", "lease", "after its deletion deadline", 35),
              ("lock-selftest", "fencing", "token", 35)]
+#: The access self-test's control is the ``access`` scenario (same topology and workload,
+#: more faults): test_access_control_holds_under_faults.
+BROKEN = [*SELFTESTS, ("access-selftest", "access", "answered ok for a forbidden", 30)]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, checker, words, budget", SELFTESTS)
+@pytest.mark.parametrize("name, checker, words, budget", BROKEN)
 def test_coord_broken_build_is_rejected(tmp_path: Path, name: str, checker: str, words: str,
                                         budget: float) -> None:
     check = caught_violation(run_shipped_scenario(name, tmp_path, budget=budget), checker)
@@ -172,12 +178,28 @@ def test_coord_selftest_on_the_correct_build_passes(tmp_path: Path, name: str, c
     assert r.ok
 
 
+@pytest.mark.slow
+def test_access_control_holds_under_faults(tmp_path: Path) -> None:
+    """Forbidden operations through owners and a forwarding non-owner, while g1's leader
+    is isolated and killed: none answered ok, none took effect; allowed ones worked."""
+    r = run_shipped_scenario("access", tmp_path, budget=40)
+    assert not r.errors, r.errors
+    check = next(c for c in r.checks if c.name == "access")
+    assert check.ok, check.details
+    ops = [x for x in r.coord["access"] if isinstance(x, AccessOp)]
+    through_n4 = {(x.status, allowed(x.user, x.op, x.keys, x.ops)) for x in ops
+                  if x.node == "n4"}
+    assert {("ok", True), ("denied", False)} <= through_n4, through_n4  # forwarding, both ways
+    assert r.ok
+
+
 def test_coordination_scenarios_are_shipped() -> None:
     for name, checker in (("coord-smoke", None), ("coord", None),
                           ("watch-selftest", "watch"), ("lease-selftest", "lease"),
-                          ("lock-selftest", "fencing")):
+                          ("lock-selftest", "fencing"), ("access", None),
+                          ("access-selftest", "access")):
         sc = load_scenario(find_scenario(name))
-        assert set(sc.workload.kinds) <= {"watch", "lease", "lock"}, name
+        assert set(sc.workload.kinds) <= {"watch", "lease", "lock", "access"}, name
         if checker is not None:
             assert sc.checks.expect_violation == (checker,) and sc.smoke, name
     smoke = load_scenario(find_scenario("coord-smoke"))
@@ -188,3 +210,7 @@ def test_coordination_scenarios_are_shipped() -> None:
     assert dict(load_scenario(find_scenario("lease-selftest")).node_env)[
         "HAKV_UNSAFE_LEASE_NO_CHECKPOINT"] == "1"
     assert not load_scenario(find_scenario("lock-selftest")).workload.lock.guard
+    assert dict(load_scenario(find_scenario("access-selftest")).node_env)[
+        "HAKV_UNSAFE_ACCESS_FORWARDED"] == "1"
+    assert "HAKV_UNSAFE_ACCESS_FORWARDED" not in dict(
+        load_scenario(find_scenario("access")).node_env)

@@ -253,6 +253,7 @@ class Node:
         self._policy: tuple[float, int, access.Policy] | None = None
         self.api.policy = self.access_policy  # who may do what (hakv.core.access)
         self.api.metrics = self.metrics  # GET /metrics; request latencies
+        self.api.unsafe_access_forwarded = failpoints.access_forwarded
 
     @property
     def topology(self) -> Topology:
