@@ -65,6 +65,7 @@ from hakv.raft.settings import RaftSettings
 from hakv.raft.tls import RaftTls
 from hakv.raft.wire import NodeListener
 from hakv.security.tls import TlsConfig, TlsFiles
+from hakv.storage.journal import check_group_journal
 from hakv.storage.machine import StoreMachine
 from hakv.storage.store import GroupStore
 
@@ -263,6 +264,8 @@ class Node:
     def _add_member(self, group: str, directory: str, self_address: str | None,
                     peers: list[str]) -> GroupMember:
         os.makedirs(directory, exist_ok=True)
+        # pysyncobj would trip over a damaged log, or forget a damaged term and vote.
+        check_group_journal(directory, group)
         machine = StoreMachine(group, directory)
 
         def factory(listener: NodeListener, poller: Any) -> GroupMember:
