@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hakv.core.codec import MAX_COMMAND_BYTES
+
 # PreVote (hakv.raft.prevote): a member refuses while it heard from a live leader within
 # PRE_VOTE_LEASE election timeouts (minimum): short of the timeout itself, so that a dead
 # leader's followers, whose last contact differs by a few ms, all grant.
@@ -43,6 +45,14 @@ READONLY_ROUNDS = 4  # node-heartbeat rounds between two to a peer met only read
 #: read-only peer (READONLY_ROUNDS x 0.2 s), so a late one never drops a live connection
 #: (which wakes the quiet ensemble and makes more work on a busy node).
 CONNECTION_SILENCE = 2.5
+#: pysyncobj's appendEntriesBatchSizeBytes: the bytes of entries one AppendEntries carries.
+#: An entry whose pickled command reaches it is sent by pysyncobj's chunked "transmission",
+#: which is broken (0.3.17 ends the transfer by the command's length, not the pickle's, so
+#: a follower unpickles a cut-off entry and its raft thread dies: a 47 KB txn of non-ASCII
+#: values stopped a group). hakv never lets it happen: the check is on the pickled call,
+#: and protocol-2 pickling at most doubles a command (every byte >= 0x80 takes two), so a
+#: command of MAX_COMMAND_BYTES stays far below this (tests/test_large_entries.py).
+APPEND_ENTRIES_BATCH_BYTES = 4 * MAX_COMMAND_BYTES + 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,7 @@ class RaftSettings:
         return SyncObjConf(
             autoTick=False,
             appendEntriesUseBatch=False,
+            appendEntriesBatchSizeBytes=APPEND_ENTRIES_BATCH_BYTES,
             commandsWaitLeader=False,
             dynamicMembershipChange=True,
             raftMinTimeout=self.election_timeout_min,
