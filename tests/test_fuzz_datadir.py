@@ -18,13 +18,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pysyncobj.journal import FileJournal
+from pysyncobj.node import TCPNode
+from pysyncobj.pickle import dumps
 
 from hakv.errors import DataDirError
 from hakv.storage.journal import check_group_journal, read_journal_meta
 from tests.fuzzing import fuzz
 
-ENTRIES = [(b"\x01noop", 1, 0), (b"put-a", 2, 1), (b"put-b", 3, 1), (b"txn" * 20, 4, 2),
-           (b"", 5, 2), (b"put-c" * 50, 6, 3)]
+
+def _call(payload: bytes) -> bytes:
+    """A regular command as pysyncobj logs it: type 0, the pickled call."""
+    return b"\x00" + dumps((3, (payload,)))
+
+
+ENTRIES = [(b"\x01", 1, 0), (_call(b"put-a"), 2, 1), (_call(b"put-\xc3\xa9"), 3, 1),
+           (_call(b"txn" * 20), 4, 2), (b"\x03" + dumps(2), 5, 2),
+           (b"\x02" + dumps(["add", "127.0.0.1:7004", TCPNode("127.0.0.1:7004")]), 6, 3),
+           (_call(b"put-c" * 50), 7, 3)]
 
 
 def _write_journal(directory: Path, entries: list[tuple[bytes, int, int]] = ENTRIES,
@@ -45,7 +55,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_a_good_journal_is_summarised(pristine: Path) -> None:
     s = check_group_journal(str(pristine), "g1")
-    assert (s.records, s.first_index, s.last_index, s.last_term) == (6, 1, 6, 3)
+    assert (s.records, s.first_index, s.last_index, s.last_term) == (7, 1, 7, 3)
     assert s.meta == {"currentTerm": 3, "votedForNodeId": "127.0.0.1:7001"}
 
 
@@ -154,13 +164,32 @@ def test_a_lost_meta_file_is_refused_when_the_log_has_terms(tmp_path: Path) -> N
         check_group_journal(str(tmp_path), "g1")
 
 
+@pytest.mark.parametrize("command, says", [
+    (b"\x00" + pickle.dumps(_Touch(), 2), "the Python global io open"),
+    (b"\x00" + pickle.dumps(_Touch(), 4), "pickle opcode STACK_GLOBAL"),
+    (b"\x07" + dumps(1), "command type 07"),
+    (b"\x01junk", "a no-op with data"),
+    (_call(b"ok") + b"tail", "data after the pickle's end"),
+    (b"\x00\x80\x02(", "a broken pickle"),
+])
+def test_a_command_pysyncobj_would_not_write_is_refused_unloaded(
+        tmp_path: Path, command: bytes, says: str) -> None:
+    """pysyncobj unpickles each command as it applies it: a planted pickle in the log
+    would run code in the node."""
+    _write_journal(tmp_path, [(b"\x01", 1, 1), (command, 2, 1)], term=1)
+    with pytest.raises(DataDirError, match="index 2") as caught:
+        check_group_journal(str(tmp_path), "g1")
+    assert says in caught.value.message
+    assert not os.path.exists("/tmp/hakv-meta-pwned")
+
+
 def test_records_out_of_order_are_refused(tmp_path: Path) -> None:
-    _write_journal(tmp_path, [(b"a", 1, 1), (b"b", 3, 1)], term=1)
+    _write_journal(tmp_path, [(b"\x01", 1, 1), (b"\x01", 3, 1)], term=1)
     with pytest.raises(DataDirError, match="index 3 after 1"):
         check_group_journal(str(tmp_path), "g1")
     shutil.rmtree(tmp_path)
     tmp_path.mkdir()
-    _write_journal(tmp_path, [(b"a", 1, 2), (b"b", 2, 1)], term=2)
+    _write_journal(tmp_path, [(b"\x01", 1, 2), (b"\x01", 2, 1)], term=2)
     with pytest.raises(DataDirError, match="term 1 after term 2"):
         check_group_journal(str(tmp_path), "g1")
 

@@ -5,8 +5,9 @@ A group's directory holds pysyncobj's journal (``raft.journal``) and its meta fi
 question: a truncated or bit-flipped journal stops the node with ``struct.error: unpack
 requires a buffer of 4 bytes``; a corrupt meta file is silently taken as empty — the node
 forgets its term and its vote, and may vote twice in one term (two leaders); and the meta
-file is a pickle, so whoever can write it can run code in the node. ``check_group_journal``
-runs first and turns each of these into a ``DataDirError`` that says which file, what is
+file and every command in the log are pickles (pysyncobj unpickles a command as it applies
+it), so whoever can write them could run code in the node. ``check_group_journal`` runs
+first and turns each of these into a ``DataDirError`` that says which file, what is
 wrong and what to do; a file that passes loads in pysyncobj without an exception
 (tests/test_fuzz_datadir.py holds it to that, with hypothesis-mutated files).
 
@@ -17,6 +18,11 @@ Journal layout (pysyncobj 0.3.17, ``pysyncobj.journal.FileJournal``)::
     32  format    u32 LE    1
     36  end       u32 LE    offset just past the last record (the records end here)
     40  records: size u32 | index u64 | term u64 | command (size - 16 bytes) | size u32
+
+A command is a type byte (0 regular, 1 no-op, 2 membership, 3 version) and, but for a
+no-op, a protocol-2 pickle: of the call ``(funcID, (payload,))`` for a regular one. Each is
+checked opcode by opcode; the only globals allowed are ``_codecs.encode`` (how protocol 2
+rebuilds bytes) and ``pysyncobj.node.TCPNode`` (membership), both harmless to call.
 
 The file is grown in steps (an mmap), so bytes past ``end`` are unused. The meta file is a
 pickle of ``{"currentTerm": int, "votedForNodeId": str | None, "raftCommitIndex": int}``
@@ -119,6 +125,38 @@ def read_journal_meta(path: str, group: str = "?") -> dict[str, Any]:
     return meta
 
 
+#: What pysyncobj's log commands pickle (protocol 2): a call ``(funcID, (payload,))`` whose
+#: bytes are rebuilt by ``_codecs.encode``, membership changes holding a TCPNode, versions.
+_COMMAND_OPCODES = _META_OPCODES | frozenset({
+    "EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "EMPTY_LIST", "APPEND", "APPENDS",
+    "LIST", "EMPTY_SET", "ADDITEMS", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8",
+    "BINSTRING", "SHORT_BINSTRING", "BINFLOAT", "GLOBAL", "REDUCE", "NEWOBJ", "BUILD"})
+#: The only globals a command names: both harmless to call.
+_COMMAND_GLOBALS = frozenset({"_codecs encode", "pysyncobj.node TCPNode"})
+_COMMAND_TYPES = (0, 1, 2, 3)  # pysyncobj's REGULAR, NO_OP, MEMBERSHIP, VERSION
+
+
+def _command_problem(command: bytes) -> str | None:
+    """Why a log command is not one pysyncobj writes (None: it is): its type byte, then
+    (but for a no-op) a pickle of only the opcodes and globals above, nothing after it."""
+    if not command or command[0] not in _COMMAND_TYPES:
+        return f"command type {command[:1].hex() or 'missing'}"
+    if command[0] == 1:
+        return None if len(command) == 1 else "a no-op with data"
+    body = command[1:]
+    try:
+        stop = -1
+        for opcode, arg, pos in pickletools.genops(body):
+            if opcode.name not in _COMMAND_OPCODES:
+                return f"pickle opcode {opcode.name}"
+            if opcode.name == "GLOBAL" and arg not in _COMMAND_GLOBALS:
+                return f"the Python global {str(arg)[:80]}"
+            stop = -1 if pos is None else pos
+    except (ValueError, EOFError, struct.error, IndexError, UnicodeDecodeError) as exc:
+        return f"a broken pickle ({exc})"
+    return None if stop == len(body) - 1 else "data after the pickle's end"
+
+
 class _NoClassUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         raise pickle.UnpicklingError(f"the meta file names {module}.{name}: refused")
@@ -167,6 +205,10 @@ def check_group_journal(directory: str, group: str = "?") -> JournalSummary:
             raise bad(f"the record at byte {offset} starts with size {size} and ends with "
                       f"{trailer}")
         index, term = struct.unpack_from("<QQ", data, offset + 4)
+        problem = _command_problem(data[offset + 20: offset + 4 + size])
+        if problem is not None:  # pysyncobj unpickles commands as it applies them
+            raise bad(f"the record at byte {offset} (index {index}) holds {problem}, which "
+                      "no command pysyncobj writes does (refused without loading it)")
         if last is not None and index != last + 1:
             raise bad(f"the record at byte {offset} has index {index} after {last}")
         if term < last_term:
