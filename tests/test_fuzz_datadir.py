@@ -43,7 +43,7 @@ def _write_journal(directory: Path, entries: list[tuple[bytes, int, int]] = ENTR
     for command, index, t in entries:
         journal.add(command, index, t)
     journal.setCurrentTerm(term, vote)
-    journal.flush()
+    journal._destroy()  # flushes and closes the file (pysyncobj: deletes nothing)
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +96,7 @@ def _loaded(directory: Path) -> tuple[list[Any], dict[str, Any]]:
         meta = {"currentTerm": journal.getCurrentTerm(),
                 "votedForNodeId": journal.getVotedForNodeId()}
     finally:
-        journal._FileJournal__journalFile._ResizableFile__mm.close()  # type: ignore[attr-defined]
-        journal._FileJournal__journalFile._ResizableFile__f.close()  # type: ignore[attr-defined]
+        journal._destroy()  # flushes and closes the file (pysyncobj: deletes nothing)
     return entries, meta
 
 
