@@ -34,7 +34,13 @@ from hakv.core.topology import NodeSpec, Topology, load_topology
 from hakv.sim import chain_topology
 from hakv.sim.__main__ import main
 from hakv.sim.cluster import SIM_APP, SimCluster
-from hakv.sim.model import Ensemble, Sim, SimParams, append_entries_messages
+from hakv.sim.model import (
+    APPEND_ENTRIES_BYTES,
+    Ensemble,
+    Sim,
+    SimParams,
+    append_entries_messages,
+)
 from hakv.sim.report import Config, format_table, run_all, run_config
 from hakv.sim.scenarios import (
     node_failure,
@@ -198,20 +204,21 @@ def test_read_only_followers_get_what_the_voters_got_20_ms_later() -> None:
 def test_a_call_stops_filling_followers_after_a_heartbeat_period() -> None:
     # pysyncobj __sendAppendEntries: a follower gets its messages in turn until the call
     # has run for appendEntriesPeriod (0.1 s), then each other follower one; the rest go
-    # with the next heartbeat calls. 10 ms a message, no jitter; one 192 KB entry: three
-    # 64 KB messages to each follower.
+    # with the next heartbeat calls. 10 ms a message, no jitter; three entries of L bytes
+    # (L = the batch size hakv gives pysyncobj): three messages to each follower.
     c = 0.01
     params = SimParams(link_jitter=0.0, msg_cpu=c)
     readonly = tuple(f"r{i}" for i in range(1, 7))
     sim = Sim(params, random.Random(0), ("a", "b", "c", *readonly))
     ensemble = Ensemble(sim, "_cluster", ("a", "b", "c"), readonly)
     ensemble.install_leader("a", since=-10.0)
-    assert append_entries_messages([3 * 65536]) == 1  # one entry: never split
-    assert append_entries_messages([65536, 65536, 1]) == 3
+    big = APPEND_ENTRIES_BYTES
+    assert append_entries_messages([3 * big]) == 1  # one entry: never split
+    assert append_entries_messages([big, big, 1]) == 3
     done: list[float] = []
-    ensemble.propose("a", "seed", lambda: done.append(sim.now), size=65536)
-    ensemble.propose("a", "seed", size=65536)
-    ensemble.propose("a", "seed", size=65536)
+    ensemble.propose("a", "seed", lambda: done.append(sim.now), size=big)
+    ensemble.propose("a", "seed", size=big)
+    ensemble.propose("a", "seed", size=big)
     sim.run()
     # The voters get all three at once: 6 sends (60 ms); the ack 2.2 ms later, read in
     # 10 ms: the commit at 72.2 ms. The read-only call, due 20 ms after the voters' (80
@@ -298,19 +305,20 @@ def test_only_the_cluster_leader_seeds_every_chunk_at_once() -> None:
     sizes = seed_sizes(t)
     assert sizes == (16360, 16568, 16404, 11567, 8935, 8926, 8885, 8875, 8911, 8756, 336)
     # The leader proposes all 11 at once (hakv.node.process _seed_cluster_records): one round.
-    # A message takes entries until they reach 64 KB: the first five (69,834 bytes), then
-    # the other six (44,689): 2 messages to each follower.
-    assert append_entries_messages(sizes) == 2
+    # A message takes entries until they reach 256 KiB (hakv.raft.settings): all eleven
+    # (114,523 bytes) in 1 message to each follower.
+    assert sum(sizes) == 114_523
+    assert append_entries_messages(sizes) == 1
     # Every node but n399 powers on at 0: the leader sends the round to the 398 others up,
-    # 2 messages and 2 acks each, and no other voter proposes anything.
+    # 1 message and 1 ack each, and no other voter proposes anything.
     boots = {**dict.fromkeys(t.node_ids, 0.0), "n399": 30.0}
     up = startup(t, "hakv", EXACT, random.Random(0), boots=boots)
     cluster = _kinds(up.all_node_by_category)
-    assert cluster["seed"] == 2 * 398 * 2
+    assert cluster["seed"] == 398 * 2
     # n399 comes up later and misses the whole log (the no-op and the seed): the next
     # heartbeat (the leader heartbeats on while a member is down: within 0.1 s) brings it
-    # the first 64 KB, the same call the second (2 + 2 acks).
-    assert cluster["catch-up"] == 2 * 2
+    # all of it in one message (under 256 KiB), in place of an empty heartbeat (1 + 1 ack).
+    assert cluster["catch-up"] == 2
     assert 30.0 <= up.records_everywhere <= 30.1
 
 
@@ -586,7 +594,8 @@ def test_constants_match_their_sources() -> None:
     assert scenarios.MARK_STAGGER is manager.MARK_STAGGER
     assert scenarios.mark_rank is manager.mark_rank
     assert SimParams().heartbeat == raft.RaftSettings().heartbeat_period
-    assert model.APPEND_ENTRIES_BYTES == 2 ** 16  # pysyncobj's default; hakv keeps it
+    # What hakv gives pysyncobj (4 x the command limit + 64 KiB: hakv.raft.settings).
+    assert model.APPEND_ENTRIES_BYTES == raft.APPEND_ENTRIES_BATCH_BYTES == 256 * 1024
     # hakv.node.process and hakv.node.manager write these as literals: read them from the source.
     seed = inspect.getsource(node.Node._seed_cluster_records)
     assert f"wait({model.SEED_POLL})" in seed and f"wait({model.PUBLISH_RETRY})" in seed

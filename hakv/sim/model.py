@@ -48,7 +48,7 @@ sends; hakv.core.replication.WriteMessages has the same breakdown):
   one ``msg_cpu`` each).
 - **Message size** (pysyncobj ``__sendAppendEntries`` and ``__getEntries``). One
   AppendEntries message carries a follower's entries until they reach
-  ``APPEND_ENTRIES_BYTES`` (64 KB, the configuration hakv.raft.host gives pysyncobj), so a round
+  ``APPEND_ENTRIES_BYTES`` (256 KiB, hakv.raft.settings' batch size for pysyncobj), so a round
   of large entries (the seed transactions, ``Proposal.size``) is k messages to each
   follower, each acked (:func:`append_entries_messages`); other commands are small, one
   message. One call of ``__sendAppendEntries`` stops filling followers once it has run
@@ -58,7 +58,7 @@ sends; hakv.core.replication.WriteMessages has the same breakdown):
   messages in one go (a commit needs them on a majority anyway, so it waits about as
   long: a lower bound for full replication). A node that comes up after entries went out
   gets what it missed the same way, from the next heartbeat on (``Ensemble.wake``): more
-  than the heartbeat's one message only when that is over 64 KB.
+  than the heartbeat's one message only when that is over APPEND_ENTRIES_BYTES.
 - **Batching.** A leader with nothing in flight sends a proposal at once; proposals that
   arrive while a round is in flight go out together in one round, at the first ack of the
   round in flight (the raft thread's next pass) or when the leader's CPU is free,
@@ -750,7 +750,7 @@ class Ensemble:
 
     def _readonly_call(self, leader: str, gen: int) -> None:
         """hakv.raft.host ``send_to_readonly``, at the start of the pass READONLY_LAG after the
-        voters' call: what the read-only followers miss, in 64 KB messages (Sim.fill),
+        voters' call: what the read-only followers miss, in APPEND_ENTRIES_BYTES messages (Sim.fill),
         with the commit index of that moment; then the acks."""
         if gen != self._ro_gen or self._ro_due is None:
             return
@@ -957,13 +957,13 @@ class Ensemble:
     def wake(self, node: str | None = None) -> None:
         """A member (re)connected: a quiet leader heartbeats again at once. ``node`` came
         up just now and misses every entry so far: the leader's heartbeats bring it them
-        (one message, the heartbeat's own, unless they are over 64 KB)."""
+        (one message, the heartbeat's own, unless they are over APPEND_ENTRIES_BYTES)."""
         leader = self.leader
         if leader is None:
             return
         if node is not None and node != leader and self.log:
             missed = append_entries_messages(self.log)
-            if missed > 1:
+            if missed >= 1:  # (one: the heartbeat's own message carries it, then caught up)
                 key = (missed, "catch-up")
                 self._behind[key] = self._behind.get(key, 0) + 1
         if self.quiet:

@@ -131,7 +131,7 @@ class Startup:
     ``seconds``: from the first power-on until the last start-up write committed;
     ``groups_ready``: until every group has a leader and every owner's status;
     ``seeded``: until the last seed transaction committed; ``records_everywhere``: until
-    the last node that missed messages of the all-node ensemble (the seed, sent in 64 KB
+    the last node that missed messages of the all-node ensemble (the seed, sent in 256 KiB
     messages over heartbeat calls, or caught up when it came up late) got them (0: none
     ever missed any).
     """
@@ -235,7 +235,7 @@ class _Seeder:
     SEED_POLL seconds from its power-on, so a new leader proposes at its first look after
     it was elected; a proposal that finds no leader fails at once and the loop looks again
     PUBLISH_RETRY later. Proposed at one instant, the chunks go out in one round, in
-    AppendEntries messages of up to 64 KB (hakv.sim.model ``append_entries_messages``;
+    AppendEntries messages of up to 256 KiB (hakv.sim.model ``append_entries_messages``;
     hakv's own raft thread may take the first of them into a round of its own: about the
     same messages). The wait's request timeout is not played: the seed commits in a
     fraction of a second (hakv), or the waits return chunk by chunk (full replication).
