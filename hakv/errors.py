@@ -25,6 +25,7 @@
     │   │       └── LeadershipLostError  the same for an election's leader
     │   ├── RequestExpiredError   a retry older than the dedup window: outcome unknowable
     │   ├── CompactedError        a watch from a revision the history no longer holds
+    │   ├── BackupError           a backup file is truncated, corrupt or not one
     │   ├── UnauthenticatedError  no client certificate (or token) the node accepts
     │   └── PermissionDeniedError the caller's identity may not do this
     ├── ConfigError               topology file or data dir is wrong; the message says how
@@ -207,6 +208,13 @@ class PermissionDeniedError(PermanentError):
 class RequestExpiredError(PermanentError):
     code = "request_expired"
     http_status = 410
+
+
+class BackupError(PermanentError):
+    """A backup file (``hakv snapshot save``) is truncated, corrupt, not a hakv backup, or
+    of a format this hakv does not read (hakv.core.backup); the message says which."""
+
+    code = "bad_backup"
 
 
 class CompactedError(PermanentError):

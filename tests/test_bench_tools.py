@@ -146,3 +146,56 @@ def test_figures_draw_the_topology_and_a_failover_timeline(tmp_path: Path) -> No
         "unaffected": {"222": {"before": ["204", 1], "after": ["204", 1]}}}))
     figures.failover(run, tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 10_000
+
+
+# ------------------------------------------- bench.figures: throughput and failover plots
+# (issue 16, point 7) Drawn from small JSON fixtures shaped like the files
+# `bench.throughput --json-file` and `bench.failover --json-file` write; no benchmark runs.
+
+def _throughput_fixture(with_etcd: bool) -> dict[str, object]:
+    cells = []
+    for op, base in (("put", 500.0), ("get", 1500.0)):
+        for n in (1, 16, 64):
+            hakv = {"ops_per_s": base * n ** 0.4, "p50_ms": 1.0, "p99_ms": 2.0,
+                    "runs": [base * n ** 0.4 * f for f in (0.9, 1.0, 1.1)]}
+            cell: dict[str, object] = {"op": op, "clients": n, **hakv}
+            if with_etcd:
+                cell["etcd"] = {"ops_per_s": 0.8 * base * n ** 0.3, "p50_ms": 1.2,
+                                "p99_ms": 2.5}
+            cells.append(cell)
+    return {"cells": cells, "conditions": {
+        "date": "2026-12-06 19:00 UTC", "machine": "machine now: fdatasync p50 0.15 ms",
+        "cpus": 2, "seconds": 3.0, "procs": 2, "repeat": 3, "value_bytes": 100,
+        "hakv_transport": "plain HTTP (--insecure)",
+        "etcd": "etcd 3.4.23, 3 members, plain HTTP JSON gateway" if with_etcd else None}}
+
+
+@pytest.mark.parametrize("with_etcd", [True, False])
+def test_figures_draw_throughput_against_etcd_from_its_json(tmp_path: Path,
+                                                            with_etcd: bool) -> None:
+    import json as _json
+
+    from bench import figures
+
+    data = tmp_path / "throughput.json"
+    data.write_text(_json.dumps(_throughput_fixture(with_etcd)))
+    assert figures.main(["throughput", str(data), str(tmp_path / "t.png")]) == 0
+    assert (tmp_path / "t.png").stat().st_size > 10_000
+
+
+def test_figures_draw_the_failover_distribution_from_its_json(tmp_path: Path) -> None:
+    import json as _json
+
+    from bench import figures
+
+    trials = [{"killed": "n1", "to": "n2", "runner_led": i % 3 == 0, "placed": 1.0 + i / 50,
+               "beating": 1.2 + i / 50, "healthy": 1.3 + i / 50 + (0.8 if i == 19 else 0)}
+              for i in range(20)]
+    data = tmp_path / "failover.json"
+    data.write_text(_json.dumps({"summary": {"trials": 20, "single_runner": True},
+                                 "trials": trials, "conditions": {"ha": "defaults"}}))
+    assert figures.main(["failover-distribution", str(data), str(tmp_path / "d.png")]) == 0
+    assert (tmp_path / "d.png").stat().st_size > 10_000
+    healthy = [t["healthy"] for t in trials]
+    assert figures._pct(healthy, 0.5) == sorted(healthy)[10]
+    assert figures._pct(healthy, 0.99) == max(healthy)  # p99 of < 100 trials: the max

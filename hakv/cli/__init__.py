@@ -6,7 +6,7 @@ Layout: this module holds the root group, ``main`` and the one error-to-exit-cod
 mapping; ``render`` everything printed; ``_options`` the connection options and the Client
 built from them; one module per command family (``kv``, ``status``, ``explain``,
 ``cluster``, ``group``, ``events``, ``inspect``, ``local``, ``node``, ``watch``,
-``lease``, ``lock`` (lock and elect), ``certs``), each importing only
+``lease``, ``lock`` (lock and elect), ``certs``, ``snapshot``, ``ui``), each importing only
 ``render``, ``_options`` and the library. ``demo`` is ``make demo``.
 
 Every :class:`~hakv.errors.HakvError` ends the command with its ``exit_code`` and one line
@@ -42,7 +42,9 @@ from hakv.cli.lease import lease
 from hakv.cli.local import local
 from hakv.cli.lock import elect, lock
 from hakv.cli.node import node
+from hakv.cli.snapshot import snapshot
 from hakv.cli.status import status
+from hakv.cli.ui import ui
 from hakv.cli.watch import watch
 from hakv.client import ENDPOINTS_ENV
 from hakv.dev.local import NodesNotReadyError
@@ -133,6 +135,8 @@ cli.add_command(user)
 cli.add_command(role)
 cli.add_command(token)
 cli.add_command(certs)
+cli.add_command(ui)
+cli.add_command(snapshot)
 
 
 def main() -> None:

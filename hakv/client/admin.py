@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hakv import errors
+from hakv.client import snapshot
 from hakv.client.results import parse
 from hakv.client.txn import Compare, Op
 from hakv.core import access, ha
@@ -400,6 +401,17 @@ class Admin:
         """Forget the nodes where ``group``'s app failed beyond its restart limit: every
         live owner may run it again."""
         return self._action(group, {"action": "cleanup"}, reason)
+
+    # ---- online snapshot and restore (hakv.client.snapshot; docs/operations.md)
+
+    def snapshot_save(self, group: str, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Snapshot the live ``group`` into the backup file ``path``; its manifest."""
+        return snapshot.save(self.client, group, path)
+
+    def snapshot_restore(self, path: str | os.PathLike[str], group: str | None = None,
+                         force: bool = False) -> dict[str, Any]:
+        """Rebuild ``group`` (default: the backup's) from the backup file ``path``."""
+        return snapshot.restore(self.client, path, group, force=force)
 
     # ---- users and roles (hakv.core.access; docs/security.md "Access control")
 

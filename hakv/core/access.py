@@ -23,7 +23,8 @@ prefix. Verbs::
              a lease names no key, so a prefix does not narrow this verb
     admin    HA operations on the group (move, maintenance, cleanup, set-app); on the
              cluster ensemble ``_cluster``: membership, users and roles
-    snapshot snapshots of the group (issue 16)
+    snapshot online snapshots of the group (``hakv snapshot save``; restoring one needs
+             admin: it replaces the group's keys)
 
 Default deny: a user without a grant that covers the request is refused. Two identities
 are never refused: ``root`` (the superuser, as etcd's) and a node of the cluster (nodes
@@ -59,6 +60,7 @@ _OP_VERBS = {
     "lease_grant": "lease", "lease_keepalive": "lease", "lease_revoke": "lease",
     "lease_ttl": "lease",
     "placement": "read", "events": "read", "ha": "admin",
+    "snapshot": "snapshot", "restore": "admin",  # online backup and restore (issue 16)
 }
 #: Ops with no group or about the whole node: any authenticated identity.
 _ANY_IDENTITY = frozenset({"health", "status", "metrics"})

@@ -34,6 +34,7 @@ from typing import Any
 
 from hakv import errors
 from hakv.core import access, codec
+from hakv.node import ui
 from hakv.node.ports import Allocator, PeerApi, PeerUnreachable, Pending, Service, TopologyView
 from hakv.raft.poller import ERROR, READ, WRITE
 from hakv.security.tls import Channel, HandshakeFailed, RefusalLog
@@ -42,7 +43,8 @@ log = logging.getLogger("hakv.node.api")
 
 _OPS = {"get", "put", "delete", "range", "txn", "status", "health", "notify", "changes",
         "allocate", "placement", "events", "ha", "watch",
-        "lease_grant", "lease_keepalive", "lease_revoke", "lease_ttl"}  # hakv.node.lessor
+        "lease_grant", "lease_keepalive", "lease_revoke", "lease_ttl",  # hakv.node.lessor
+        "snapshot", "restore"}  # online backup and restore (hakv.core.backup)
 _PATHS = {f"/v1/{op}".encode(): op for op in _OPS}
 _ANSWER_ENCODER = json.JSONEncoder(ensure_ascii=False)  # one for all answers (thread-safe)
 #: Served on the raft thread when the group is hosted here; the rest go to the workers.
@@ -58,8 +60,9 @@ _MAX_HEAD = _MAX_LINE * (_MAX_HEADERS + 2)
 _RECV = 65536
 _RECV_ROUNDS = 4  # reads per readiness event and connection
 _WORKERS = 64
-#: Served without a client identity when the API is on TLS (load balancers, probes).
-_OPEN_OPS = frozenset({"health"})
+#: Served without a client identity when the API is on TLS (load balancers, probes; the
+#: status page itself, which holds no data: hakv.node.ui).
+_OPEN_OPS = frozenset({"health", "ui"})
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
             404: "Not Found", 409: "Conflict", 410: "Gone",
             413: "Payload Too Large", 500: "Internal Server Error",
@@ -120,6 +123,8 @@ class ApiServer:
         self.view = view
         self.peers = peers
         self.allocator = allocator
+        #: GET /ui/status: every node's status, merged (the web status page, hakv.node.ui).
+        self.ui = ui.StatusPage(me, service, view, peers)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -166,6 +171,7 @@ class ApiServer:
         for conn in list(self._conns.values()):
             conn.close()
         self._workers.shutdown(wait=False, cancel_futures=True)
+        self.ui.close()
 
     # -- the loop's side ----------------------------------------------------------------
 
@@ -256,13 +262,14 @@ class ApiServer:
             return who, None
         body: dict[str, Any] = {}
         group = None
-        if request.op not in ("status", "health"):
+        op = "status" if request.op == "ui_status" else request.op  # the page's data: status
+        if op not in ("status", "health"):
             body = _parse_object(request.raw)
             group = _group_of(body)
             if self.unsafe_access_forwarded and group is not None \
                     and not self.service.hosts(group):
                 return who, body  # FAILPOINT: "the owner will check it"
-        refused = access.decide(who, request.op, group, body, self.policy())
+        refused = access.decide(who, op, group, body, self.policy())
         if refused:
             raise errors.PermissionDeniedError(refused, user=who[1])
         return who, body if group is not None else None
@@ -290,6 +297,12 @@ class ApiServer:
             return
         if request.op == "metrics":
             self._workers.submit(self._scrape, conn, serial)
+            return
+        if request.op == "ui":
+            conn.answer(serial, 200, ui.PAGE, ui.PAGE_TYPE, ui.PAGE_HEADERS)
+            return
+        if request.op == "ui_status":
+            self._workers.submit(self._ui_status, conn, serial)
             return
         post = self._post
         assert post is not None
@@ -319,6 +332,20 @@ class ApiServer:
             conn.finish(serial)
 
         return done
+
+    def _ui_status(self, conn: _Connection, serial: int) -> None:
+        """GET /ui/status (worker thread): the web status page's data (hakv.node.ui)."""
+        post = self._post
+        assert post is not None
+        try:
+            status, payload = 200, _json(self.ui.cluster_status())
+        except errors.HakvError as exc:
+            status, payload = exc.http_status, _json(exc.to_wire())
+        except Exception as exc:
+            log.exception("internal error serving /ui/status")
+            status, payload = 500, _json(errors.InternalError(
+                f"internal error: {type(exc).__name__}: {exc}").to_wire())
+        post(lambda: conn.answer(serial, status, payload, "application/json", ui.DATA_HEADERS))
 
     def _scrape(self, conn: _Connection, serial: int) -> None:
         """GET /metrics (worker thread): the node's metrics in the Prometheus text format."""
@@ -578,6 +605,11 @@ class _Connection:
             if method != b"GET":
                 return errors.BadRequestError("use GET /metrics")
             return _Request("metrics", raw, close)
+        page = ui.PATHS.get(target.split(b"?", 1)[0])
+        if page is not None:  # the web status page and its data (hakv.node.ui)
+            if method != b"GET":
+                return errors.BadRequestError(f"use GET {target.decode('latin-1')}")
+            return _Request(page, raw, close, None, headers.get(b"authorization"))
         op = _PATHS.get(target) or _PATHS.get(target.split(b"?", 1)[0].rstrip(b"/"))
         if op is None:
             return errors.BadRequestError(
@@ -624,7 +656,8 @@ class _Connection:
         self.answer(serial, exc.http_status, _json(exc.to_wire()))
 
     def answer(self, serial: int, status: int, payload: bytes,
-               content_type: str = "application/json") -> None:
+               content_type: str = "application/json", extra_headers: str = "") -> None:
+        """Send an answer; ``extra_headers``: more CRLF-terminated header lines."""
         if serial != self._serial or self._closed:
             return
         self.last_activity = time.monotonic()
@@ -635,7 +668,7 @@ class _Connection:
                       "Connection: keep-alive\r\n" if self._keep_alive_1_0 else "")
         head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
                 f"Content-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n"
-                f"{connection}\r\n")
+                f"{extra_headers}{connection}\r\n")
         data = head.encode("latin-1") + payload
         if self.channel is not None:
             self.channel.send(data)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -55,6 +56,10 @@ class Bridge:
         self._seq = itertools.count(1)
         self._wake = threading.Event()
         self.forwarded = 0  # entries this bridge got applied (duplicates not counted)
+        self.behind_since: dict[tuple[str, str], float] = {}
+        """(source, target) -> when (``time.monotonic``) a round first found an outbox
+        entry of that link to forward that is not applied yet; gone once the link is
+        caught up. /metrics shows its age as the link's forwarding lag."""
         self._caught_up: dict[str, int] = {}  # source group -> outbox head fully forwarded
         self._links_key: tuple[int, tuple[str, ...]] | None = None
         self._links: list[Link] = []
@@ -101,8 +106,14 @@ class Bridge:
         """One round over every link; returns the number of entries applied."""
         applied = 0
         groups = self.groups
+        started = time.monotonic()
         heads = {g: groups.store(g).outbox_head() for g in groups.hosted()}
-        for source, target, shared in self.links():
+        links = self.links()
+        if self.behind_since:  # forget links no longer there (the topology changed)
+            current = {(a, b) for a, b, _ in links}
+            for gone in [k for k in self.behind_since if k not in current]:
+                del self.behind_since[gone]
+        for source, target, shared in links:
             if heads.get(source) == self._caught_up.get(source):
                 continue  # nothing new in this group's outbox since it was all forwarded
             source_store = groups.store(source)
@@ -113,11 +124,13 @@ class Bridge:
                 for change in source_store.outbox(after=after):
                     if change["about"] != about:
                         continue
+                    self.behind_since.setdefault((source, target), started)
                     command = codec.forwarded_command(source, change["index"], change)
                     result = member.submit(codec.encode(command)).wait(
                         groups.request_timeout)
                     if isinstance(result, dict) and result.get("applied"):
                         applied += 1
+            self.behind_since.pop((source, target), None)  # the link is caught up
         # Every link was walked without an error (an error raises out of this round).
         self._caught_up.update(heads)
         self.forwarded += applied

@@ -114,6 +114,15 @@ nodes. The leader of the node's first group records it at once, the next one
 MARK_STAGGER later if it is not recorded by then (say, that group has no quorum)."""
 
 
+def is_failover(rec: ha.Placement) -> bool:
+    """Whether placing the app anew after ``rec`` is a failover: its runner still held
+    the lease (so the leader places only because it expired: the runner is lost or not
+    renewing), or the app failed there beyond its restart limit (hakv.core.ha.decide's
+    two urgent cases). A first placement, a stopped app (a move, a fallback, a node that
+    shut down cleanly) or a suspended one is not."""
+    return rec.holds_lease or (rec.state == "failed" and rec.node is not None)
+
+
 def mark_rank(groups_of_node: list[str], group: str) -> int:
     """The place of ``group`` among the groups that list a node (topology order): who
     records that node's failure or reintegration in the cluster ensemble first."""
@@ -286,6 +295,10 @@ class Manager:
         self._distrust_until = 0.0  # after a stall of this thread: mark nobody down
         self._handover_at: dict[str, float] = {}
         self._alloc_waits: dict[tuple[str, str], float] = {}
+        self.failovers: dict[str, int] = {}
+        """Group -> placements this node made (as the group's leader) that moved the app
+        away from a runner whose lease expired or on which it failed: failovers, as
+        opposed to first placements, moves, fallbacks, resumptions. For /metrics."""
 
     def start(self) -> None:
         threading.Thread(target=self.run, name="manager", daemon=True).start()
@@ -428,6 +441,8 @@ class Manager:
             if isinstance(result, dict) and result.get("applied"):
                 log.info("group %s: placed on %s (token %d): %s", gid, candidate,
                          rec.token + 1, reason)
+                if is_failover(rec):
+                    self.failovers[gid] = self.failovers.get(gid, 0) + 1
             else:
                 log.info("group %s: placement on %s not applied: %s", gid, candidate,
                          (result or {}).get("why") if isinstance(result, dict) else result)
@@ -601,4 +616,4 @@ class Manager:
         }
 
 
-__all__ = ["HA_OPS", "Manager", "MARK_STAGGER", "Prober", "jittered", "mark_rank", "probe_backoff", "raft_evidence_window"]
+__all__ = ["HA_OPS", "Manager", "MARK_STAGGER", "Prober", "is_failover", "jittered", "mark_rank", "probe_backoff", "raft_evidence_window"]

@@ -9,9 +9,14 @@ Two kinds of metrics:
   metric families built from what the node reports right now). Raft state, quorum,
   counters the members keep, LMDB space, peer contact, HA placement. Nothing is
   recorded between scrapes, so an idle node does no metrics work at all.
-- **Recorded as they happen**: the latency histograms (journal fsync, writes,
-  linearizable reads). ``NodeMetrics`` owns them; the raft layer and the client API call
-  ``fsync_observer(group)`` / ``observe_request(op, group, seconds)``.
+- **Recorded as they happen**: the latency histograms (journal fsync, LMDB commit, peer
+  round trips, writes, linearizable reads). ``NodeMetrics`` owns them; the raft layer,
+  the stores and the client API call ``fsync_observer(group)``, ``commit_observer(group)``,
+  ``observe_peer_rtt(address, seconds)`` and ``observe_request(op, group, seconds)``.
+
+Counters the raft thread keeps per message (messages sent and received per peer) are
+plain ints in dicts (hakv.raft.wire ``NodeListener.sent``/``received``), copied here at
+scrape time: no lock and no allocation on the hot path.
 
 Plus the process metrics of ``prometheus_client.ProcessCollector`` (CPU, RSS, open file
 descriptors) and ``PlatformCollector`` (``python_info``), on the same registry.
@@ -28,7 +33,7 @@ import importlib.metadata
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -70,6 +75,8 @@ LOCAL_APP_STATES = ("idle", "starting", "running", "stopping", "fenced", "failed
 #: takes about a millisecond, and the request timeout (3 s) still falls inside.
 FSYNC_BUCKETS = tuple(0.001 * 2**i for i in range(14))
 REQUEST_BUCKETS = tuple(0.0005 * 2**i for i in range(15))
+#: Peer round trips: etcd's buckets (0.1 ms .. 3.2768 s), so its alert carries over.
+RTT_BUCKETS = tuple(0.0001 * 2**i for i in range(16))
 
 WRITE_OPS = frozenset({"put", "delete", "txn"})
 READ_OPS = frozenset({"get", "range"})
@@ -170,6 +177,7 @@ class _GroupRead:
     snapshot_bytes: int | None
     placement: ha.Placement | None  # groups with an app only
     local: dict[str, Any] | None
+    ha_counts: Mapping[str, int] | None  # groups with an app only
 
 
 def _version() -> str:
@@ -183,19 +191,32 @@ class NodeCollector:
     """Builds the node's metric families at scrape time from its ports.
 
     ``local_app(group)`` is the supervisor's view of the group's app here
-    (hakv.node.supervisor ``local_status``); ``forwarded()`` the entries the bridge got
-    applied; ``certificate_not_after()`` the expiry of the node's TLS certificate (None:
-    no TLS). ``clock`` is the one ``last_heard`` uses."""
+    (hakv.node.supervisor ``local_status``); ``ha_counters(group)`` the HA events of the
+    group counted on this node (``failovers``: placements it made as the group's leader
+    that were failovers, hakv.node.manager; ``lease_renewals_failed``, ``fence_events``:
+    of the app's runner here, hakv.node.supervisor); ``forwarded()`` the entries the
+    bridge got applied; ``bridge_behind()`` when (on ``clock``) each bridge link that is
+    behind first found an entry to forward (hakv.node.bridge ``behind_since``);
+    ``peer_messages()`` the raft messages sent and received per peer raft address
+    (hakv.raft.wire ``NodeListener``); ``certificate_not_after()`` the expiry of the
+    node's TLS certificate (None: no TLS). ``clock`` is the one ``last_heard`` uses."""
 
     def __init__(self, source: MetricsSource, view: TopologySource, *,
                  local_app: Callable[[str], dict[str, Any] | None] | None = None,
+                 ha_counters: Callable[[str], Mapping[str, int]] | None = None,
                  forwarded: Callable[[], int] | None = None,
+                 bridge_behind: Callable[[], Mapping[Any, float]] | None = None,
+                 peer_messages: Callable[[], tuple[Mapping[str, int], Mapping[str, int]]]
+                 | None = None,
                  certificate_not_after: Callable[[], dt.datetime | None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.source = source
         self.view = view
         self.local_app = local_app
+        self.ha_counters = ha_counters
         self.forwarded = forwarded
+        self.bridge_behind = bridge_behind
+        self.peer_messages = peer_messages
         self.certificate_not_after = certificate_not_after
         self.clock = clock
         self.version = _version()
@@ -232,8 +253,8 @@ class NodeCollector:
                 continue
             voters = self._group(f, read, topology, by_address, silence)
             peers.update(v for v in voters if v != source.node_id)
-        self._peers(f, silence, peers)
-        self._node(f)
+        self._peers(f, silence, peers, by_address)
+        self._node(f, now)
         yield from f.order
 
     # -- one group -------------------------------------------------------------------------
@@ -248,7 +269,9 @@ class NodeCollector:
             space=store.space(), data_bytes=_size(store.path / "data.mdb"),
             snapshot_bytes=_size(store.path.parent / "snapshot"),
             placement=store.placement() if has_app else None,
-            local=self.local_app(gid) if has_app and self.local_app is not None else None)
+            local=self.local_app(gid) if has_app and self.local_app is not None else None,
+            ha_counts=(self.ha_counters(gid) if has_app and self.ha_counters is not None
+                       else None))
 
     def _group(self, f: _Families, read: _GroupRead, topology: Topology,
                by_address: dict[str, str], silence: dict[str, float | None]) -> tuple[str, ...]:
@@ -333,11 +356,11 @@ class NodeCollector:
         f.gauge("hakv_lmdb_map_used_bytes", "Bytes of the LMDB map up to its last used page.",
                 ["group"]).add_metric(g, used)
         if read.placement is not None:
-            self._app(f, gid, read.placement, read.local)
+            self._app(f, gid, read.placement, read.local, read.ha_counts)
         return voters
 
     def _app(self, f: _Families, gid: str, rec: ha.Placement,
-             local: dict[str, Any] | None) -> None:
+             local: dict[str, Any] | None, counts: Mapping[str, int] | None) -> None:
         g = [gid]
         states = f.gauge("hakv_ha_app_state",
                          "The state of the group's placement record (1 for the current "
@@ -359,6 +382,20 @@ class NodeCollector:
         f.gauge("hakv_ha_app_restarts",
                 "Restarts in place of the current placement.", ["group"]).add_metric(
                     g, rec.restarts)
+        if counts is not None:
+            f.counter("hakv_ha_failovers_total",
+                      "Failovers this node made as the group's leader: placements away from "
+                      "a runner whose lease expired (lost, or not renewing) or on which the "
+                      "app failed beyond its restart limit. Sum over the owners.",
+                      ["group"]).add_metric(g, counts.get("failovers", 0))
+            f.counter("hakv_ha_lease_renewals_failed_total",
+                      "Lease renewals of the app's runner on this node that did not commit "
+                      "(no quorum, timeout, or refused: the lease was lost).",
+                      ["group"]).add_metric(g, counts.get("lease_renewals_failed", 0))
+            f.counter("hakv_ha_fence_events_total",
+                      "Times the fence keeper on this node killed the group's app because "
+                      "its lease ran out (self-fencing).",
+                      ["group"]).add_metric(g, counts.get("fence_events", 0))
         f.gauge("hakv_ha_maintenance", "Whether the group is in maintenance (not managed).",
                 ["group"]).add_metric(g, 1 if rec.maintenance else 0)
         if local is None:
@@ -377,23 +414,53 @@ class NodeCollector:
 
     # -- peers and the node ----------------------------------------------------------------
 
-    def _peers(self, f: _Families, silence: dict[str, float | None], peers: set[str]) -> None:
+    def _peers(self, f: _Families, silence: dict[str, float | None], peers: set[str],
+               by_address: dict[str, str]) -> None:
         heard = f.gauge("hakv_network_peer_last_heard_seconds",
                         "Seconds since the last raft message from the peer node.", ["peer"])
         connected = f.gauge("hakv_network_peer_connected",
                             "Whether a raft message from the peer arrived within the last "
                             f"{CONNECTED_WITHIN:g} s.", ["peer"])
-        for peer in sorted(peers | {p for p, s in silence.items() if s is not None}):
+        shown = peers | {p for p, s in silence.items() if s is not None}
+        for peer in sorted(shown):
             seconds = silence.get(peer)
             if seconds is not None:
                 heard.add_metric([peer], round(seconds, 6))
             connected.add_metric([peer], 1 if _within(seconds, CONNECTED_WITHIN) else 0)
+        if self.peer_messages is None:
+            return
+        sent_by, received_by = self.peer_messages()
+        # Copies first (the raft thread adds peers meanwhile), then by node id (an address
+        # no node of the topology has, such as a departed node's, as it is).
+        counts: dict[str, list[int]] = {p: [0, 0] for p in shown}
+        for i, by in enumerate((dict(sent_by), dict(received_by))):
+            for address, n in by.items():
+                peer = by_address.get(address, address)
+                if peer != self.source.node_id:
+                    counts.setdefault(peer, [0, 0])[i] += n
+        sent = f.counter("hakv_network_peer_sent_messages_total",
+                         "Raft messages this node handed to its connection to the peer "
+                         "(every group, node heartbeats included).", ["peer"])
+        received = f.counter("hakv_network_peer_received_messages_total",
+                             "Raft messages this node received from the peer (every group, "
+                             "node heartbeats included).", ["peer"])
+        for peer in sorted(counts):
+            sent.add_metric([peer], counts[peer][0])
+            received.add_metric([peer], counts[peer][1])
 
-    def _node(self, f: _Families) -> None:
+    def _node(self, f: _Families, now: float) -> None:
         if self.forwarded is not None:
             f.counter("hakv_bridge_forwarded_total",
                       "Outbox entries this node's bridge got applied in another group.",
                       []).add_metric([], self.forwarded())
+        if self.bridge_behind is not None:
+            behind = dict(self.bridge_behind())
+            f.gauge("hakv_bridge_forwarding_lag_seconds",
+                    "How long this node's bridge has been behind: seconds since it first "
+                    "found an outbox entry it has not got applied in the other group yet "
+                    "(0: every link caught up).",
+                    []).add_metric([], round(max(0.0, now - min(behind.values())), 6)
+                                   if behind else 0.0)
         if self.certificate_not_after is not None:
             not_after = self.certificate_not_after()
             if not_after is not None:
@@ -422,12 +489,20 @@ class NodeMetrics:
 
     def __init__(self, source: MetricsSource, view: TopologySource, *,
                  local_app: Callable[[str], dict[str, Any] | None] | None = None,
+                 ha_counters: Callable[[str], Mapping[str, int]] | None = None,
                  forwarded: Callable[[], int] | None = None,
+                 bridge_behind: Callable[[], Mapping[Any, float]] | None = None,
+                 peer_messages: Callable[[], tuple[Mapping[str, int], Mapping[str, int]]]
+                 | None = None,
                  certificate_not_after: Callable[[], dt.datetime | None] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  process: bool = True) -> None:
         self.registry = CollectorRegistry()
-        self.collector = NodeCollector(source, view, local_app=local_app, forwarded=forwarded,
+        self.view = view
+        self.collector = NodeCollector(source, view, local_app=local_app,
+                                       ha_counters=ha_counters, forwarded=forwarded,
+                                       bridge_behind=bridge_behind,
+                                       peer_messages=peer_messages,
                                        certificate_not_after=certificate_not_after,
                                        clock=clock)
         self.registry.register(self.collector)
@@ -438,6 +513,17 @@ class NodeMetrics:
             "hakv_disk_wal_fsync_duration_seconds",
             "Time to fdatasync a group's Raft journal (before its acks and votes leave).",
             ["group"], registry=self.registry, buckets=FSYNC_BUCKETS)
+        self.commits = Histogram(
+            "hakv_disk_backend_commit_duration_seconds",
+            "Time to commit a batch of applied entries to the group's LMDB store (its "
+            "fsync included).",
+            ["group"], registry=self.registry, buckets=FSYNC_BUCKETS)
+        self.peer_rtt = Histogram(
+            "hakv_network_peer_round_trip_time_seconds",
+            "Round trips to the peer, measured on raft traffic that flows anyway: a "
+            "leader's heartbeat to its ack, a node heartbeat to the peer's echo of it.",
+            ["peer"], registry=self.registry, buckets=RTT_BUCKETS)
+        self._rtt_by_address: dict[str, Any] = {}  # raft address -> the peer's histogram
         self.writes = Histogram(
             "hakv_server_write_duration_seconds",
             "Time from a write's start on this node (put, delete, txn of a group hosted "
@@ -454,6 +540,25 @@ class NodeMetrics:
         observe: Callable[[float], None] = self.fsync.labels(group).observe
         return observe
 
+    def commit_observer(self, group: str) -> Callable[[float], None]:
+        """The function a store calls with the seconds each batch commit took."""
+        observe: Callable[[float], None] = self.commits.labels(group).observe
+        return observe
+
+    def observe_peer_rtt(self, address: str, seconds: float) -> None:
+        """A round trip to the peer at raft ``address`` took ``seconds`` (the raft thread
+        calls it, at most once per heartbeat and peer). Labelled by the peer's node id,
+        looked up once per address (an address no node has keeps itself as the label,
+        looked up again next time)."""
+        child = self._rtt_by_address.get(address)
+        if child is None:
+            peer = next((n.id for n in self.view.topology.nodes
+                         if n.raft_address == address), None)
+            child = self.peer_rtt.labels(peer or address)
+            if peer is not None:
+                self._rtt_by_address[address] = child
+        child.observe(seconds)
+
     def observe_request(self, op: str, group: str, seconds: float) -> None:
         """A write (put, delete, txn) or linearizable read (get, range) took ``seconds``;
         other ops are not recorded."""
@@ -464,7 +569,7 @@ class NodeMetrics:
 
     def forget(self, group: str) -> None:
         """Drop the histograms of a group no longer hosted here."""
-        for histogram in (self.fsync, self.writes, self.reads):
+        for histogram in (self.fsync, self.commits, self.writes, self.reads):
             try:
                 histogram.remove(group)
             except KeyError:

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hakv import errors
-from hakv.core import access, codec, leases
+from hakv.core import access, backup, codec, leases
 from hakv.core import watch as watch_core
 from hakv.core.seed import seed_transactions
 from hakv.core.topology import CLUSTER_GROUP, Topology, load_topology
@@ -70,6 +70,10 @@ from hakv.storage.machine import StoreMachine
 from hakv.storage.store import GroupStore
 
 _POLICY_TTL = 0.25  # seconds a node reuses its reading of the access records
+#: An online snapshot is one answer (docs/operations.md "Backup and restore"): at most
+#: this many bytes of keys and values read, and of JSON sent (clients read 64 MiB).
+MAX_SNAPSHOT_BYTES = 32 << 20
+MAX_SNAPSHOT_ANSWER = 48 << 20
 log = logging.getLogger("hakv.node.process")
 
 DATA_FORMAT = 1
@@ -207,8 +211,13 @@ class Node:
         self.metrics = NodeMetrics(
             self, self.view,
             local_app=lambda group: self.supervisor.local_status(group),
+            ha_counters=lambda group: {**self.supervisor.counters(group),
+                                       "failovers": self.manager.failovers.get(group, 0)},
             forwarded=lambda: self.bridge.forwarded,
+            bridge_behind=lambda: self.bridge.behind_since,
+            peer_messages=lambda: (self.host.listener.sent, self.host.listener.received),
             certificate_not_after=lambda: None if self.tls is None else self.tls.not_after)
+        self.host.on_rtt = self.metrics.observe_peer_rtt  # peer round trips (raft thread)
         # The bridge first: a member's store pokes it when its outbox grows.
         self.bridge = Bridge(node_id, self, self.view, self.spec.capacity)
         # The watch hub too: a member's store wakes it when it commits events.
@@ -275,6 +284,7 @@ class Node:
             return member
 
         machine.store.on_outbox = self.bridge.poke
+        machine.store.on_commit = self.metrics.commit_observer(group)
         machine.store.on_history = functools.partial(self.watches.on_commit, group)
         self.machines[group] = machine
         return self.host.add_member(factory)
@@ -564,6 +574,10 @@ class Node:
         if op in leases.READ_OPS:
             return self.lessor.serve(op, group, body)
         member = self.member_of(group)
+        if op == "snapshot":
+            return self._snapshot(group, member, body)
+        if op == "restore":
+            return self._restore(group, member, body)
         if op == "changes":
             store = self.machines[group].store
             if not body.get("serializable"):
@@ -621,6 +635,36 @@ class Node:
         return Pending(done, lambda: _write_answer(done.outcome()),
                        lambda: commit_timed_out(self.request_timeout),
                        time.monotonic() + self.request_timeout)
+
+    def _snapshot(self, group: str, member: GroupMember, body: dict[str, Any]
+                  ) -> dict[str, Any]:
+        """Every key of ``group`` from one read transaction here, after a read barrier
+        (unless ``serializable``): it holds every write acknowledged before the request."""
+        if not body.get("serializable"):
+            self.linearizable_barrier(member)
+        owners = (self.topology.cluster_voters if group == CLUSTER_GROUP
+                  else self.topology.group(group).owners)
+        answer = {"group": group, "source": self.node_id, "owners": list(owners),
+                  "created_at": time.time(),
+                  **self.machines[group].store.backup_records(MAX_SNAPSHOT_BYTES)}
+        size = len(codec.JSON_ENCODER.encode(answer))
+        if size > MAX_SNAPSHOT_ANSWER:
+            raise errors.RequestTooLargeError(
+                f"the snapshot of group {group} is {size} bytes of JSON, more than the "
+                f"{MAX_SNAPSHOT_ANSWER} of one answer; stop its owners and copy a data dir "
+                "instead (docs/operations.md)")
+        return answer
+
+    def _restore(self, group: str, member: GroupMember, body: dict[str, Any]
+                 ) -> dict[str, Any]:
+        """One step of an online restore (hakv.core.backup), through the group's log."""
+        if group == CLUSTER_GROUP:
+            raise errors.BadRequestError(
+                "the cluster ensemble is not restored from a snapshot: its records come "
+                "from the topology file and `hakv cluster`/`hakv group` commands")
+        done = member.submit(codec.encode(backup.restore_command(body)))
+        self.host.wake()
+        return _write_answer(done.wait(self.request_timeout))
 
     def _read_timed_out(self, group: str) -> errors.HakvError:
         return errors.NoQuorumError(

@@ -108,6 +108,9 @@ class AppRunner:
         self.restarts = 0
         self.local = LocalApp()
         self.stale_token: int | None = None  # a placement from before this process
+        # For /metrics (Supervisor.counters): since this process started.
+        self.renewals_failed = 0  # renewals asked for that did not commit as renewed
+        self.fence_events = 0  # the keeper killed the app because the lease ran out
         self._first_look = True
         self._log: IO[bytes] | None = None
 
@@ -200,7 +203,10 @@ class AppRunner:
                                    token=token)
         except errors.HakvError:
             result = None
-        if isinstance(result, dict) and result.get("renewed") and self.lease_token == token:
+        renewed = isinstance(result, dict) and result.get("renewed")
+        if not renewed:
+            self.renewals_failed += 1
+        if renewed and self.lease_token == token:
             deadline = ha.runner_deadline(asked, tuning)
             if deadline > self.deadline and deadline > self.clock.monotonic():
                 self.deadline = deadline
@@ -373,6 +379,7 @@ class AppRunner:
         if code is not None:
             self._forget_keeper()
             if code == EXIT_FENCED:
+                self.fence_events += 1
                 self.local.state, self.local.last_exit = "fenced", "lease expired"
                 self._note("the lease expired: the app was killed (self-fencing)")
                 log.warning("group %s: lease expired, app fenced (token %d)", self.group, token)
@@ -510,6 +517,15 @@ class Supervisor:
     def local_status(self, group: str) -> dict[str, Any] | None:
         runner = self.runners.get(group)
         return runner.local.to_dict() if runner is not None else None
+
+    def counters(self, group: str) -> dict[str, int]:
+        """lease_renewals_failed, fence_events of the group's app on this node since this
+        process started (empty: no runner here). For /metrics."""
+        runner = self.runners.get(group)
+        if runner is None:
+            return {}
+        return {"lease_renewals_failed": runner.renewals_failed,
+                "fence_events": runner.fence_events}
 
     def shutdown(self) -> None:
         self.stopping.set()

@@ -29,7 +29,7 @@ from hakv.raft.completion import Completion
 from hakv.raft.member import GroupMember
 from hakv.raft.poller import LoopPoller
 from hakv.raft.quiesce import node_heartbeat_period
-from hakv.raft.settings import MIN_POLL, READONLY_ROUNDS, STEP_ASIDE
+from hakv.raft.settings import CONNECTION_SILENCE, MIN_POLL, READONLY_ROUNDS, STEP_ASIDE
 from hakv.raft.tls import RaftTls
 from hakv.raft.wire import NODE_HEARTBEAT_MESSAGE, NodeListener, install
 
@@ -67,6 +67,11 @@ class RaftHost:
         self.last_heard: dict[str, float] = {}
         """Raft address of a peer node -> when any raft message from it last arrived (the
         clock is ``time.monotonic``): liveness evidence for free, used by the HA prober."""
+        self.on_rtt: Callable[[str, float], None] | None = None
+        """Called with (peer raft address, seconds) for each round trip measured: a
+        leader's heartbeat to its ack (GroupMember), a node heartbeat to the one that
+        echoes it (``_on_node_heartbeat``). For /metrics; no message is sent for it."""
+        self._echo: dict[str, tuple[float, float]] = {}  # peer -> (its send time, got at)
 
     def add_member(self, member_factory: Callable[[NodeListener, Any], GroupMember]) -> GroupMember:
         def add() -> GroupMember:
@@ -74,6 +79,7 @@ class RaftHost:
             member.on_node_heartbeat = self._on_node_heartbeat
             member.on_loop_proposal = self._proposed_in_loop
             member.heard = self.last_heard
+            member.on_rtt = self._rtt
             self.members[member.group] = member
             return member
 
@@ -299,8 +305,15 @@ class RaftHost:
         for address in led.keys() | followed.keys():
             if not readonly_round and address not in voting:
                 continue
-            message = {"type": NODE_HEARTBEAT_MESSAGE, "led": led.get(address, {}),
-                       "followed": followed.get(address, {})}
+            # Round trips for free: the send time (our clock), and the peer's last one
+            # back with how long we held it (its node heartbeats echo ours the same way).
+            sent = time.monotonic()
+            message: dict[str, Any] = {"type": NODE_HEARTBEAT_MESSAGE,
+                                       "led": led.get(address, {}),
+                                       "followed": followed.get(address, {}), "sent": sent}
+            echo = self._echo.pop(address, None)
+            if echo is not None:
+                message["echo"] = (echo[0], sent - echo[1])
             for member, node in routes.get(address, ()):
                 if member._SyncObj__transport.send(node, message):
                     break
@@ -311,6 +324,7 @@ class RaftHost:
         if isinstance(address, str):
             for each in self.members.values():
                 each.peer_alive(address, now)
+            self._echoed(address, message, now)
         for key, alive in (("led", GroupMember.leader_alive),
                            ("followed", GroupMember.follower_alive)):
             entries = message.get(key)
@@ -320,6 +334,20 @@ class RaftHost:
                 member = self.members.get(group) if isinstance(group, str) else None
                 if member is not None and isinstance(term, int):
                     alive(member, node, term, now)
+
+    def _echoed(self, address: str, message: dict[str, Any], now: float) -> None:
+        """Keep the peer's send time to echo; a round trip from our own echoed back."""
+        sent = message.get("sent")
+        if isinstance(sent, float):
+            self._echo[address] = (sent, now)
+        echo = message.get("echo")
+        if (isinstance(echo, tuple) and len(echo) == 2
+                and all(isinstance(x, float) for x in echo)):
+            self._rtt(address, now - echo[0] - echo[1])
+
+    def _rtt(self, address: str, seconds: float) -> None:
+        if self.on_rtt is not None and 0.0 <= seconds < CONNECTION_SILENCE:
+            self.on_rtt(address, seconds)
 
     def stop(self) -> None:
         self._stop.set()

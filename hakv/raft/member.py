@@ -152,6 +152,10 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         # raft thread counts them in ``tick``), proposals submitted here (any thread, under
         # the lock) and how they ended (raft thread, but for a full queue's refusal).
         self.on_fsync: Callable[[float], None] | None = None  # seconds of each journal fsync
+        # Peer round trips (leader: a heartbeat's AppendEntries to its ack; MuxTransport
+        # arms the probe) and messages received per peer address (the listener's counts).
+        self.on_rtt: Callable[[str, float], None] | None = None  # (peer address, seconds)
+        self._received = listener.received
         self._leader_seen: Any = None
         self._leader_changes = 0
         self._count_lock = threading.Lock()
@@ -169,6 +173,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         transport = functools.partial(MuxTransport, listener=listener, group=group)
         super().__init__(self_address, peer_addresses, conf, transportClass=transport)
         self._journal = self._SyncObj__raftLog
+        self._rtt_probes = self._transport().rtt_probes
         self._journal_gen = 0
         self._synced_gen = -1  # sync once at start: the journal may hold unsynced writes
         for name in ("add", "clear", "deleteEntriesFrom", "deleteEntriesTo"):
@@ -599,6 +604,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
 
     def _SyncObj__onNodeDisconnected(self, node: Any) -> None:
         SyncObj._SyncObj__onNodeDisconnected(self, node)
+        self._rtt_probes.pop(getattr(node, "address", None), None)
         self._end_quiet()
 
     def _SyncObj__onReadonlyNodeConnected(self, node: Any) -> None:
@@ -828,6 +834,7 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         address = getattr(node, "address", None)
         if address is not None:
             self.heard[address] = time.monotonic()
+            self._received[address] += 1
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == NODE_HEARTBEAT_MESSAGE:
             if self.on_node_heartbeat is not None:
@@ -928,7 +935,9 @@ class GroupMember(SyncObj):  # type: ignore[misc]
         nxt = self._SyncObj__raftNextIndex
         if node not in match:
             return False
-        self._SyncObj__lastResponseTime[node] = time.monotonic()
+        now = self._SyncObj__lastResponseTime[node] = time.monotonic()
+        if self._rtt_probes:
+            self._rtt_ack(node, next_idx, message["success"], now)
         if message["success"]:
             if match[node] < next_idx - 1:
                 match[node] = next_idx - 1
@@ -945,6 +954,20 @@ class GroupMember(SyncObj):  # type: ignore[misc]
                 match[node] = next_idx - 1
             nxt[node] = max(next_idx, match[node] + 1)
         return True
+
+    def _rtt_ack(self, node: Any, next_idx: int, success: bool, now: float) -> None:
+        """Close the round-trip probe to ``node`` with this ack: its heartbeat's answer (a
+        sample), a later or failed one (no sample). An ack of an earlier message leaves
+        it open; one that took longer than a connection may stay silent is no sample."""
+        address: str | None = getattr(node, "address", None)
+        probe = None if address is None else self._rtt_probes.get(address)
+        if address is None or probe is None or (success and next_idx < probe[1]):
+            return
+        del self._rtt_probes[address]
+        seconds = now - probe[0]
+        if (success and next_idx == probe[1] and seconds < CONNECTION_SILENCE
+                and self.on_rtt is not None):
+            self.on_rtt(address, seconds)
 
     # ------------------------------------------------------------------ PreVote
 

@@ -82,6 +82,12 @@ class NodeListener:
                  tls: RaftTls | None = None) -> None:
         self._transports: dict[str, MuxTransport] = {}
         self.tls = tls
+        # For /metrics (hakv.node.metrics): raft messages handed to a connection, per peer
+        # raft address (every member's MuxTransport counts here; the members count what
+        # they receive in ``received``). Written by the raft thread only, a plain int
+        # increment per message; read by the scrape as a copy.
+        self.sent: collections.defaultdict[str, int] = collections.defaultdict(int)
+        self.received: collections.defaultdict[str, int] = collections.defaultdict(int)
         self.encryptor = encryptor_for(secret) if secret and tls is None else None
         self._server: TcpServer | _TlsServer
         if tls is None:
@@ -344,7 +350,28 @@ class MuxTransport(TCPTransport):  # type: ignore[misc]
                  listener: NodeListener, group: str) -> None:
         self._listener = listener
         self._group = group
+        self._sent = listener.sent
+        #: Round-trip probes of the leader (GroupMember._next_index_ack): peer raft address
+        #: -> (when an AppendEntries without entries, a heartbeat, left for it; the next
+        #: index its ack will name). At most one per peer: the next heartbeat after the
+        #: answer arms the next one. No message is sent for them.
+        self.rtt_probes: dict[str, tuple[float, int]] = {}
         super().__init__(syncObj, selfNode, otherNodes)
+
+    def send(self, node: Any, message: Any) -> bool:
+        """pysyncobj's send, counted per peer (``NodeListener.sent``) when handed to a
+        connection; a heartbeat to a peer without a round-trip probe arms one."""
+        if not TCPTransport.send(self, node, message):
+            return False
+        try:
+            address = node.address
+        except AttributeError:  # a read-only peer that did not say its address
+            return True
+        self._sent[address] += 1
+        if (address not in self.rtt_probes and message.get("type") == "append_entries"
+                and not message.get("entries") and "prevLogIdx" in message):
+            self.rtt_probes[address] = (time.monotonic(), message["prevLogIdx"] + 1)
+        return True
 
     def _createServer(self) -> None:
         self._listener.register(self._group, self)

@@ -33,6 +33,7 @@ import os
 import shutil
 import struct
 import threading
+import time
 from collections.abc import Callable, Generator
 from contextlib import closing
 from pathlib import Path
@@ -41,7 +42,7 @@ from typing import Any
 
 import lmdb
 
-from hakv.core import codec, ha, leases
+from hakv.core import backup, codec, ha, leases
 from hakv.errors import (
     BadRequestError,
     ConflictError,
@@ -49,6 +50,7 @@ from hakv.errors import (
     HakvError,
     InternalError,
     RequestExpiredError,
+    RequestTooLargeError,
     StorageFailure,
     UnavailableError,
 )
@@ -378,6 +380,8 @@ class GroupStore:
         self._applying = 0  # log index of the command being applied
         self._outbox_grew = False
         self.on_outbox: Callable[[], None] | None = None
+        self.on_commit: Callable[[float], None] | None = None
+        """Called with the seconds each batch's commit took (for /metrics)."""
         self._history_grew = False
         self.on_history: Callable[[], None] | None = None
         """Called after a commit that recorded watch events (the node wakes its watches)."""
@@ -436,12 +440,16 @@ class GroupStore:
             txn, self._txn = self._txn, None
             if txn is None:
                 return
+            started = time.perf_counter()
             try:
                 txn.commit()
             except lmdb.Error as exc:
                 raise StorageFailure(f"commit to {self.path} failed: {exc}") from exc
+            took = time.perf_counter() - started
             grew, self._outbox_grew = self._outbox_grew, False
             events, self._history_grew = self._history_grew, False
+        if self.on_commit is not None:
+            self.on_commit(took)
         if grew and self.on_outbox is not None:
             self.on_outbox()
         if events and self.on_history is not None:
@@ -532,6 +540,8 @@ class GroupStore:
             return self._forwarded(txn, index, raw)
         if raw.get("op") == ha.PLACEMENT_OP:
             return self._placement(txn, index, raw)
+        if raw.get("op") == backup.RESTORE_OP:  # an online restore (hakv.core.backup)
+            return self._restore(txn, backup.restore_command(raw))
         if raw.get("op") in leases.LESSOR_OPS:  # the leader's lessor (hakv.storage.leases)
             try:
                 return self._leases.lessor(txn, index, leases.validate_lessor_command(raw))
@@ -996,6 +1006,129 @@ class GroupStore:
     def session_count(self) -> int:
         return int(self._reading(lambda txn: txn.stat(self._clients)["entries"]))
 
+    # -- online backup and restore (hakv.core.backup; docs/operations.md) ----------------
+
+    def backup_records(self, max_bytes: int) -> dict[str, Any]:
+        """Every key, from ONE read transaction of the committed state: ``revision``,
+        ``compact_revision``, ``records`` (lists as in hakv.core.backup, by key) and
+        ``dropped_ephemeral`` (keys attached to a lease, left out). RequestTooLargeError
+        once the keys and values read pass ``max_bytes``."""
+        def read(txn: lmdb.Transaction) -> dict[str, Any]:
+            records: list[list[Any]] = []
+            dropped = size = 0
+            with closing(_kv_scan(txn, self._kv, _ROOT, b"", b"")) as it:
+                for key, record in it:
+                    kv = _kv_dict(key, record)
+                    if self._leases.lease_of(txn, kv["key"]):
+                        dropped += 1
+                        continue
+                    size += len(key) + len(record)
+                    if size > max_bytes:
+                        raise RequestTooLargeError(
+                            f"group {self.group_id} holds more than {max_bytes} bytes of keys "
+                            "and values: too large for one online snapshot answer; stop its "
+                            "owners and copy a data dir instead (docs/operations.md)")
+                    records.append([kv["key"], kv["value"], kv["create_revision"],
+                                    kv["mod_revision"], kv["version"]])
+            return {"revision": _meta_int(txn, self._meta, b"revision"),
+                    "compact_revision": history.info(txn, self._history)[0],
+                    "records": records, "dropped_ephemeral": dropped}
+        result: dict[str, Any] = self._reading(read)
+        return result
+
+    def _restore_state(self, txn: lmdb.Transaction) -> dict[str, Any] | None:
+        raw = txn.get(_RESTORE_STATE, db=self._meta)
+        return None if raw is None else dict(json.loads(bytes(raw)))
+
+    def _restore_drop_staged(self, txn: lmdb.Transaction) -> None:
+        for key, _ in _prefixed(txn, self._meta, _RESTORE_CHUNK, _RESTORE_CHUNK, 1 << 62):
+            txn.delete(key, db=self._meta)
+        txn.delete(_RESTORE_STATE, db=self._meta)
+
+    def _restore(self, txn: lmdb.Transaction, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Apply a restore command (hakv.core.backup): stage chunks, then swap them in at
+        ``commit``, in this one entry's transaction (a reader sees all or nothing). The
+        group's revision becomes max(its own, the backup's) + 1 and the watch history is
+        compacted up to it: a watcher from an older revision gets ``compacted``."""
+        rid, phase = cmd["id"], cmd["phase"]
+        keys = _meta_int(txn, self._meta, b"keys")
+        revision = _meta_int(txn, self._meta, b"revision")
+        done_raw = txn.get(_RESTORE_DONE, db=self._meta)
+        done = json.loads(bytes(done_raw)) if done_raw is not None else {}
+        if done.get("id") == rid and phase in ("commit", "chunk", "begin"):
+            return dict(done["result"])  # a retry of a restore already committed
+        state = self._restore_state(txn)
+        busy = (f"group {self.group_id} holds {keys} keys (revision {revision}): refusing to "
+                "restore over them; restore onto an empty group (fresh or wiped owners), or "
+                "use --force to replace them")
+        if phase == "begin":
+            if not cmd["force"] and keys:
+                raise ConflictError(busy, group=self.group_id, keys=keys)
+            if state is None or state["id"] != rid:
+                self._restore_drop_staged(txn)
+                state = {"id": rid, "revision": cmd["revision"], "keys": cmd["keys"],
+                         "force": cmd["force"], "next": 0, "staged": 0, "last": None}
+                txn.put(_RESTORE_STATE, codec.JSON_ENCODER.encode(state).encode(),
+                        db=self._meta)
+            return {"id": rid, "phase": phase, "revision": revision, "keys": keys,
+                    "next": state["next"]}
+        if state is None or state["id"] != rid:
+            if phase == "abort":
+                return {"id": rid, "phase": phase, "aborted": False}
+            raise ConflictError(f"no restore {rid} is in progress in group {self.group_id} "
+                                "(another restore began, or it was aborted): start again")
+        if phase == "abort":
+            self._restore_drop_staged(txn)
+            return {"id": rid, "phase": phase, "aborted": True}
+        if phase == "chunk":
+            n = cmd["n"]
+            if n < state["next"]:
+                return {"id": rid, "phase": phase, "n": n, "duplicate": True}
+            if n > state["next"]:
+                raise BadRequestError(f"restore {rid}: chunk {n} out of order, expected "
+                                      f"{state['next']}")
+            records = cmd["records"]
+            backup.records_after(records, state["last"], state["revision"])
+            if state["staged"] + len(records) > state["keys"]:
+                raise BadRequestError(f"restore {rid}: more records than the {state['keys']} "
+                                      "announced")
+            txn.put(_RESTORE_CHUNK + _U64.pack(n),
+                    codec.JSON_ENCODER.encode(records).encode("utf-8"), db=self._meta)
+            state.update(next=n + 1, staged=state["staged"] + len(records),
+                         last=records[-1][0])
+            txn.put(_RESTORE_STATE, codec.JSON_ENCODER.encode(state).encode(), db=self._meta)
+            return {"id": rid, "phase": phase, "n": n, "staged": state["staged"]}
+        # commit
+        if cmd["chunks"] != state["next"] or not cmd["keys"] == state["staged"] == state["keys"]:
+            raise BadRequestError(
+                f"restore {rid}: {state['next']} chunks with {state['staged']} keys staged, of "
+                f"{state['keys']} announced; the commit says {cmd['chunks']} chunks, "
+                f"{cmd['keys']} keys")
+        if keys and not state["force"]:
+            raise ConflictError(busy, group=self.group_id, keys=keys)
+        if keys:  # --force: the keys there go first
+            old, _ = self._scan(txn, "", 1 << 62)
+            for kv in old:
+                self._delete(txn, kv["key"])
+            revision = _meta_int(txn, self._meta, b"revision")
+        count = 0
+        for _, blob in _prefixed(txn, self._meta, _RESTORE_CHUNK, _RESTORE_CHUNK, 1 << 62):
+            for key, value, create, mod, version in json.loads(blob):
+                _kv_put(txn, self._kv, self._meta, key.encode("utf-8"),
+                        _record(create, mod, version, value))
+                count += 1
+        new_revision = max(revision, state["revision"]) + 1
+        _meta_set(txn, self._meta, b"keys", count)
+        _meta_set(txn, self._meta, b"revision", new_revision)
+        history.compact(txn, self._history, new_revision, 1 << 62)
+        self._history_grew = True  # wake the watches: they now get "compacted"
+        self._restore_drop_staged(txn)
+        result = {"id": rid, "phase": phase, "revision": new_revision, "keys": count,
+                  "backup_revision": state["revision"], "replaced": keys}
+        txn.put(_RESTORE_DONE, codec.JSON_ENCODER.encode({"id": rid, "result": result}
+                                                         ).encode(), db=self._meta)
+        return result
+
     # -- watch history (hakv.storage.history) ----------------------------------------------
 
     def history_view(self, fn: Callable[[history.HistoryView], Any]) -> Any:
@@ -1111,6 +1244,9 @@ _INBOX_PREFIX = b"inbox/"
 _HWM_PREFIX = b"hwm/"
 _ALLOC_PREFIX = b"alloc/"
 _PLACEMENT_KEY = b"placement"
+_RESTORE_STATE = b"restore/state"  # an online restore in progress (GroupStore._restore)
+_RESTORE_CHUNK = b"restore/chunk/"  # + u64 n: its staged records
+_RESTORE_DONE = b"restore/done"  # the last committed restore: {"id", "result"}
 _EVENT_PREFIX = b"event/"
 MAX_EVENTS = 2000
 
