@@ -40,6 +40,14 @@ def etcd_binary() -> str:
     return found
 
 
+def etcd_version() -> str:
+    """``etcd 3.4.23``: the first line of ``etcd --version`` of :func:`etcd_binary`."""
+    out = subprocess.run([etcd_binary(), "--version"], capture_output=True, text=True,
+                         timeout=30).stdout
+    first = out.splitlines()[0] if out else "etcd (version unknown)"
+    return first.replace("Version: ", "").strip().lower()
+
+
 class EtcdCluster:
     """Three etcd members on 127.0.0.1, data under ``directory``; stopped by :meth:`down`."""
 

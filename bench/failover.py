@@ -2,7 +2,7 @@
 healthy on another owner.
 
     python -m bench.failover [--trials 20] [--dir DIR] [--lease 1.0] [--json]
-                             [--election-timeout 0.4,1.0] [--insecure]
+                             [--election-timeout 0.4,1.0] [--insecure] [--json-file F]
 
 Starts three real node processes (hakv.dev.local) with one group (owners n1 > n2 > n3) whose
 app is tests/apps/heartbeat.py with its check command, default [ha] settings unless
@@ -20,12 +20,16 @@ on. Whether the killed runner also led the group's Raft ensemble is noted per tr
 an election comes first). Every trial's heartbeats are checked for overlap and token
 order (chaos/checkers/single_runner). p99 of fewer than 100 trials is their maximum.
 The harness asks the nodes over HTTPS as the run's client (plain HTTP with ``--insecure``).
+``--json-file F`` also writes the JSON of ``--json`` (trials, summary, conditions) to F;
+``python -m bench.figures failover-distribution F`` draws its distribution.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cluster import add_insecure_option, local_cluster, post
+from bench.machine import describe
 from chaos.checkers.single_runner import check_heartbeats, parse_heartbeat_file
 from hakv.dev.local import LocalCluster
 from tests.support import free_ports, wait_for
@@ -142,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=1.0,
                         help="seconds of steady state before each kill")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json-file", default=None, metavar="F",
+                        help="also write the JSON of --json (with the run's conditions) to F")
     parser.add_argument("--nodes-from", default=None, metavar="TREE",
                         help="run the nodes of this hakv source tree (bench.ab: A/B)")
     add_insecure_option(parser)
@@ -161,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     beats = base / "beats.txt"
     cluster = local_cluster(base / "run", args.nodes_from, insecure=args.insecure)
     results = []
+    machine = describe(str(base))
+    if not args.json:
+        print(machine, flush=True)
     try:
         cluster.up(topology(base, beats, ha, args.check_interval, raft), wait=60)
         for i in range(args.trials):
@@ -178,17 +188,32 @@ def main(argv: list[str] | None = None) -> int:
                                "single_runner_details": check.details}
     for key in ("placed", "beating", "healthy"):
         values = [r[key] for r in results]
-        summary[key] = {"p50": statistics.median(values), "p99": pct(values, 0.99),
+        summary[key] = {"p50": statistics.median(values), "p90": pct(values, 0.9),
+                        "p99": pct(values, 0.99),
                         "min": min(values), "max": max(values)}
     led = [r["healthy"] for r in results if r["runner_led"]]
     summary["runner_led_trials"] = len(led)
+    conditions = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine, "cpus": os.cpu_count(), "settle": args.settle,
+        "check_interval": args.check_interval, "ha": ha or "defaults",
+        "raft": raft or "defaults", "transport": "plain HTTP (--insecure)" if args.insecure
+        else "HTTPS with client certificates, mutual TLS between nodes"}
+    if args.json_file:
+        Path(args.json_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_file).write_text(json.dumps(
+            {"summary": summary, "trials": results, "conditions": conditions}, indent=1) + "\n")
+        if not args.json:
+            print(f"wrote {args.json_file}")
     if args.json:
-        print(json.dumps({"summary": summary, "trials": results}, indent=2))
+        print(json.dumps({"summary": summary, "trials": results, "conditions": conditions},
+                         indent=2))
     else:
         print(f"\n{len(results)} trials (kill -9 of the runner -> app healthy elsewhere):")
         for key in ("placed", "beating", "healthy"):
             s = summary[key]
-            print(f"  {key:8s} p50 {s['p50']:.3f}s  p99 {s['p99']:.3f}s  "
+            print(f"  {key:8s} p50 {s['p50']:.3f}s  p90 {s['p90']:.3f}s  "
+                  f"p99 {s['p99']:.3f}s  "
                   f"(min {s['min']:.3f}s, max {s['max']:.3f}s)")
         print(f"  the killed runner led the group in {len(led)} trials")
         print(f"  single runner: {'ok' if check.ok else 'VIOLATED'}: {check.details}")

@@ -1,7 +1,7 @@
 """Durable writes and linearizable reads through the public client against a local 3-node group.
 
     python -m bench.throughput [--seconds 5] [--clients 1,16,64] [--procs 2] [--repeat 1]
-                               [--etcd auto|yes|no] [--insecure]
+                               [--etcd auto|yes|no] [--insecure] [--json] [--json-file F]
 
 Starts three real node processes (hakv.dev.local), then for each client count runs that many
 client threads, each with its own ``hakv.Client``, doing sequential puts (100-byte values)
@@ -19,13 +19,19 @@ The target is etcd 3.4's rate *on the same machine* (issue 2). With an etcd bina
 installed (``apt-get install etcd-server``), each cell is also measured against a 3-member
 etcd started beside the group, alternating with hakv, and the table gains etcd's ops/s and
 p50 and the ratio hakv/etcd (bench/etcd.py).
+
+``--json`` prints one JSON object instead of the table; ``--json-file F`` prints the table
+and also writes that object to F, with the conditions of the run (``python -m
+bench.figures throughput F`` draws it).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import multiprocessing as mp
+import os
 import shutil
 import ssl
 import statistics
@@ -37,7 +43,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bench.cluster import add_insecure_option, leader_of, local_cluster
-from bench.etcd import EtcdClient, EtcdCluster, EtcdMissing, etcd_binary
+from bench.etcd import EtcdClient, EtcdCluster, EtcdMissing, etcd_binary, etcd_version
 from bench.machine import describe
 from hakv.client.client import Client
 from hakv.security.tls import client_context
@@ -171,6 +177,8 @@ def main() -> None:
     ap.add_argument("--nodes-from", default=None, metavar="TREE",
                     help="run the nodes of this hakv source tree (bench.ab: A/B of two builds)")
     ap.add_argument("--json", action="store_true", help="one JSON object: the cells")
+    ap.add_argument("--json-file", default=None, metavar="F",
+                    help="also write the JSON object (cells and conditions) to F")
     add_insecure_option(ap)
     args = ap.parse_args()
     base = Path(args.dir or tempfile.mkdtemp(prefix="hakv-bench-"))
@@ -207,7 +215,8 @@ def main() -> None:
             assert etcd_leader is not None
             systems.append(("etcd", [etcd_leader]))
         repeat = max(1, args.repeat)
-        say(describe(str(base)))
+        machine = describe(str(base))
+        say(machine)
         say(f"3-node group on 127.0.0.1, {args.seconds:.0f}s per cell, 100-byte values, "
               f"{args.procs} load process(es), "
               + ("plain HTTP (--insecure)" if tls is None else "HTTPS with client certificates")
@@ -228,18 +237,33 @@ def main() -> None:
                         runs[name].append(measure(name, eps, op, n, args.seconds, args.procs,
                                                   tls_files if name == "hakv" else None))
                 r, spread = _median_run(runs["hakv"])
-                cells.append({"op": op, "clients": n, **r})
+                cell: dict[str, Any] = {"op": op, "clients": n, **r,
+                                        "runs": [x["ops_per_s"] for x in runs["hakv"]]}
+                cells.append(cell)
                 line = f"{label:<26}{n:>8}{r['ops_per_s']:>10.0f}{r['p50_ms']:>9.2f}" \
                        f"{r['p99_ms']:>9.2f}"
                 if repeat > 1:
                     line += f"{spread:>12}"
                 if etcd is not None:
                     e, _ = _median_run(runs["etcd"])
+                    cell["etcd"] = {**e, "runs": [x["ops_per_s"] for x in runs["etcd"]]}
                     line += f"{e['ops_per_s']:>12.0f}{e['p50_ms']:>10.2f}" \
                             f"{r['ops_per_s'] / e['ops_per_s']:>10.0%}"
                 say(line, flush=True)
+        result = {"cells": cells, "conditions": {
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine, "cpus": os.cpu_count(), "seconds": args.seconds,
+            "procs": args.procs, "repeat": repeat, "value_bytes": len(VALUE),
+            "hakv_transport": "plain HTTP (--insecure)" if tls is None
+            else "HTTPS with client certificates",
+            "etcd": None if etcd is None else f"{etcd_version()}, 3 members, plain HTTP "
+                                              "JSON gateway, default settings"}}
+        if args.json_file:
+            Path(args.json_file).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json_file).write_text(json.dumps(result, indent=1) + "\n")
+            say(f"wrote {args.json_file}")
         if args.json:
-            print(json.dumps({"cells": cells}))
+            print(json.dumps(result))
     finally:
         cluster.down()
         if etcd is not None:
