@@ -254,3 +254,26 @@ def test_a_forwarded_watch_and_allocation_carry_the_callers_identity() -> None:
     _serve(Server(), "allocate",  # type: ignore[arg-type]
            json.dumps({"group": "g1", "node": "b", "load": 1}).encode(), "user/alice")
     assert (peers.posts[-1][1], peers.on_behalf[-1]) == ("allocate", "user/alice")
+
+
+def test_a_snapshot_through_a_non_owner_follows_its_cursor(cluster: LocalCluster,
+                                                           tmp_path: Path) -> None:
+    """A snapshot of g1 asked of n4 (no owner): the first page comes from an owner, and
+    each next page is routed by its cursor to the owner that streams it; a user without
+    the snapshot verb cannot go on with someone else's cursor."""
+    from hakv.client import snapshot
+
+    with cluster.client(timeout=20) as root:
+        for i in range(150):  # ~4.5 MB: two pages of 4 MiB
+            root.put("g1", f"snap/{i:03d}", chr(97 + i % 26) * 30_000)
+    with Client([cluster.endpoint("n4")], timeout=20, cacert=str(cluster.certs_dir / "ca.crt"),
+                cert=str(cluster.certs_dir / "client.root.crt"),
+                key=str(cluster.certs_dir / "client.root.key")) as via_n4:
+        manifest = snapshot.save(via_n4, "g1", tmp_path / "g1.hakvbackup")
+        first = via_n4._call("/v1/snapshot", {"group": "g1"}, write=False)
+    assert manifest["pages"] == 2 and manifest["keys"] >= 150, manifest
+    assert first["source"] in ("n1", "n2", "n3") and first["cursor"].startswith(
+        first["source"] + "/")
+    with _as(cluster, "alice", ["n4"]) as alice, \
+            pytest.raises(errors.PermissionDeniedError, match="may not snapshot"):
+        alice._call("/v1/snapshot", {"group": "g1", "cursor": first["cursor"]}, write=False)

@@ -232,7 +232,7 @@ def test_a_store_restores_what_another_one_backed_up(tmp_path: Path) -> None:
         a.write("put", key="long/" + "é" * 500, value="deep")
         lease = a.write("lease_grant", ttl=5)["id"]
         a.write("put", key="lock/holder", value="me", lease=lease)
-        snap = src.backup_records(1 << 20)
+        snap = pages_of(src, 1 << 20)
         assert snap["revision"] == src.revision() and snap["dropped_ephemeral"] == 1
         assert "lock/holder" not in [r[0] for r in snap["records"]]
         assert len(snap["records"]) == 50
@@ -291,13 +291,69 @@ def test_restore_steps_are_checked_and_idempotent(tmp_path: Path) -> None:
         assert code(log.raw({"op": "restore", "phase": "begin", "id": "r3"})) == "bad_request"
 
 
-def test_an_oversized_group_is_a_clear_error(tmp_path: Path) -> None:
+def pages_of(store: GroupStore, page_bytes: int) -> dict[str, Any]:
+    """A store's snapshot pages joined: header, all records, dropped count, page count."""
+    pages = store.backup_pages(page_bytes)
+    head = next(pages)
+    records: list[list[Any]] = []
+    dropped = n = 0
+    for page in pages:
+        records += page["records"]
+        dropped += page["dropped_ephemeral"]
+        n += 1
+    return {**head, "records": records, "dropped_ephemeral": dropped, "pages": n}
+
+
+def test_a_big_group_is_read_in_pages_of_one_transaction(tmp_path: Path) -> None:
     with GroupStore(tmp_path / "a", G) as store:
         log = Log(store)
         for i in range(10):
             log.write("put", key=f"k{i}", value="v" * 1000)
-        with pytest.raises(errors.RequestTooLargeError, match="data dir"):
-            store.backup_records(5000)
+        pages = store.backup_pages(2500)
+        head = next(pages)
+        first = next(pages)
+        assert [r[0] for r in first["records"]] == ["k0", "k1", "k2"]  # ~2,500 bytes a page
+        # Writes after the transaction began are not in it: one revision, whatever follows.
+        log.write("put", key="k5", value="changed")
+        log.write("put", key="k99", value="new")
+        rest = [r for page in pages for r in page["records"]]
+        assert [r[0] for r in rest] == [f"k{i}" for i in range(3, 10)]
+        assert all(r[1] == "v" * 1000 for r in rest) and head["revision"] == 10
+        assert pages_of(store, 2500)["pages"] == 4  # 11 keys now: 3, 4 (k5 is short now), 3, 1
+
+
+def test_streams_hand_pages_over_by_cursor_and_drop_idle_ones(tmp_path: Path) -> None:
+    from hakv.node.snapshots import SnapshotStreams
+
+    now = [0.0]
+    with GroupStore(tmp_path / "a", G) as store:
+        log = Log(store)
+        for i in range(10):
+            log.write("put", key=f"k{i}", value="v" * 1000)
+        streams = SnapshotStreams("n1", page_bytes=2500, idle=30.0, max_streams=1,
+                                  clock=lambda: now[0])
+        try:
+            page = streams.start(store.backup_pages, {"group": G}, timeout=5)
+            assert page["group"] == G and page["revision"] == 10
+            assert page["cursor"].startswith("n1/") and len(page["records"]) == 3
+            with pytest.raises(errors.UnavailableError, match="already streams 1"):
+                streams.start(store.backup_pages, {}, timeout=5)
+            got = list(page["records"])
+            while page["cursor"] is not None:
+                page = streams.next(page["cursor"], timeout=5)
+                got += page["records"]
+            assert [r[0] for r in got] == [f"k{i}" for i in range(10)]
+            assert streams.active() == 0  # the last page ended it
+            with pytest.raises(errors.NotFoundError, match="start the snapshot again"):
+                streams.next("n1/" + "0" * 32, timeout=5)
+            # A stream nobody reads for `idle` seconds is dropped with its transaction.
+            page = streams.start(store.backup_pages, {}, timeout=5)
+            now[0] += 31.0
+            with pytest.raises(errors.NotFoundError):
+                streams.next(page["cursor"], timeout=5)
+            assert streams.active() == 0
+        finally:
+            streams.close()
 
 
 # =========================================================================== access
@@ -338,6 +394,8 @@ def test_save_kill_wipe_restore_read_everything_back(tmp_path: Path) -> None:
         with lc.client(timeout=20) as c:
             expected = {f"k/{i:04d}": f"value {i} " + "é" * (i % 700) for i in range(400)}
             expected["long/" + "x" * 1015] = "a key of three kv tree levels"
+            # ~4.5 MB more: the snapshot comes in more than one 4 MiB page.
+            expected.update({f"big/{i:03d}": chr(97 + i % 26) * 30_000 for i in range(150)})
             for key, value in expected.items():
                 c.put(G, key, value)
             c.put(G, "k/0001", "changed")
@@ -353,6 +411,7 @@ def test_save_kill_wipe_restore_read_everything_back(tmp_path: Path) -> None:
         manifest = json.loads(saved.output)
         assert manifest["revision"] >= old_revision
         assert manifest["dropped_ephemeral"] == 1
+        assert manifest["pages"] == 2, manifest
         checked = hakv("snapshot", "status", str(file))
         assert checked.exit_code == 0 and checked.output.strip().endswith("ok"), checked.output
 

@@ -9,9 +9,9 @@
     with Client("127.0.0.1:9202") as c:
         snapshot.restore(c, "220.hakvbackup", group="220")      # into an empty group
 
-``save`` asks an owner for every key in one ``/v1/snapshot`` answer (one LMDB read
-transaction after a read barrier: every write acknowledged before it is in) and writes
-the backup file (hakv.core.backup) atomically. ``restore`` sends the records through the
+``save`` asks an owner for every key (one LMDB read transaction after a read barrier:
+every write acknowledged before it is in), page by page (``/v1/snapshot``, then the
+``cursor`` each page names), and writes the backup file (hakv.core.backup) atomically. ``restore`` sends the records through the
 group's Raft log in chunks (``/v1/restore``: begin, chunks, commit); they are swapped in
 at the commit, all at once. Keys attached to a lease are not in a backup (their holders
 are gone when a group needs restoring); neither are sessions, placement or node status.
@@ -37,27 +37,39 @@ __all__ = ["restore", "save", "status"]
 def save(client: Client, group: str, path: str | os.PathLike[str], *,
          serializable: bool = False) -> dict[str, Any]:
     """Snapshot ``group`` into the file ``path`` (written to ``path.tmp``, fsynced, then
-    renamed); its manifest. ``serializable``: read the answering owner's copy without a
+    renamed); its manifest. The owner that answers reads every key in one read
+    transaction and sends them page by page (``/v1/snapshot`` with the ``cursor`` of the
+    previous page); the pages go to a temporary body file as they come, so neither side
+    holds the whole group. ``serializable``: read the answering owner's copy without a
     read barrier (works without quorum; may miss the latest writes)."""
-    answer = client._call("/v1/snapshot", {"group": group, "serializable": serializable},
-                          write=False)
-    try:
-        revision, compact = int(answer["revision"]), int(answer["compact_revision"])
-        records, owners = answer["records"], [str(o) for o in answer["owners"]]
-        source, created = str(answer["source"]), float(answer["created_at"])
-        dropped = int(answer["dropped_ephemeral"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise errors.InternalError(f"malformed /v1/snapshot answer: {exc!r}") from None
     target = Path(path)
     tmp = target.with_name(target.name + ".tmp")
+    body_path = target.with_name(target.name + ".body.tmp")
     try:
-        with open(tmp, "wb") as out:
-            manifest = backup.write(out, group=group, revision=revision,
-                                    compact_revision=compact, owners=owners, source=source,
-                                    created_at=created, records=records,
-                                    dropped_ephemeral=dropped)
-            out.flush()
-            os.fsync(out.fileno())
+        answer = client._call("/v1/snapshot", {"group": group, "serializable": serializable},
+                              write=False)
+        try:
+            revision, compact = int(answer["revision"]), int(answer["compact_revision"])
+            owners = [str(o) for o in answer["owners"]]
+            source, created = str(answer["source"]), float(answer["created_at"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise errors.InternalError(f"malformed /v1/snapshot answer: {exc!r}") from None
+        with open(body_path, "w+b") as body:
+            writer = backup.BackupWriter(body, group=group, revision=revision)
+            pages = 0
+            while True:
+                writer.add(answer.get("records"), _count(answer.get("dropped_ephemeral")))
+                pages += 1
+                cursor = answer.get("cursor")
+                if cursor is None:
+                    break
+                answer = client._call("/v1/snapshot", {"group": group, "cursor": cursor},
+                                      write=False)
+            with open(tmp, "wb") as out:
+                manifest = writer.finish(out, compact_revision=compact, owners=owners,
+                                         source=source, created_at=created)
+                out.flush()
+                os.fsync(out.fileno())
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -65,7 +77,16 @@ def save(client: Client, group: str, path: str | os.PathLike[str], *,
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return manifest
+    finally:
+        body_path.unlink(missing_ok=True)
+    return {**manifest, "pages": pages}
+
+
+def _count(value: Any) -> int:
+    if type(value) is not int or value < 0:
+        raise errors.InternalError(f"malformed /v1/snapshot answer: dropped_ephemeral "
+                                   f"{value!r}")
+    return value
 
 
 def status(path: str | os.PathLike[str]) -> backup.Backup:

@@ -31,6 +31,7 @@ them in atomically (hakv.storage.store ``_restore``).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -44,8 +45,8 @@ MAGIC = b"HAKVBACKUP1\n"
 FORMAT = 1
 #: A manifest line longer than this is not one (owners are a handful of short ids).
 MAX_MANIFEST_BYTES = 1 << 20
-#: A body bigger than this is refused before it is read (far above what a snapshot
-#: answer can hold: hakv.node.process ``MAX_SNAPSHOT_BYTES``).
+#: A body bigger than this is refused before it is read (restore holds the records in
+#: memory; save streams any size).
 MAX_BODY_BYTES = 1 << 30
 #: Records per restore chunk are packed up to this weight: bytes of JSON, each byte above
 #: 0x7f counted twice. pysyncobj pickles a command with protocol 2, which stores bytes as
@@ -175,36 +176,63 @@ def chunks(records: Iterable[Sequence[Any]], budget: int = CHUNK_BYTES
 # --------------------------------------------------------------------------- the file
 
 
+class BackupWriter:
+    """A backup written as its records arrive, page by page (an online snapshot is read in
+    pages: hakv.node.snapshots): ``add`` checks each page (by key, none changed after the
+    revision) and appends its lines to ``body`` (a binary file), hashing them; ``finish``
+    writes the file to ``out`` — magic, manifest, then ``body`` copied — and returns the
+    manifest. A page that could not be read back is refused (BadRequestError): nothing
+    unreadable is ever written."""
+
+    def __init__(self, body: BinaryIO, *, group: str, revision: int) -> None:
+        self.body, self.group, self.revision = body, group, revision
+        self.keys = self.body_bytes = self.dropped_ephemeral = 0
+        self._digest = hashlib.sha256()
+        self._last: str | None = None
+
+    def add(self, records: Any, dropped_ephemeral: int = 0) -> None:
+        try:
+            checked = check_records(records, self._last, self.revision)
+        except _Malformed as exc:
+            raise BadRequestError(f"cannot write a backup of group {self.group}: {exc}") from None
+        for rec in checked:
+            line = encode_record(rec) + b"\n"
+            self._digest.update(line)
+            self.body.write(line)
+            self.body_bytes += len(line)
+        if checked:
+            self._last = checked[-1][0]
+        self.keys += len(checked)
+        self.dropped_ephemeral += dropped_ephemeral
+
+    def finish(self, out: BinaryIO, *, compact_revision: int, owners: Sequence[str],
+               source: str, created_at: float) -> dict[str, Any]:
+        manifest = {
+            "format": FORMAT, "group": self.group, "revision": self.revision,
+            "compact_revision": compact_revision, "owners": list(owners), "source": source,
+            "created_at": float(created_at), "keys": self.keys,
+            "dropped_ephemeral": self.dropped_ephemeral,
+            "body_bytes": self.body_bytes, "sha256": self._digest.hexdigest(),
+        }
+        _check_manifest(manifest)
+        out.write(MAGIC)
+        out.write(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode("ascii"))
+        out.write(b"\n")
+        self.body.seek(0)
+        while chunk := self.body.read(1 << 20):
+            out.write(chunk)
+        return manifest
+
+
 def write(out: BinaryIO, *, group: str, revision: int, compact_revision: int,
           owners: Sequence[str], source: str, created_at: float,
           records: Iterable[Sequence[Any]], dropped_ephemeral: int = 0) -> dict[str, Any]:
-    """Write a backup to ``out`` (seekable binary, at its start); its manifest. Records
-    are checked (and must come by key) first: a file that could not be read back is not
-    written (BadRequestError)."""
-    try:
-        checked = check_records(list(list(r) for r in records), None, revision)
-    except _Malformed as exc:
-        raise BadRequestError(f"cannot write a backup of group {group}: {exc}") from None
-    digest = hashlib.sha256()
-    lines = []
-    for rec in checked:
-        line = encode_record(rec) + b"\n"
-        digest.update(line)
-        lines.append(line)
-    manifest = {
-        "format": FORMAT, "group": group, "revision": revision,
-        "compact_revision": compact_revision, "owners": list(owners), "source": source,
-        "created_at": float(created_at), "keys": len(checked),
-        "dropped_ephemeral": dropped_ephemeral,
-        "body_bytes": sum(len(line) for line in lines), "sha256": digest.hexdigest(),
-    }
-    _check_manifest(manifest)
-    out.write(MAGIC)
-    out.write(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode("ascii"))
-    out.write(b"\n")
-    for line in lines:
-        out.write(line)
-    return manifest
+    """Write a backup of ``records`` (all at once) to ``out``; its manifest
+    (``BackupWriter`` with the body in memory)."""
+    writer = BackupWriter(io.BytesIO(), group=group, revision=revision)
+    writer.add([list(r) for r in records], dropped_ephemeral)
+    return writer.finish(out, compact_revision=compact_revision, owners=owners,
+                         source=source, created_at=created_at)
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -341,5 +369,6 @@ def records_after(records: list[list[Any]], after: str | None, revision: int) ->
         raise BadRequestError(f"restore chunk: {exc}") from None
 
 
-__all__ = ["CHUNK_BYTES", "MAGIC", "RESTORE_OP", "Backup", "Record", "check_record",
+__all__ = ["CHUNK_BYTES", "MAGIC", "RESTORE_OP", "Backup", "BackupWriter", "Record",
+           "check_record",
            "chunks", "read", "records_after", "restore_command", "write"]

@@ -726,6 +726,15 @@ def _serve(server: ApiServer, op: str, raw: bytes,
     group = _group_of(body)
     if op == "allocate":
         return _allocate(server, group, body, raw, on_behalf)
+    cursor = body.get("cursor") if op == "snapshot" else None
+    if isinstance(cursor, str) and "/" in cursor and cursor.split("/", 1)[0] != server.me:
+        # The next page of a snapshot: only the node that streams it has it.
+        node = cursor.split("/", 1)[0]
+        topology = server.view.topology
+        if not topology.has_node(node):
+            raise errors.NotFoundError(f"snapshot cursor names node {node[:64]!r}, which "
+                                       "is not a node of this cluster")
+        return _forward(server, (node,), op, raw, on_behalf)
     if not service.hosts(group):
         spec = server.view.topology.group(group)  # UnknownGroupError if absent
         return _forward(server, spec.owners, op, raw, on_behalf)

@@ -55,6 +55,7 @@ from hakv.node.metrics import NodeMetrics
 from hakv.node.peer import Peers
 from hakv.node.ports import Pending, SystemClock
 from hakv.node.reconciler import Reconciler, startup_view
+from hakv.node.snapshots import SnapshotStreams
 from hakv.node.supervisor import Supervisor
 from hakv.node.view import ClusterView
 from hakv.node.watch import WatchHub
@@ -70,10 +71,6 @@ from hakv.storage.machine import StoreMachine
 from hakv.storage.store import GroupStore
 
 _POLICY_TTL = 0.25  # seconds a node reuses its reading of the access records
-#: An online snapshot is one answer (docs/operations.md "Backup and restore"): at most
-#: this many bytes of keys and values read, and of JSON sent (clients read 64 MiB).
-MAX_SNAPSHOT_BYTES = 32 << 20
-MAX_SNAPSHOT_ANSWER = 48 << 20
 log = logging.getLogger("hakv.node.process")
 
 DATA_FORMAT = 1
@@ -256,6 +253,7 @@ class Node:
             self, self.clock, checkpoints=not failpoints.lease_no_checkpoint)
         self.reconciler = Reconciler(self.spec, self, self.view, self.clock,
                                      self.own_status, self.started_at)
+        self.snapshots = SnapshotStreams(node_id)  # online snapshots, page by page
         self.api = ApiServer((self.spec.host, self.spec.api_port), node_id, self, self.view,
                              self.peers, allocator=self.bridge,
                              tls=None if tls is None else tls.api_server)
@@ -540,6 +538,7 @@ class Node:
         self.manager.stop()
         self.lessor.stop()
         self.watches.close()
+        self.snapshots.close()
         self.supervisor.shutdown()  # stops the apps here, and says so (docs/ha.md)
         try:
             self.host.call_in_loop(self.api.close)
@@ -638,22 +637,24 @@ class Node:
 
     def _snapshot(self, group: str, member: GroupMember, body: dict[str, Any]
                   ) -> dict[str, Any]:
-        """Every key of ``group`` from one read transaction here, after a read barrier
-        (unless ``serializable``): it holds every write acknowledged before the request."""
+        """A page of an online snapshot (hakv.node.snapshots). Without a ``cursor``: start
+        one — every key of ``group`` from one read transaction here, after a read barrier
+        (unless ``serializable``), so it holds every write acknowledged before the
+        request — and answer its header and first page; with one: the next page."""
+        cursor = body.get("cursor")
+        if cursor is not None:
+            if not isinstance(cursor, str) or not cursor:
+                raise errors.BadRequestError('field "cursor": expected the string a page '
+                                             "of this snapshot answered")
+            return self.snapshots.next(cursor, self.request_timeout)
         if not body.get("serializable"):
             self.linearizable_barrier(member)
         owners = (self.topology.cluster_voters if group == CLUSTER_GROUP
                   else self.topology.group(group).owners)
-        answer = {"group": group, "source": self.node_id, "owners": list(owners),
-                  "created_at": time.time(),
-                  **self.machines[group].store.backup_records(MAX_SNAPSHOT_BYTES)}
-        size = len(codec.JSON_ENCODER.encode(answer))
-        if size > MAX_SNAPSHOT_ANSWER:
-            raise errors.RequestTooLargeError(
-                f"the snapshot of group {group} is {size} bytes of JSON, more than the "
-                f"{MAX_SNAPSHOT_ANSWER} of one answer; stop its owners and copy a data dir "
-                "instead (docs/operations.md)")
-        return answer
+        header = {"group": group, "source": self.node_id, "owners": list(owners),
+                  "created_at": time.time()}
+        return self.snapshots.start(self.machines[group].store.backup_pages, header,
+                                    self.request_timeout)
 
     def _restore(self, group: str, member: GroupMember, body: dict[str, Any]
                  ) -> dict[str, Any]:

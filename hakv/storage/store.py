@@ -34,7 +34,7 @@ import shutil
 import struct
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from pathlib import Path
 from types import TracebackType
@@ -50,7 +50,6 @@ from hakv.errors import (
     HakvError,
     InternalError,
     RequestExpiredError,
-    RequestTooLargeError,
     StorageFailure,
     UnavailableError,
 )
@@ -1008,12 +1007,20 @@ class GroupStore:
 
     # -- online backup and restore (hakv.core.backup; docs/operations.md) ----------------
 
-    def backup_records(self, max_bytes: int) -> dict[str, Any]:
-        """Every key, from ONE read transaction of the committed state: ``revision``,
-        ``compact_revision``, ``records`` (lists as in hakv.core.backup, by key) and
-        ``dropped_ephemeral`` (keys attached to a lease, left out). RequestTooLargeError
-        once the keys and values read pass ``max_bytes``."""
-        def read(txn: lmdb.Transaction) -> dict[str, Any]:
+    def backup_pages(self, page_bytes: int) -> Iterator[dict[str, Any]]:
+        """Every key, from ONE read transaction of the committed state, in pages: first
+        ``{"revision", "compact_revision"}``, then ``{"records", "dropped_ephemeral"}``
+        pages of about ``page_bytes`` of keys and values each (records as lists of
+        hakv.core.backup, by key; keys attached to a lease are left out and counted).
+        The transaction lives as long as the generator: iterate it in one thread (LMDB
+        ties a transaction to its thread) and close it when done."""
+        with self._lock:
+            if self._env is None:
+                raise StorageFailure(f"group store {self.path} is closed")
+            txn = self._env.begin()  # the committed state; a batch in progress is not seen
+        try:
+            yield {"revision": _meta_int(txn, self._meta, b"revision"),
+                   "compact_revision": history.info(txn, self._history)[0]}
             records: list[list[Any]] = []
             dropped = size = 0
             with closing(_kv_scan(txn, self._kv, _ROOT, b"", b"")) as it:
@@ -1022,19 +1029,17 @@ class GroupStore:
                     if self._leases.lease_of(txn, kv["key"]):
                         dropped += 1
                         continue
-                    size += len(key) + len(record)
-                    if size > max_bytes:
-                        raise RequestTooLargeError(
-                            f"group {self.group_id} holds more than {max_bytes} bytes of keys "
-                            "and values: too large for one online snapshot answer; stop its "
-                            "owners and copy a data dir instead (docs/operations.md)")
                     records.append([kv["key"], kv["value"], kv["create_revision"],
                                     kv["mod_revision"], kv["version"]])
-            return {"revision": _meta_int(txn, self._meta, b"revision"),
-                    "compact_revision": history.info(txn, self._history)[0],
-                    "records": records, "dropped_ephemeral": dropped}
-        result: dict[str, Any] = self._reading(read)
-        return result
+                    size += len(key) + len(record)
+                    if size >= page_bytes:
+                        yield {"records": records, "dropped_ephemeral": dropped}
+                        records, dropped, size = [], 0, 0
+            yield {"records": records, "dropped_ephemeral": dropped}
+        except lmdb.Error as exc:
+            raise StorageFailure(f"reading {self.path} for a snapshot failed: {exc}") from exc
+        finally:
+            txn.abort()
 
     def _restore_state(self, txn: lmdb.Transaction) -> dict[str, Any] | None:
         raw = txn.get(_RESTORE_STATE, db=self._meta)
