@@ -58,16 +58,16 @@ def save(ctx: click.Context, group: str, file: str, serializable: bool, as_json:
 def status(file: str, as_json: bool) -> None:
     """Check FILE and print its manifest; exits 2 if it is not a sound backup."""
     try:
-        data = lib.status(file)
+        manifest = lib.status(file)
     except BackupError as err:
         if not as_json:
             raise  # one line on stderr, exit code 2
         echo_json({"file": file, "ok": False, "error": err.to_wire()["error"]})
         raise SystemExit(err.exit_code) from None
     if as_json:
-        echo_json({"file": file, "ok": True, **data.manifest})
+        echo_json({"file": file, "ok": True, **manifest})
     else:
-        click.echo(f"{file}: {_describe(data.manifest)}")
+        click.echo(f"{file}: {_describe(manifest)}")
         click.echo("ok")
 
 
@@ -84,13 +84,13 @@ def restore(ctx: click.Context, file: str, group: str | None, force: bool, as_js
             **conn: Any) -> None:
     """Rebuild a group from FILE: its owners must hold no keys (fresh or wiped), unless
     --force. Revisions go on above the backup's; older watches get `compacted`."""
-    data = lib.status(file)
-    with client(ctx, **conn) as c:
-        result = lib.restore(c, data, group, force=force)
+    with client(ctx, **conn) as c:  # (a bad file: BackupError, exit 2, before anything is sent)
+        result = lib.restore(c, file, group, force=force)
+    target = result["group"]
     if as_json:
-        echo_json({"file": file, "group": group or data.group, **result})
+        echo_json({"file": file, **result})
     else:
-        click.echo(f"restored group {group or data.group} from {file}: {result['keys']} keys "
+        click.echo(f"restored group {target} from {file}: {result['keys']} keys "
                    f"in {result['chunks']} chunks, revision {result['revision']} "
                    f"(backup at {result['backup_revision']}; {result['replaced']} keys "
                    f"replaced) in {result['seconds']}s")

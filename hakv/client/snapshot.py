@@ -5,7 +5,7 @@
 
     with Client("127.0.0.1:8202") as c:
         manifest = snapshot.save(c, "220", "220.hakvbackup")   # a live group, at a revision
-    backup = snapshot.status("220.hakvbackup")                  # read and check a file
+    manifest = snapshot.status("220.hakvbackup")                # check a file all through
     with Client("127.0.0.1:9202") as c:
         snapshot.restore(c, "220.hakvbackup", group="220")      # into an empty group
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,25 +90,40 @@ def _count(value: Any) -> int:
     return value
 
 
-def status(path: str | os.PathLike[str]) -> backup.Backup:
-    """Read and check the backup file ``path`` (BackupError if it is not sound)."""
+def status(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Check the backup file ``path`` all through, in bounded memory; its manifest
+    (BackupError if it is not sound)."""
     try:
         with open(path, "rb") as f:
-            return backup.read(f, str(path))
+            return backup.verify(f, str(path))
     except OSError as exc:
         raise errors.BackupError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def restore(client: Client, source: str | os.PathLike[str] | backup.Backup,
             group: str | None = None, *, force: bool = False) -> dict[str, Any]:
-    """Rebuild ``group`` (default: the backup's own) from a backup file (or a checked
-    ``Backup``). The group must hold no keys (fresh or wiped owners), else ConflictError
-    unless ``force`` (its keys are then replaced). Its revision afterwards is above both
-    its own and the backup's, and its watch history starts there (a watcher from an older
-    revision gets CompactedError). Answers ``{"revision", "keys", "backup_revision",
-    "replaced", "chunks", "seconds"}``."""
-    data = source if isinstance(source, backup.Backup) else status(source)
-    target = group or data.group
+    """Rebuild ``group`` (default: the backup's own) from a backup file (checked all
+    through first, then read again chunk by chunk: any size in bounded memory) or a
+    checked ``Backup``. The group must hold no keys (fresh or wiped owners), else
+    ConflictError unless ``force`` (its keys are then replaced). Its revision afterwards
+    is above both its own and the backup's, and its watch history starts there (a
+    watcher from an older revision gets CompactedError). Answers ``{"revision", "keys",
+    "backup_revision", "replaced", "group", "chunks", "seconds"}``."""
+    if isinstance(source, backup.Backup):
+        return _restore(client, source.manifest, iter(source.records), group, force)
+    try:
+        with open(source, "rb") as f:
+            manifest = backup.verify(f, str(source))
+            return _restore(client, manifest, backup.records(f, manifest, str(source)),
+                            group, force)
+    except OSError as exc:
+        raise errors.BackupError(f"cannot read {source}: {exc.strerror or exc}") from None
+
+
+def _restore(client: Client, manifest: dict[str, Any], records: Iterator[backup.Record],
+             group: str | None, force: bool) -> dict[str, Any]:
+    target = group or str(manifest["group"])
+    keys = int(manifest["keys"])
     rid = uuid.uuid4().hex
     started = time.monotonic()
 
@@ -115,17 +131,18 @@ def restore(client: Client, source: str | os.PathLike[str] | backup.Backup,
         return client._call("/v1/restore", {"group": target, "phase": phase, "id": rid,
                                             **fields}, write=False)
 
-    step("begin", revision=data.revision, keys=len(data.records), force=force)
-    n = 0
+    step("begin", revision=int(manifest["revision"]), keys=keys, force=force)
+    chunks = 0
     try:
-        for n, records in enumerate(backup.chunks(data.records)):  # noqa: B007
-            step("chunk", n=n, records=records)
-        chunks = n + 1 if data.records else 0
-        result = step("commit", chunks=chunks, keys=len(data.records))
+        for n, batch in enumerate(backup.chunks(records)):
+            step("chunk", n=n, records=batch)
+            chunks = n + 1
+        result = step("commit", chunks=chunks, keys=keys)
     except BaseException:
         try:
             step("abort")
         except errors.HakvError:
             pass  # best effort: a later begin drops the staged chunks anyway
         raise
-    return {**result, "chunks": chunks, "seconds": round(time.monotonic() - started, 3)}
+    return {**result, "group": target, "chunks": chunks,
+            "seconds": round(time.monotonic() - started, 3)}

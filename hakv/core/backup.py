@@ -283,9 +283,7 @@ def _check_manifest(m: Any) -> dict[str, Any]:
     return m
 
 
-def read(f: BinaryIO, where: str) -> Backup:
-    """Read and check the backup ``f`` (``where``: its name, for messages). Any problem
-    is a BackupError saying what, raised before anything is returned."""
+def _manifest(f: BinaryIO, where: str) -> dict[str, Any]:
     magic = f.read(len(MAGIC))
     if magic != MAGIC:
         if magic and MAGIC.startswith(magic):
@@ -299,30 +297,81 @@ def read(f: BinaryIO, where: str) -> Backup:
                               f"longer than {MAX_MANIFEST_BYTES} bytes)")
         raise BackupError(f"{where} is a truncated hakv backup (it ends in its manifest)")
     try:
-        manifest = _check_manifest(_loads(line))
+        return _check_manifest(_loads(line))
     except (ValueError, RecursionError) as exc:  # JSON, UTF-8 and _Malformed
         raise BackupError(f"{where} is a corrupt hakv backup (manifest: {exc})") from None
-    expected = manifest["body_bytes"]
-    body = f.read(expected + 1)
-    if len(body) < expected:
-        raise BackupError(f"{where} is a truncated hakv backup (body of {len(body)} of "
-                          f"{expected} bytes)")
-    if len(body) > expected:
-        raise BackupError(f"{where} is a corrupt hakv backup (bytes after its body)")
-    if hashlib.sha256(body).hexdigest() != manifest["sha256"]:
-        raise BackupError(f"{where} is a corrupt hakv backup (the checksum of its body does "
-                          "not match its manifest)")
+
+
+def _lines(f: BinaryIO, size: int) -> Iterator[bytes]:
+    """The ``size`` bytes of body at ``f``'s position, line by line (the last one as it
+    is, newline or not), read in blocks: a body of any size in bounded memory."""
+    left, rest = size, b""
+    while left > 0:
+        block = f.read(min(left, 1 << 20))
+        if not block:
+            break
+        left -= len(block)
+        lines = (rest + block).split(b"\n")
+        rest = lines.pop()
+        yield from (line + b"\n" for line in lines)
+    if rest:
+        yield rest
+
+
+def _records(f: BinaryIO, where: str, manifest: dict[str, Any]) -> Iterator[Record]:
+    last: str | None = None
     try:
-        if body and not body.endswith(b"\n"):
-            raise _Malformed("the body does not end with a newline")
-        items = [_loads(raw) for raw in body.split(b"\n")[:-1]] if body else []
-        records = check_records(items, None, manifest["revision"])
+        for raw in _lines(f, manifest["body_bytes"]):
+            if not raw.endswith(b"\n"):
+                raise _Malformed("the body does not end with a newline")
+            rec = check_records([_loads(raw[:-1])], last, manifest["revision"])[0]
+            last = rec[0]
+            yield rec
     except (ValueError, RecursionError) as exc:
         raise BackupError(f"{where} is a corrupt hakv backup (records: {exc})") from None
-    if len(records) != manifest["keys"]:
-        raise BackupError(f"{where} is a corrupt hakv backup ({len(records)} records, its "
+
+
+def verify(f: BinaryIO, where: str) -> dict[str, Any]:
+    """Check the backup ``f`` all through — magic, manifest, body length and checksum,
+    every record — in bounded memory; its manifest, or a BackupError saying what is
+    wrong. ``records(f, manifest, where)`` then reads the records back."""
+    manifest = _manifest(f, where)
+    expected = manifest["body_bytes"]
+    start = f.tell()
+    digest, seen = hashlib.sha256(), 0
+    while block := f.read(min(1 << 20, expected + 1 - seen)):
+        digest.update(block)
+        seen += len(block)
+        if seen > expected:
+            raise BackupError(f"{where} is a corrupt hakv backup (bytes after its body)")
+    if seen < expected:
+        raise BackupError(f"{where} is a truncated hakv backup (body of {seen} of "
+                          f"{expected} bytes)")
+    if f.read(1):
+        raise BackupError(f"{where} is a corrupt hakv backup (bytes after its body)")
+    if digest.hexdigest() != manifest["sha256"]:
+        raise BackupError(f"{where} is a corrupt hakv backup (the checksum of its body does "
+                          "not match its manifest)")
+    f.seek(start)
+    keys = sum(1 for _ in _records(f, where, manifest))
+    if keys != manifest["keys"]:
+        raise BackupError(f"{where} is a corrupt hakv backup ({keys} records, its "
                           f"manifest says {manifest['keys']})")
-    return Backup(manifest, records)
+    f.seek(start)
+    return manifest
+
+
+def records(f: BinaryIO, manifest: dict[str, Any], where: str) -> Iterator[Record]:
+    """The records of a backup ``verify`` accepted, ``f`` where ``verify`` left it."""
+    return _records(f, where, manifest)
+
+
+def read(f: BinaryIO, where: str) -> Backup:
+    """Read and check the backup ``f`` (``where``: its name, for messages), records and
+    all, in memory. Any problem is a BackupError saying what, raised before anything is
+    returned."""
+    manifest = verify(f, where)
+    return Backup(manifest, list(records(f, manifest, where)))
 
 
 # --------------------------------------------------------------------------- restore
@@ -371,4 +420,4 @@ def records_after(records: list[list[Any]], after: str | None, revision: int) ->
 
 __all__ = ["CHUNK_BYTES", "MAGIC", "RESTORE_OP", "Backup", "BackupWriter", "Record",
            "check_record",
-           "chunks", "read", "records_after", "restore_command", "write"]
+           "chunks", "read", "records", "records_after", "restore_command", "verify", "write"]
