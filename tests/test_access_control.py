@@ -44,8 +44,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     # The records reach every node's copy of the cluster ensemble (replication, then a
     # node's 0.25-s reuse of its reading).
     for n in NODES:
-        with _as(lc, "alice", [n]) as alice:
+        with _as(lc, "alice", [n]) as alice, _as(lc, "bob", [n]) as bob:
             wait_for(lambda a=alice: _can_read(a, "g1"), 10, what=f"alice's grant on {n}")
+            # bob's record came after alice's: wait for it too (CI once saw it missing).
+            wait_for(lambda b=bob: _can_read(b, "g1", "app/x"), 10, what=f"bob's grant on {n}")
     try:
         yield lc
     finally:
@@ -177,9 +179,9 @@ def _unauthenticated(c: Client) -> bool:
         return True
 
 
-def _can_read(c: Client, group: str) -> bool:
+def _can_read(c: Client, group: str, key: str = "k") -> bool:
     try:
-        c.get(group, "k")
+        c.get(group, key)
         return True
     except errors.PermissionDeniedError:
         return False
