@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from hakv.core.codec import MAX_INT, MAX_KEY_BYTES, MAX_VALUE_BYTES
+from hakv.core.codec import MAX_INT, MAX_KEY_BYTES, MAX_VALUE_BYTES, strict_loads
 from hakv.errors import BackupError, BadRequestError
 
 MAGIC = b"HAKVBACKUP1\n"
@@ -235,22 +235,8 @@ def write(out: BinaryIO, *, group: str, revision: int, compact_revision: int,
                          source=source, created_at=created_at)
 
 
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _Malformed(f"field {key!r} appears twice")
-        out[key] = value
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise _Malformed(f"{name} is not a number here")
-
-
 def _loads(data: bytes) -> Any:
-    return json.loads(data.decode("utf-8"), object_pairs_hook=_unique,
-                      parse_constant=_no_constant)
+    return strict_loads(data)
 
 
 def _check_manifest(m: Any) -> dict[str, Any]:

@@ -153,6 +153,27 @@ def _tname(value: Any) -> str:
 # --- public API --------------------------------------------------------------------------
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} appears twice")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number here")
+
+
+def strict_loads(data: bytes) -> Any:
+    """JSON from UTF-8 ``data``, refusing what hakv never writes: a key twice in an object
+    (two readers could see different values), NaN and Infinity. Any problem is a
+    ValueError (UnicodeDecodeError and JSONDecodeError are ValueErrors too)."""
+    return json.loads(data.decode("utf-8"), object_pairs_hook=_unique_keys,
+                      parse_constant=_no_constant)
+
+
 def parse_body(raw: bytes) -> dict[str, Any]:
     """Parse an HTTP request body: at most MAX_REQUEST_BYTES of a UTF-8 JSON object."""
     if len(raw) > MAX_REQUEST_BYTES:

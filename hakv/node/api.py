@@ -337,14 +337,8 @@ class ApiServer:
         """GET /ui/status (worker thread): the web status page's data (hakv.node.ui)."""
         post = self._post
         assert post is not None
-        try:
-            status, payload = 200, _json(self.ui.cluster_status())
-        except errors.HakvError as exc:
-            status, payload = exc.http_status, _json(exc.to_wire())
-        except Exception as exc:
-            log.exception("internal error serving /ui/status")
-            status, payload = 500, _json(errors.InternalError(
-                f"internal error: {type(exc).__name__}: {exc}").to_wire())
+        status, payload = _answered(lambda: (200, _json(self.ui.cluster_status())),
+                                    "serving /ui/status")
         post(lambda: conn.answer(serial, status, payload, "application/json", ui.DATA_HEADERS))
 
     def _scrape(self, conn: _Connection, serial: int) -> None:
@@ -638,14 +632,8 @@ class _Connection:
         if pending is None:
             self._resolved_early = serial  # wait_for() answers it
             return
-        try:
-            status, payload = 200, _json(pending.finish())
-        except errors.HakvError as exc:
-            status, payload = exc.http_status, _json(exc.to_wire())
-        except Exception as exc:
-            log.exception("internal error finishing a request")
-            status, payload = 500, _json(errors.InternalError(
-                f"internal error: {type(exc).__name__}: {exc}").to_wire())
+        status, payload = _answered(lambda: (200, _json(pending.finish())),
+                                    "finishing a request")
         self.answer(serial, status, payload)
 
     def expire(self, serial: int) -> None:
@@ -707,12 +695,19 @@ class _Connection:
 def _serve_blocking(server: ApiServer, op: str, raw: bytes,
                     on_behalf: str | None = None) -> tuple[int, bytes]:
     """A request that may block (worker thread): (status, payload), errors included."""
+    return _answered(lambda: _serve(server, op, raw, on_behalf), f"serving /v1/{op}")
+
+
+def _answered(serve: Callable[[], tuple[int, bytes]], what: str) -> tuple[int, bytes]:
+    """``serve()``'s (status, payload), or the answer of its error: a HakvError as
+    itself, anything else logged and answered as an internal error (a bug never leaves a
+    request unanswered)."""
     try:
-        return _serve(server, op, raw, on_behalf)
+        return serve()
     except errors.HakvError as exc:
         return exc.http_status, _json(exc.to_wire())
-    except Exception as exc:  # never let a bug leave a request unanswered
-        log.exception("internal error serving /v1/%s", op)
+    except Exception as exc:
+        log.exception("internal error %s", what)
         return 500, _json(errors.InternalError(
             f"internal error: {type(exc).__name__}: {exc}").to_wire())
 

@@ -72,6 +72,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from hakv import errors
+from hakv.core.codec import strict_loads
 
 MAGIC_V1 = b"HAKVSNAP1"
 MAGIC_V2 = b"HAKVSNAP2"
@@ -188,19 +189,6 @@ def encode_raft(raft_data: Any) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _Malformed(f"key {key!r} appears twice")
-        out[key] = value
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise _Malformed(f"{name} is not a number here")
-
-
 def _object(value: Any, keys: set[str], what: str) -> dict[str, Any]:
     if not isinstance(value, dict) or set(value) != keys:
         raise _Malformed(f"{what} is not an object with exactly {sorted(keys)}")
@@ -221,8 +209,7 @@ def _decoded_entry(value: Any, what: str) -> Any:
 def decode_raft(data: bytes, where: str, make_node: Callable[[str], Any] = str) -> RaftData:
     """pysyncobj's raft tuple from a v2 raft part (strict: module docstring)."""
     try:
-        body = json.loads(data.decode("utf-8"), object_pairs_hook=_unique_keys,
-                          parse_constant=_no_constant)
+        body = strict_loads(data)
         body = _object(body, {"last", "previous", "members"}, "the raft part")
         members = body["members"]
         if not isinstance(members, list):
