@@ -35,12 +35,12 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import pickletools
 import struct
 from dataclasses import dataclass
 from typing import Any
 
 from hakv.errors import DataDirError
+from hakv.storage.pickles import pickle_problem
 
 __all__ = ["JournalSummary", "check_group_journal", "read_journal_meta"]
 
@@ -99,14 +99,10 @@ def read_journal_meta(path: str, group: str = "?") -> dict[str, Any]:
         raise DataDirError(f"{where} is larger than {_MAX_META} bytes: not a meta file; "
                            + _fix(path, group))
     try:
-        stop = -1
-        for opcode, _arg, pos in pickletools.genops(data):
-            if opcode.name not in _META_OPCODES:
-                raise ValueError(f"pickle opcode {opcode.name}, which the meta file never "
-                                 "holds (refused without loading it)")
-            stop = -1 if pos is None else pos
-        if stop != len(data) - 1:
-            raise ValueError(f"{len(data) - 1 - stop} bytes after the pickle's end")
+        problem = pickle_problem(data, _META_OPCODES)
+        if problem is not None:
+            raise ValueError(f"{problem}, which the meta file never holds (refused without "
+                             "loading it)")
         meta = _NoClassUnpickler(io.BytesIO(data)).load()
     except (ValueError, EOFError, pickle.UnpicklingError, IndexError, KeyError,
             struct.error, TypeError, RecursionError, MemoryError) as exc:
@@ -143,18 +139,7 @@ def _command_problem(command: bytes) -> str | None:
         return f"command type {command[:1].hex() or 'missing'}"
     if command[0] == 1:
         return None if len(command) == 1 else "a no-op with data"
-    body = command[1:]
-    try:
-        stop = -1
-        for opcode, arg, pos in pickletools.genops(body):
-            if opcode.name not in _COMMAND_OPCODES:
-                return f"pickle opcode {opcode.name}"
-            if opcode.name == "GLOBAL" and arg not in _COMMAND_GLOBALS:
-                return f"the Python global {str(arg)[:80]}"
-            stop = -1 if pos is None else pos
-    except (ValueError, EOFError, struct.error, IndexError, UnicodeDecodeError) as exc:
-        return f"a broken pickle ({exc})"
-    return None if stop == len(body) - 1 else "data after the pickle's end"
+    return pickle_problem(command[1:], _COMMAND_OPCODES, _COMMAND_GLOBALS)
 
 
 class _NoClassUnpickler(pickle.Unpickler):

@@ -65,7 +65,6 @@ import io
 import json
 import os
 import pickle
-import pickletools
 import re
 import struct
 from collections.abc import Callable
@@ -73,6 +72,7 @@ from typing import Any, BinaryIO
 
 from hakv import errors
 from hakv.core.codec import strict_loads
+from hakv.storage.pickles import pickle_problem
 
 MAGIC_V1 = b"HAKVSNAP1"
 MAGIC_V2 = b"HAKVSNAP2"
@@ -279,14 +279,10 @@ def decode_raft_v1(data: bytes, where: str, make_node: Callable[[str], Any] = st
     """pysyncobj's raft tuple from a v1 raft part, a pickle, without unpickling anything
     but what a raft tuple holds (module docstring)."""
     try:
-        stop = -1
-        for opcode, _arg, pos in pickletools.genops(data):
-            if opcode.name not in _V1_OPCODES:
-                raise _Malformed(f"pickle opcode {opcode.name}, which a raft tuple never "
-                                 "holds: refused without loading it")
-            stop = -1 if pos is None else pos
-        if stop + 1 != len(data):  # genops stops at STOP, as loading does
-            raise _Malformed(f"{len(data) - stop - 1} bytes after the pickle")
+        problem = pickle_problem(data, _V1_OPCODES)  # STACK_GLOBAL: find_class decides
+        if problem is not None:
+            raise _Malformed(f"{problem}, which a raft tuple never holds: refused without "
+                             "loading it")
         raw = _V1Unpickler(data, where).load()
         if type(raw) is not tuple or len(raw) != 3:
             raise _Malformed("not a (last, previous, cluster) tuple")
