@@ -46,6 +46,36 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+#: The patent's nine-node example (examples/nine-node.toml): nodes 202..218, groups
+#: 220..226 with their owners in precedence order.
+NINE_NODES = [str(n) for n in range(202, 219, 2)]
+NINE_GROUPS = {
+    "220": ["202", "208", "214"],
+    "222": ["204", "210", "216"],
+    "224": ["206", "212", "218"],
+    "226": ["208", "210", "212"],
+}
+
+
+@contextlib.contextmanager
+def nine_node_cluster(directory: Path, raft: dict[str, float] | None = None) -> Iterator[Any]:
+    """The nine-node example on free ports under ``directory`` (a LocalCluster), every
+    group led; taken down on exit."""
+    from hakv.dev.local import LocalCluster
+
+    topo = write_topology(directory, NINE_NODES, NINE_GROUPS, cluster="patent-example",
+                          raft=raft)
+    cluster = LocalCluster(directory / "run")
+    cluster.up(str(topo), wait=60)
+    try:
+        endpoints = cluster.endpoints()
+        for group in NINE_GROUPS:
+            wait_for(lambda g=group: leader_of(endpoints, g), 30, what=f"a leader of {group}")
+        yield cluster
+    finally:
+        cluster.down()
+
+
 def write_topology(directory: Path, node_ids: list[str], groups: dict[str, list[str]],
                    cluster: str = "test", raft: dict[str, float] | None = None,
                    capacity: dict[str, int] | None = None) -> Path:

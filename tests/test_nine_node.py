@@ -19,32 +19,25 @@ from hakv.client.client import Client
 from hakv.core.topology import load_topology
 from hakv.dev.local import LocalCluster
 from hakv.storage.inspect import inspect_data_dir
-from tests.support import api_tls, api_url, leader_of, wait_for, write_topology
+from tests.support import (
+    NINE_GROUPS,
+    NINE_NODES,
+    api_tls,
+    api_url,
+    leader_of,
+    nine_node_cluster,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
-NODES = [str(n) for n in range(202, 219, 2)]
-GROUPS = {
-    "220": ["202", "208", "214"],
-    "222": ["204", "210", "216"],
-    "224": ["206", "212", "218"],
-    "226": ["208", "210", "212"],
-}
+NODES, GROUPS = NINE_NODES, NINE_GROUPS
 
 
 @pytest.fixture(scope="module")
 def nine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    base = tmp_path_factory.mktemp("nine")
-    topo = write_topology(base, NODES, GROUPS, cluster="patent-example")
-    cluster = LocalCluster(base / "run")
-    cluster.up(str(topo), wait=60)
-    try:
-        endpoints = cluster.endpoints()
-        for group in GROUPS:
-            wait_for(lambda g=group: leader_of(endpoints, g), 30, what=f"a leader of {group}")
+    with nine_node_cluster(tmp_path_factory.mktemp("nine")) as cluster:
         yield cluster
-    finally:
-        cluster.down()
 
 
 def _status(endpoint: str) -> dict:  # type: ignore[type-arg]

@@ -35,15 +35,9 @@ import pytest
 from hakv.dev.local import LocalCluster
 from hakv.node import ui
 from hakv.node.ports import PeerUnreachable
-from tests.support import leader_of, wait_for, write_topology
+from tests.support import NINE_GROUPS, NINE_NODES, nine_node_cluster, wait_for
 
-NODES = [str(n) for n in range(202, 219, 2)]
-GROUPS = {
-    "220": ["202", "208", "214"],
-    "222": ["204", "210", "216"],
-    "224": ["206", "212", "218"],
-    "226": ["208", "210", "212"],
-}
+NODES, GROUPS = NINE_NODES, NINE_GROUPS
 RAFT = {"election_timeout_min": 0.4, "election_timeout_max": 1.0,
         "leader_fallback_timeout": 1.0, "connection_retry": 0.5}  # as examples/nine-node.toml
 BEACON = Path(__file__).resolve().parent.parent / "examples" / "apps" / "beacon.py"
@@ -163,17 +157,8 @@ def test_status_page_data_merges_every_node_and_reuses_a_fresh_answer() -> None:
 
 @pytest.fixture(scope="module")
 def nine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    base = tmp_path_factory.mktemp("ui")
-    topo = write_topology(base, NODES, GROUPS, cluster="patent-example", raft=RAFT)
-    cluster = LocalCluster(base / "run")
-    cluster.up(str(topo), wait=60)
-    try:
-        endpoints = cluster.endpoints()
-        for group in GROUPS:
-            wait_for(lambda g=group: leader_of(endpoints, g), 30, what=f"a leader of {group}")
+    with nine_node_cluster(tmp_path_factory.mktemp("ui"), raft=RAFT) as cluster:
         yield cluster
-    finally:
-        cluster.down()
 
 
 @pytest.fixture(scope="module")
