@@ -48,7 +48,10 @@ def _role(endpoint: str) -> str:
 def test_only_the_cluster_voters_vote(five: LocalCluster) -> None:
     roles = {n: _role(five.endpoint(n)) for n in NODES}
     assert {n for n, r in roles.items() if r == "read-only"} == {"d", "e"}
-    assert {n for n, r in roles.items() if r in ("leader", "follower")} == set(VOTERS)
+    # A voter may be a candidate for a moment (CI once caught b between elections on a
+    # loaded machine); what matters is that it votes and the other two never do.
+    assert {n for n, r in roles.items() if r in ("leader", "follower", "candidate")} \
+        == set(VOTERS)
 
 
 def test_every_node_stores_the_cluster_level_records(five: LocalCluster) -> None:
