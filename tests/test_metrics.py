@@ -162,7 +162,9 @@ def setup(tmp_path: Path) -> tuple[FakeNode, NodeMetrics]:
                           forwarded=lambda: 17,
                           bridge_behind=lambda: {("g1", "g2"): NOW - 3.0, ("g2", "g1"): NOW - 1},
                           peer_messages=lambda: (SENT, RECEIVED),
-                          certificate_not_after=lambda: NOT_AFTER, clock=lambda: NOW)
+                          certificate_not_after=lambda: NOT_AFTER,
+                          watches=lambda: {"active": 5, "parked": 3, "forwarded": 1},
+                          clock=lambda: NOW)
     return node, metrics
 
 
@@ -259,6 +261,8 @@ def test_peer_node_and_process_metrics(setup: Any) -> None:
     assert value(s, "hakv_network_peer_sent_messages_total", peer="10.9.9.9:7000") == 1
     assert ("hakv_network_peer_sent_messages_total", (("peer", "a"),)) not in s
     assert value(s, "hakv_tls_certificate_not_after_timestamp_seconds") == NOT_AFTER.timestamp()
+    assert [value(s, "hakv_watchers", state=k) for k in ("active", "parked", "forwarded")] \
+        == [5, 3, 1]
     info = [k for k in s if k[0] == "hakv_node_info"]
     assert len(info) == 1 and dict(info[0][1])["node"] == "a"
     assert dict(info[0][1])["cluster"] == "metrics-test"

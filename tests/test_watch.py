@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
+import struct
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,15 @@ import pytest
 from hakv.client import Op
 from hakv.client.watch import WatchBatch
 from hakv.errors import BadRequestError, CompactedError
-from tests.support import leader_of, post, start_api_cluster, wait_for, wait_healthy
+from tests.support import (
+    api_tls,
+    api_url,
+    leader_of,
+    post,
+    start_api_cluster,
+    wait_for,
+    wait_healthy,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -155,6 +166,49 @@ def test_a_watcher_that_never_reads_does_not_slow_writes(lc: Any) -> None:
     assert loaded < 3 * baseline + 1.0, (baseline, loaded)
     for s in stuck:
         s.close()
+    c.close()
+
+
+def _watchers(endpoint: str) -> dict[str, float]:
+    """The node's ``hakv_watchers`` gauge, by state (GET /metrics)."""
+    with urllib.request.urlopen(api_url(endpoint, "/metrics"), timeout=5,
+                                context=api_tls()) as resp:
+        text = resp.read().decode()
+    found = re.findall(r'^hakv_watchers\{state="(\w+)"\} (\S+)$', text, re.MULTILINE)
+    return {state: float(value) for state, value in found}
+
+
+def test_a_watcher_that_hangs_up_leaves_the_hub_at_once(lc: Any) -> None:
+    """A parked watch whose client closes its connection frees its slot now, not at its
+    30 s timeout: clients that come and go cannot fill the node's max_watches."""
+    ep = lc.endpoint("n2")
+    host, port = ep.split(":")
+    wait_for(lambda: _watchers(ep).get("active") == 0, 40, what="no watch left on n2")
+    tls = lc.client_tls()
+    sockets = []
+    for _ in range(12):
+        s = socket.create_connection((host, int(port)))
+        if tls is not None:
+            s = tls.wrap_socket(s, server_hostname=host)
+        body = b'{"group":"g","prefix":"hangup/","timeout":30}'
+        s.sendall(b"POST /v1/watch HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s"
+                  % (len(body), body))
+        sockets.append(s)
+    wait_for(lambda: _watchers(ep).get("parked") == 12, 10, what="12 parked watches")
+    for s in sockets[:8]:  # a plain close (FIN) ...
+        s.close()
+    for s in sockets[8:]:  # ... and a reset (RST)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    t0 = time.monotonic()
+    wait_for(lambda: _watchers(ep) == {"active": 0, "parked": 0, "forwarded": 0}, 10,
+             what="the hung-up watches gone from the hub")
+    assert time.monotonic() - t0 < 10  # long before their 30 s timeout
+    # The node still serves watches (nothing was answered to a closed connection).
+    c = lc.client(timeout=10)
+    rev = c.put("g", "hangup/x", "1").revision
+    with c.watch("g", "hangup/", start_revision=rev) as w:
+        assert [e.key for e in next(w).events] == ["hangup/x"]
     c.close()
 
 

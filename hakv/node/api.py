@@ -307,8 +307,10 @@ class ApiServer:
         post = self._post
         assert post is not None
         if request.op == "watch" and self.watches is not None:
-            self.watches.begin(request.raw, lambda status, payload: post(
+            abandon = self.watches.begin(request.raw, lambda status, payload: post(
                 lambda: conn.answer(serial, status, payload)), on_behalf)
+            if abandon is not None:
+                conn.on_abandon(serial, abandon)
             return
 
         def work() -> None:
@@ -374,6 +376,7 @@ class _Connection:
         self._serial = 0  # of the request in flight (0: none)
         self._next_serial = 0
         self._pending: Pending | None = None
+        self._abandon: Callable[[], None] | None = None  # of a long-poll watch in flight
         self._resolved_early = 0  # serial whose completion resolved inside Service.begin
         self._close_after = False
         self._keep_alive_1_0 = False  # an HTTP/1.0 client asked for keep-alive
@@ -418,6 +421,9 @@ class _Connection:
         self._closed = True
         self._serial = 0
         self._pending = None
+        abandon, self._abandon = self._abandon, None
+        if abandon is not None:
+            abandon()  # a parked watch leaves the hub now, not at its timeout
         self.server._forget(self)
         try:
             self.sock.close()
@@ -436,7 +442,11 @@ class _Connection:
                 self.close()
                 return
             if not chunk:
-                # The client shut down its side: answer what it sent, then close.
+                # The client shut down its side: answer what it sent, then close; but a
+                # long-poll watch is abandoned (a watcher that hangs up wants no answer).
+                if self._abandon is not None:
+                    self.close()
+                    return
                 self._eof = True
                 self._reading = False
                 break
@@ -616,6 +626,12 @@ class _Connection:
 
     # -- answers out --------------------------------------------------------------------
 
+    def on_abandon(self, serial: int, abandon: Callable[[], None]) -> None:
+        """Call ``abandon`` if the client goes away before request ``serial`` is
+        answered (a watch the hub parks)."""
+        if serial == self._serial and not self._closed:
+            self._abandon = abandon
+
     def wait_for(self, serial: int, pending: Pending) -> None:
         if serial != self._serial:
             return
@@ -651,6 +667,7 @@ class _Connection:
         self.last_activity = time.monotonic()
         self._serial = 0
         self._pending = None
+        self._abandon = None
         closing = self._close_after
         connection = ("Connection: close\r\n" if closing else
                       "Connection: keep-alive\r\n" if self._keep_alive_1_0 else "")

@@ -199,7 +199,9 @@ class NodeCollector:
     behind first found an entry to forward (hakv.node.bridge ``behind_since``);
     ``peer_messages()`` the raft messages sent and received per peer raft address
     (hakv.raft.wire ``NodeListener``); ``certificate_not_after()`` the expiry of the
-    node's TLS certificate (None: no TLS). ``clock`` is the one ``last_heard`` uses."""
+    node's TLS certificate (None: no TLS); ``watches()`` the watch hub's counts
+    (hakv.node.watch ``WatchHub.stats``: active, parked, forwarded). ``clock`` is the one
+    ``last_heard`` uses."""
 
     def __init__(self, source: MetricsSource, view: TopologySource, *,
                  local_app: Callable[[str], dict[str, Any] | None] | None = None,
@@ -209,6 +211,7 @@ class NodeCollector:
                  peer_messages: Callable[[], tuple[Mapping[str, int], Mapping[str, int]]]
                  | None = None,
                  certificate_not_after: Callable[[], dt.datetime | None] | None = None,
+                 watches: Callable[[], Mapping[str, int]] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.source = source
         self.view = view
@@ -218,6 +221,7 @@ class NodeCollector:
         self.bridge_behind = bridge_behind
         self.peer_messages = peer_messages
         self.certificate_not_after = certificate_not_after
+        self.watches = watches
         self.clock = clock
         self.version = _version()
 
@@ -461,6 +465,15 @@ class NodeCollector:
                     "(0: every link caught up).",
                     []).add_metric([], round(max(0.0, now - min(behind.values())), 6)
                                    if behind else 0.0)
+        if self.watches is not None:
+            counts = self.watches()
+            watchers = f.gauge(
+                "hakv_watchers",
+                "Long-poll watches on this node now: served here (being read or parked "
+                "until their group commits), of which parked, and forwarded to an owner.",
+                ["state"])
+            for state in ("active", "parked", "forwarded"):
+                watchers.add_metric([state], counts.get(state, 0))
         if self.certificate_not_after is not None:
             not_after = self.certificate_not_after()
             if not_after is not None:
@@ -495,6 +508,7 @@ class NodeMetrics:
                  peer_messages: Callable[[], tuple[Mapping[str, int], Mapping[str, int]]]
                  | None = None,
                  certificate_not_after: Callable[[], dt.datetime | None] | None = None,
+                 watches: Callable[[], Mapping[str, int]] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  process: bool = True) -> None:
         self.registry = CollectorRegistry()
@@ -504,7 +518,7 @@ class NodeMetrics:
                                        bridge_behind=bridge_behind,
                                        peer_messages=peer_messages,
                                        certificate_not_after=certificate_not_after,
-                                       clock=clock)
+                                       watches=watches, clock=clock)
         self.registry.register(self.collector)
         if process:
             ProcessCollector(registry=self.registry)

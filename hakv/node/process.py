@@ -213,7 +213,8 @@ class Node:
             forwarded=lambda: self.bridge.forwarded,
             bridge_behind=lambda: self.bridge.behind_since,
             peer_messages=lambda: (self.host.listener.sent, self.host.listener.received),
-            certificate_not_after=lambda: None if self.tls is None else self.tls.not_after)
+            certificate_not_after=lambda: None if self.tls is None else self.tls.not_after,
+            watches=lambda: self.watches.stats())
         self.host.on_rtt = self.metrics.observe_peer_rtt  # peer round trips (raft thread)
         # The bridge first: a member's store pokes it when its outbox grows.
         self.bridge = Bridge(node_id, self, self.view, self.spec.capacity)

@@ -137,11 +137,17 @@ class WatchHub:
 
     # -- requests in ----------------------------------------------------------------------
 
-    def begin(self, raw: bytes, reply: Reply, on_behalf: str | None = None) -> None:
-        """Serve one ``/v1/watch`` request; ``reply`` is called exactly once (any thread).
-        Never blocks: called on the raft thread. ``on_behalf``: the caller, when the API
-        checked a user's identity (``"user/<name>"``): a forwarded watch carries it to the
-        owner, which checks it again (the node never lends its own identity)."""
+    def begin(self, raw: bytes, reply: Reply,
+              on_behalf: str | None = None) -> Callable[[], None] | None:
+        """Serve one ``/v1/watch`` request; ``reply`` is called exactly once (any thread)
+        unless the watch is abandoned. Never blocks: called on the raft thread.
+        ``on_behalf``: the caller, when the API checked a user's identity
+        (``"user/<name>"``): a forwarded watch carries it to the owner, which checks it
+        again (the node never lends its own identity).
+
+        Returns ``abandon`` for a watch served here (None otherwise): the API calls it
+        when the client goes away before the answer, and the watch leaves the hub at once
+        (its slot freed, never answered) instead of holding a slot until its timeout."""
         try:
             body = json.loads(raw.decode("utf-8")) if raw else None
             if not isinstance(body, dict):
@@ -149,13 +155,13 @@ class WatchHub:
             request = core.watch_request(body)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             reply(*_error(errors.BadRequestError(f"request body is not valid JSON: {exc}")))
-            return
+            return None
         except errors.HakvError as exc:
             reply(*_error(exc))
-            return
+            return None
         if not self._hosts(request.group):
             self._forward(request, raw, reply, on_behalf)
-            return
+            return None
         with self._cond:
             if self._closed or self._active >= self.max_watches:
                 full = not self._closed
@@ -167,10 +173,21 @@ class WatchHub:
                 f"this node already serves {self.max_watches} watches; retry later or at "
                 "another owner of the group") if full else
                 errors.UnavailableError("the node is shutting down; retry elsewhere")))
-            return
+            return None
         watcher = _Watcher(self._clock() + request.timeout, next(self._serials), request,
                            reply)
         self._submit(lambda: self._first(watcher))
+        return functools.partial(self._abandon, watcher)
+
+    def _abandon(self, watcher: _Watcher) -> None:
+        """The client went away: drop the watch without answering (any thread)."""
+        with self._cond:
+            if watcher.done:
+                return
+            watcher.done = True
+            self._active -= 1
+            if watcher.parked:
+                self._unpark(watcher)  # its deadline entry is skipped once popped
 
     def _submit(self, fn: Callable[[], None]) -> None:
         try:
@@ -327,6 +344,8 @@ class WatchHub:
 
     def _park(self, watcher: _Watcher) -> None:
         with self._cond:
+            if watcher.done:
+                return  # abandoned while it was being read
             if self._closed:
                 watcher.done = True
                 self._active -= 1
@@ -409,6 +428,8 @@ class WatchHub:
                 self._cond.wait(timeout + 0.005)  # a little slack: fewer, fuller wake-ups
 
     def _reread(self, watcher: _Watcher, final: bool) -> None:
+        if watcher.done:
+            return  # abandoned
         try:
             if not final and self._clock() >= watcher.deadline:
                 final = True
