@@ -239,3 +239,29 @@ def test_cli_lock_stops_the_command_when_the_lock_is_lost(cluster: Any,
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_cli_lock_killed_while_waiting_leaves_the_queue_at_once(cluster: Any) -> None:
+    """SIGTERM to a ``hakv lock`` still queued: it leaves the queue now (exit 143, the
+    command never run), so the next waiter is not held up for the lease's TTL."""
+    ep = ",".join(cluster.endpoints())
+    with client(cluster) as c:
+        busy = c.lock(G, "queued")
+        assert busy.acquire(timeout=10)
+        proc = subprocess.Popen(hakv("lock", G, "queued", "-e", ep, "--ttl", "60", "--",
+                                     "true"), stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: len(c.lock(G, "queued").contenders()) == 2, 15,
+                     what="the CLI queued behind the holder")
+            os.kill(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+            assert proc.returncode == 128 + signal.SIGTERM, proc.stderr.read() \
+                if proc.stderr else ""
+            # Its key went with its revoked lease: only the holder is left (with a 60 s
+            # lease it would otherwise stay a minute).
+            assert len(c.lock(G, "queued").contenders()) == 1
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            busy.release()

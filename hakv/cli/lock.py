@@ -4,7 +4,8 @@ election campaigned from a shell, over hakv.client.recipe.
 ``hakv lock GROUP NAME [--ttl S] [--timeout S] [--grace S] -- COMMAND...`` runs COMMAND
 while holding the lock, with ``HAKV_FENCING_TOKEN``, ``HAKV_LOCK_KEY`` and
 ``HAKV_LOCK_GROUP`` in its environment; SIGTERM/SIGINT/SIGHUP to hakv are passed on to
-it. If the lock is lost, COMMAND gets SIGTERM, then SIGKILL after ``--grace`` seconds,
+it; while still queued, they make hakv leave the queue at once (exit 128 + N, COMMAND
+not run). If the lock is lost, COMMAND gets SIGTERM, then SIGKILL after ``--grace`` seconds,
 and hakv exits 9 (``lock_lost``). Otherwise hakv releases the lock when COMMAND ends and
 exits with its status (128 + N when a signal N ended it). Not acquired within
 ``--timeout``: exit 10 (``lock_timeout``), COMMAND not run.
@@ -80,6 +81,19 @@ def _stop(proc: subprocess.Popen[bytes], grace: float) -> None:
         proc.wait()
 
 
+class _Stopped(Exception):
+    """SIGTERM/SIGINT/SIGHUP while waiting for a lock or leading: leave the queue (or
+    resign) at once instead of leaving the key behind until its lease expires."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
+    raise _Stopped(signum)
+
+
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("group")
 @click.argument("name")
@@ -98,7 +112,17 @@ def lock(ctx: click.Context, group: str, name: str, command: tuple[str, ...], tt
     done = threading.Event()
     with client(ctx, **conn) as c:
         held = c.lock(group, name, ttl=ttl, on_lost=lambda _lock: done.set())
-        if not held.acquire(timeout=wait):
+        # A signal while queued leaves the queue now (acquire revokes the lease on any
+        # exception): a killed waiter must not hold up the waiters behind it for a TTL.
+        waiting = {s: signal.signal(s, _raise_stopped) for s in _FORWARDED}
+        try:
+            acquired = held.acquire(timeout=wait)
+        except _Stopped as stop:
+            ctx.exit(128 + stop.signum)
+        finally:
+            for s, handler in waiting.items():
+                signal.signal(s, handler)
+        if not acquired:
             raise LockTimeoutError(f"lock {name!r} of group {group!r} not acquired within "
                                    f"{wait:g}s; the command was not run")
         try:
@@ -136,12 +160,6 @@ def lock(ctx: click.Context, group: str, name: str, command: tuple[str, ...], tt
     ctx.exit(_exit_status(proc.returncode))
 
 
-class _Stopped(Exception):
-    """SIGTERM/SIGINT/SIGHUP while leading: resign and exit 0."""
-
-
-def _raise_stopped(_signum: int, _frame: FrameType | None) -> None:
-    raise _Stopped()
 
 
 @click.command()
