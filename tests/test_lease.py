@@ -233,3 +233,16 @@ def test_expiry_bound_across_a_kill_of_the_leader(cluster: Any) -> None:
     assert gone - acked <= bound, (
         f"gone {gone - acked:.2f}s after the last keepalive, bound {bound:.2f}s")
     assert gone < killed + ttl, "the new leader restarted the full TTL"
+
+
+def test_closing_the_client_declares_a_kept_lease_lost(cluster: Any) -> None:
+    """A Client closed under a lease it keeps alive: the keepalive thread says the lease is
+    lost (on_lost, lost_reason) instead of dying with RuntimeError."""
+    reasons: list[str | None] = []
+    c = client_of(cluster, ["n1", "n2", "n3"])
+    lease = c.lease(G, 3, on_lost=lambda lost: reasons.append(lost.lost_reason))
+    lease.start_keepalive()
+    c.close()
+    wait_for(lambda: reasons, 5, what="on_lost after the Client closed")
+    assert lease.lost and "Client was closed" in (reasons[0] or "")
+    lease.stop_keepalive()

@@ -212,6 +212,11 @@ class Client:
     ) -> None:
         self.close()
 
+    @property
+    def closed(self) -> bool:
+        """``close()`` was called: every call raises RuntimeError from now on."""
+        return self._closed
+
     def close(self) -> None:
         """Close every pooled connection (of all threads). Idempotent."""
         self._closed = True

@@ -201,6 +201,9 @@ class Lease:
             if now < next_at:
                 self._stop.wait(min(next_at, safe) - now)
                 continue
+            if self.client.closed:  # no keepalive can be sent any more: say so now
+                self._declare_lost("the Client was closed while the lease was kept alive")
+                return
             try:
                 self.keepalive(timeout=max(0.05, min(safe - now, self.ttl / 3)))
             except LeaseNotFoundError:
