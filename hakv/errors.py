@@ -9,7 +9,7 @@
     │   ├── UnavailableError      no endpoint answered / node shutting down
     │   ├── FutureRevisionError   a watch from a revision this replica has not applied
     │   ├── TooManyWatchesError   the node parks its maximum of waiting watches
-    │   └── LockTimeoutError      client side: a lock or election not won in time
+    │   └── LockTimeoutError      client side: a lock, semaphore or election not won in time
     ├── OutcomeUnknownError       timed out: the write may or may not have applied;
     │                             retrying with the same request id is safe (deduplicated)
     ├── PermanentError            do not retry unchanged
@@ -20,9 +20,11 @@
     │   ├── NotFoundError         key does not exist
     │   │   └── LeaseNotFoundError  lease never granted, revoked or expired
     │   ├── ConflictError         a compare (expected version / revision / value) failed
-    │   │   └── LockLostError     client side: the lock is no longer held (lease lost,
-    │   │       │                 key gone); a guarded write did not apply
-    │   │       └── LeadershipLostError  the same for an election's leader
+    │   │   ├── LockLostError     client side: the lock is no longer held (lease lost,
+    │   │   │   │                 key gone); a guarded write did not apply
+    │   │   │   └── LeadershipLostError  the same for an election's leader
+    │   │   └── SemaphoreLimitError  client side: a semaphore was asked for with another
+    │   │                         limit than the one its first contender stored
     │   ├── RequestExpiredError   a retry older than the dedup window: outcome unknowable
     │   ├── CompactedError        a watch from a revision the history no longer holds
     │   ├── BackupError           a backup file is truncated, corrupt or not one
@@ -127,8 +129,9 @@ class TooManyWatchesError(RetryableError):
 
 
 class LockTimeoutError(RetryableError):
-    """Client side (hakv.client.recipe): a lock was not acquired, or an election not won,
-    within the caller's timeout; the contender left the queue. Try again later."""
+    """Client side (hakv.client.recipe): a lock or a semaphore slot was not acquired, or
+    an election not won, within the caller's timeout; the contender left the queue. Try
+    again later."""
 
     code = "lock_timeout"
     exit_code = 10
@@ -186,6 +189,16 @@ class LeadershipLostError(LockLostError):
     election's leader (or never was); a ``proclaim`` or guarded write was not applied."""
 
     code = "leadership_lost"
+
+
+class SemaphoreLimitError(ConflictError):
+    """Client side (hakv.client.recipe.semaphore): the semaphore's limit is stored in the
+    group (``_hakv/semaphore/<name>/limit``, written by its first contender) and differs
+    from the limit this contender asked for; it did not join (or it left the queue).
+    ``details``: ``stored`` and ``asked``. Use the stored limit, or change it while
+    nobody holds or waits (docs/recipes.md, "Semaphore")."""
+
+    code = "semaphore_limit"
 
 
 class UnauthenticatedError(PermanentError):

@@ -1,8 +1,8 @@
 """The client library: ``hakv.Client`` for applications, ``client.admin``
 (:class:`~hakv.client.admin.Admin`) for operators (membership and HA changes).
 
-Layering inside the package (imports point down): ``recipe`` (lock, election, counter:
-hakv.client.recipe, over the public calls) > ``client`` (Client: endpoints, retry
+Layering inside the package (imports point down): ``recipe`` (lock, election, counter,
+semaphore, barriers, queue: hakv.client.recipe, over the public calls) > ``client`` (Client: endpoints, retry
 policy, failover; its recipe methods import ``recipe`` lazily) > ``admin`` (operator operations over a Client) > ``txn`` (Compare, Op)
 and ``results`` (typed answers) > ``connection`` (one HTTP/1.1 connection; also used by
 nodes talking to each other).
@@ -18,7 +18,16 @@ from hakv.client.client import (
     probe,
 )
 from hakv.client.lease import Lease, LeaseTtl
-from hakv.client.recipe import Counter, Election, Leader, Lock
+from hakv.client.recipe import (
+    Barrier,
+    Counter,
+    DoubleBarrier,
+    Election,
+    Leader,
+    Lock,
+    Queue,
+    Semaphore,
+)
 from hakv.client.results import (
     DeleteResult,
     GetResult,
@@ -33,10 +42,12 @@ from hakv.client.watch import Watch, WatchBatch, WatchEvent
 __all__ = [
     "ENDPOINTS_ENV",
     "Admin",
+    "Barrier",
     "Client",
     "Compare",
     "Counter",
     "DeleteResult",
+    "DoubleBarrier",
     "Election",
     "GetResult",
     "HaActionResult",
@@ -48,7 +59,9 @@ __all__ = [
     "Op",
     "PlacementView",
     "PutResult",
+    "Queue",
     "RangeResult",
+    "Semaphore",
     "TxnResult",
     "Watch",
     "WatchBatch",

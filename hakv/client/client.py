@@ -86,9 +86,12 @@ from hakv.errors import (
 from hakv.security.tls import TOKEN_ENV, client_context_from
 
 if TYPE_CHECKING:
+    from hakv.client.recipe.barrier import Barrier, DoubleBarrier
     from hakv.client.recipe.counter import Counter
     from hakv.client.recipe.election import Election
     from hakv.client.recipe.lock import Lock
+    from hakv.client.recipe.queue import Queue
+    from hakv.client.recipe.semaphore import Semaphore
 
 __all__ = [
     "ENDPOINTS_ENV",
@@ -403,6 +406,41 @@ class Client:
         from hakv.client.recipe.counter import Counter
 
         return Counter(self, group, key, default)
+
+    def semaphore(self, group: str, name: str, limit: int, ttl: float = 10.0, *,
+                  timeout: float | None = None, value: str = "",
+                  on_lost: Callable[[Semaphore], None] | None = None) -> Semaphore:
+        """A fair counting semaphore: at most ``limit`` holders at once, ``with
+        client.semaphore(group, name, limit, ttl) as slot:`` (``slot.lost``,
+        ``slot.valid_until()``). See :mod:`hakv.client.recipe.semaphore`."""
+        from hakv.client.recipe.semaphore import Semaphore
+
+        return Semaphore(self, group, name, limit, ttl, timeout=timeout, value=value,
+                         on_lost=on_lost)
+
+    def barrier(self, group: str, name: str) -> Barrier:
+        """A barrier: ``.create()``, ``.remove()``, ``.wait(timeout)`` blocks while it is
+        up. See :mod:`hakv.client.recipe.barrier`."""
+        from hakv.client.recipe.barrier import Barrier
+
+        return Barrier(self, group, name)
+
+    def double_barrier(self, group: str, name: str, count: int, ttl: float = 10.0, *,
+                       value: str = "",
+                       on_lost: Callable[[DoubleBarrier], None] | None = None
+                       ) -> DoubleBarrier:
+        """A double barrier for ``count`` participants: ``.enter()`` blocks until all
+        entered, ``.leave()`` until all left. See :mod:`hakv.client.recipe.barrier`."""
+        from hakv.client.recipe.barrier import DoubleBarrier
+
+        return DoubleBarrier(self, group, name, count, ttl, value=value, on_lost=on_lost)
+
+    def queue(self, group: str, name: str) -> Queue:
+        """A priority queue: ``.put(value, priority=0)``, ``.get(timeout=None)`` (each item
+        to one consumer, at most once), ``len()``. See :mod:`hakv.client.recipe.queue`."""
+        from hakv.client.recipe.queue import Queue
+
+        return Queue(self, group, name)
 
     # ---- status
 

@@ -1,5 +1,6 @@
-"""The queue behind locks and elections (hakv.client.recipe.lock, .election): FIFO by
-creation revision over a key prefix, each contender a key attached to its own lease.
+"""The queue behind locks, elections and semaphores (hakv.client.recipe.lock, .election,
+.semaphore): FIFO by creation revision over a key prefix, each contender a key attached to
+its own lease.
 
 Layout of one queue in a group::
 
@@ -19,6 +20,20 @@ A contender is a *direct child* of ``<root><name>/`` (no further ``/``), so the 
    to 3 when it is deleted (it released, or its lease expired).
 4. Release = revoke the lease: the key goes (in one revision), the next contender's watch
    fires. A dead holder's key goes when its lease expires.
+
+With ``limit`` N > 1 (a semaphore) the holders are the first N contenders and step 3
+becomes: a contender with fewer than N before it holds; the *first waiter* (exactly N
+before it) watches the prefix for the deletion of any of those N (holders release in any
+order); a later waiter watches only its predecessor's key, for any change: a holder with
+N > 1 re-puts its key (same value, same lease, same create_revision) right after it got
+its slot, so the waiter behind it learns that it has become the first waiter. One prefix
+watcher per semaphore, no herd. With N = 1 (locks, elections) nothing changes: a waiter
+watches its predecessor's key for its deletion, and holders write nothing.
+
+Why at most N hold at once (N = 1: mutual exclusion): a contender holds once a range at
+revision R showed fewer than N contenders created before it. Take the holder H created
+last among those that hold at some moment: every other holder was created before H and
+its key still exists, so it existed at H's R too; hence fewer than N others hold.
 
 Why the token only grows: a holder is the lowest create_revision among the keys present;
 a contender created while another holds gets a higher revision (revisions grow by one
@@ -43,7 +58,7 @@ from typing import TYPE_CHECKING
 from hakv.client import lease as lease_api
 from hakv.client.results import KeyValue, RangeResult, TxnResult
 from hakv.client.txn import Compare, Op
-from hakv.client.watch import Watch
+from hakv.client.watch import Watch, WatchBatch
 from hakv.core.codec import MAX_KEY_BYTES
 from hakv.errors import (
     BadRequestError,
@@ -59,14 +74,15 @@ if TYPE_CHECKING:
     from hakv.client.client import Client
     from hakv.client.lease import Lease
 
-__all__ = ["ELECTION_ROOT", "LOCK_ROOT", "Contender", "Contention", "contender_key",
-           "contenders_of", "holder", "is_contender", "predecessor", "queue_prefix",
-           "validate_name"]
+__all__ = ["ELECTION_ROOT", "LOCK_ROOT", "SEMAPHORE_ROOT", "Contender", "Contention",
+           "ahead_of", "contender_key", "contenders_of", "holder", "is_contender",
+           "predecessor", "queue_prefix", "validate_name", "wait_for_batch", "waits_for"]
 
 log = logging.getLogger("hakv.client.recipe")
 
 LOCK_ROOT = "_hakv/lock/"
 ELECTION_ROOT = "_hakv/election/"
+SEMAPHORE_ROOT = "_hakv/semaphore/"
 _ID_DIGITS = 16  # a lease id in hex
 _RANGE_LIMIT = 10000  # the API's maximum
 _WATCH_POLL = 2.0  # seconds per long-poll of a waiter's watch
@@ -75,17 +91,19 @@ _WATCH_POLL = 2.0  # seconds per long-poll of a waiter's watch
 # --------------------------------------------------------------------------- pure part
 
 
-def validate_name(root: str, name: str, what: str = "lock") -> str:
-    """``name`` if its contender keys fit the key limits (docs/api.md "Limits"):
-    BadRequestError for a non-string, empty or NUL-holding name, RequestTooLargeError if
-    ``<root><name>/<16 hex digits>`` exceeds the 1024-byte key limit."""
+def validate_name(root: str, name: str, what: str = "lock", tail: str | None = None) -> str:
+    """``name`` if its keys fit the key limits (docs/api.md "Limits"): BadRequestError
+    for a non-string, empty or NUL-holding name, RequestTooLargeError if its longest key
+    exceeds the 1024-byte key limit: ``<root><name>/<16 hex digits>`` (a contender), or
+    ``<root><name><tail>`` when the recipe names its longest key's ``tail``."""
     if not isinstance(name, str):
         raise BadRequestError(f"{what} name must be a string, got {type(name).__name__}")
     if not name:
         raise BadRequestError(f"{what} name must not be empty")
     if "\x00" in name:
         raise BadRequestError(f"{what} name must not contain NUL characters")
-    size = len(contender_key(root, name, 0).encode("utf-8", "surrogatepass"))
+    longest = contender_key(root, name, 0) if tail is None else f"{root}{name}{tail}"
+    size = len(longest.encode("utf-8", "surrogatepass"))
     if size > MAX_KEY_BYTES:
         room = MAX_KEY_BYTES - (size - len(name.encode("utf-8", "surrogatepass")))
         raise RequestTooLargeError(
@@ -138,11 +156,78 @@ def predecessor(contenders: Sequence[Contender], mine: int) -> Contender | None:
     return max(before, default=None)
 
 
+def ahead_of(contenders: Sequence[Contender], mine: int) -> list[Contender]:
+    """The contenders created before revision ``mine``, in queue order."""
+    return sorted(c for c in contenders if c.create_revision < mine)
+
+
+def waits_for(contenders: Sequence[Contender], mine: int,
+              limit: int = 1) -> tuple[str, list[Contender]]:
+    """What the contender created at ``mine`` does when at most ``limit`` may hold:
+    ``("hold", [])`` with fewer than ``limit`` before it; ``("deleted", [p])``: wait for
+    its predecessor's deletion (``limit`` 1); ``("any", [h1..hN])``: the first waiter of
+    a semaphore waits for the deletion of any of the N before it; ``("changed", [p])``: a
+    later waiter of a semaphore waits for any change of its predecessor's key (deleted,
+    or re-put when it got its slot)."""
+    ahead = ahead_of(contenders, mine)
+    if len(ahead) < limit:
+        return "hold", []
+    if limit == 1:
+        return "deleted", [ahead[-1]]
+    if len(ahead) == limit:
+        return "any", ahead
+    return "changed", [ahead[-1]]
+
+
+def _deletes_any(keys: frozenset[str]) -> Callable[[WatchBatch], bool]:
+    """A ``done`` for :func:`wait_for_batch`: the batch deletes one of ``keys``."""
+    return lambda batch: any(e.type == "delete" and e.key in keys for e in batch.events)
+
+
+def wait_for_batch(client: Client, group: str, start: int, done: Callable[[WatchBatch], bool],
+                   deadline: float | None, wake: threading.Event, *, key: str | None = None,
+                   prefix: str = "", what: str = "recipe") -> None:
+    """Watch ``key`` (or ``prefix``) of ``group`` from revision ``start`` in a thread of
+    its own until a batch satisfies ``done``, ``deadline`` (monotonic; None: never) or
+    someone sets ``wake``. A CompactedError ends the wait (the caller re-reads); another
+    permanent error of the watch is raised; retryable ones are retried by the watch."""
+    wake.clear()
+    w = Watch(client, group, prefix, start_revision=start, key=key, poll_timeout=_WATCH_POLL)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for batch in w:
+                if done(batch):
+                    return
+        except CompactedError:
+            pass  # the history moved on: re-check with a fresh range
+        except BaseException as exc:  # re-raised by the waiting thread
+            failure.append(exc)
+        finally:
+            wake.set()
+
+    thread = threading.Thread(target=run, daemon=True, name=f"hakv-{what}")
+    thread.start()
+    try:
+        if deadline is None:
+            wake.wait()
+        else:
+            wake.wait(max(0.0, deadline - time.monotonic()))
+    finally:
+        w.close()  # the thread ends within one long-poll
+    if failure and isinstance(failure[0], PermanentError):
+        raise failure[0]
+    if failure:
+        log.debug("%s: watch of %s failed: %s", what, key or prefix, failure[0])
+
+
 # --------------------------------------------------------------------------- I/O part
 
 
 class Contention:
-    """One contender's side of a queue (shared by Lock and Election).
+    """One contender's side of a queue (shared by Lock, Election and Semaphore): it holds
+    while fewer than ``limit`` contenders are before it (1: at the head).
 
     Not reentrant: ``enter`` while queued or holding raises RuntimeError. ``lost`` is set
     (and ``on_lost()`` called, from the keepalive thread) when the lease is lost: no
@@ -150,7 +235,8 @@ class Contention:
     """
 
     def __init__(self, client: Client, group: str, root: str, name: str, ttl: float,
-                 on_lost: Callable[[], None] | None = None, what: str = "lock") -> None:
+                 on_lost: Callable[[], None] | None = None, what: str = "lock",
+                 limit: int = 1) -> None:
         self.client = client
         self.group = group
         self.name = validate_name(root, name, what)
@@ -158,6 +244,7 @@ class Contention:
         self.prefix = queue_prefix(root, name)
         self.ttl = ttl
         self.what = what
+        self.limit = limit
         self.on_lost = on_lost
         self.lost = threading.Event()
         self.lease: Lease | None = None
@@ -192,6 +279,8 @@ class Contention:
             try:
                 self.token = self._create(value)
                 got = self._wait_for_head(deadline)
+                if got and self.limit > 1:
+                    self._announce(value)
             except BaseException:
                 self._leave()
                 raise
@@ -215,6 +304,24 @@ class Contention:
             raise LockLostError(f"{self.what} key {self.key!r} vanished while created")
         return kv.create_revision  # our own key, from an earlier attempt
 
+    def _announce(self, value: str) -> None:
+        """With ``limit`` > 1: re-put our key (same value, lease and create_revision) now
+        that we hold, so the waiter behind us, which watches only our key, wakes up and
+        becomes the first waiter (module docstring)."""
+        assert self.lease is not None and self.key is not None and self.token is not None
+        r = self.client.txn(self.group, [Compare.create_revision(self.key, "==", self.token)],
+                            [Op.put(self.key, value, lease=self.lease.id)])
+        if not r.succeeded:
+            self.lost.set()
+            raise LockLostError(
+                f"{self.what} {self.name!r} of group {self.group!r}: our key {self.key!r} "
+                f"is gone (its lease expired or was revoked)")
+
+    def contenders(self, r: RangeResult) -> list[Contender]:
+        """The contenders in the range ``r`` of our prefix, in queue order (a recipe that
+        keeps other direct children under the prefix leaves them out here)."""
+        return contenders_of(self.prefix, r.kvs)
+
     def _range(self) -> RangeResult:
         r = self.client.range(self.group, self.prefix, limit=_RANGE_LIMIT)
         if r.more:
@@ -230,54 +337,37 @@ class Contention:
             if self._cancelled.is_set():
                 return False
             r = self._range()
-            queue = contenders_of(self.prefix, r.kvs)
+            queue = self.contenders(r)
             if not any(c.key == self.key and c.create_revision == self.token for c in queue):
                 self.lost.set()
                 raise LockLostError(
                     f"{self.what} {self.name!r} of group {self.group!r}: our key "
                     f"{self.key!r} is gone (its lease expired or was revoked)")
-            before = predecessor(queue, self.token)
-            if before is None:
-                self._check_alive()  # at the head, and the lease alive as we read it
+            how, keys = waits_for(queue, self.token, self.limit)
+            if how == "hold":
+                self._check_alive()  # among the first `limit`, the lease alive as we read it
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
-            self._wait_deleted(before.key, r.revision + 1, deadline)
+            start = r.revision + 1
+            if how == "any":
+                self._wait(start, deadline, prefix=self.prefix,
+                           done=_deletes_any(frozenset(c.key for c in keys)))
+            elif how == "changed":
+                self._wait(start, deadline, key=keys[0].key, done=lambda b: bool(b.events))
+            else:
+                self._wait_deleted(keys[0].key, start, deadline)
 
     def _wait_deleted(self, key: str, start: int, deadline: float | None) -> None:
         """Until ``key`` is deleted at or after revision ``start``, the deadline, a lost
         lease or cancel(): a watch of that ONE key, in a thread of its own."""
-        self._wake.clear()
-        w = Watch(self.client, self.group, key=key, start_revision=start,
-                  poll_timeout=_WATCH_POLL)
-        failure: list[BaseException] = []
+        self._wait(start, deadline, key=key,
+                   done=lambda b: any(e.type == "delete" for e in b.events))
 
-        def run() -> None:
-            try:
-                for batch in w:
-                    if any(e.type == "delete" for e in batch.events):
-                        return
-            except CompactedError:
-                pass  # the history moved on: re-check with a fresh range
-            except BaseException as exc:  # re-raised by the waiting thread
-                failure.append(exc)
-            finally:
-                self._wake.set()
-
-        thread = threading.Thread(target=run, daemon=True,
-                                  name=f"hakv-{self.what}-{self.group}-{self.name}")
-        thread.start()
-        try:
-            if deadline is None:
-                self._wake.wait()
-            else:
-                self._wake.wait(max(0.0, deadline - time.monotonic()))
-        finally:
-            w.close()  # the thread ends within one long-poll
-        if failure and isinstance(failure[0], PermanentError):
-            raise failure[0]
-        if failure:
-            log.debug("%s %s: watch of %s failed: %s", self.what, self.name, key, failure[0])
+    def _wait(self, start: int, deadline: float | None, done: Callable[[WatchBatch], bool],
+              *, key: str | None = None, prefix: str = "") -> None:
+        wait_for_batch(self.client, self.group, start, done, deadline, self._wake, key=key,
+                       prefix=prefix, what=f"{self.what}-{self.group}-{self.name}")
 
     def _check_alive(self) -> None:
         if self.lost.is_set():
