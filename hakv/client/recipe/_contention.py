@@ -317,10 +317,14 @@ class Contention:
                 f"{self.what} {self.name!r} of group {self.group!r}: our key {self.key!r} "
                 f"is gone (its lease expired or was revoked)")
 
-    def contenders(self, r: RangeResult) -> list[Contender]:
-        """The contenders in the range ``r`` of our prefix, in queue order (a recipe that
-        keeps other direct children under the prefix leaves them out here)."""
+    def listed(self, r: RangeResult) -> list[Contender]:
+        """The contenders in the range ``r`` of our prefix, in queue order (for showing
+        them; a recipe that keeps other direct children under the prefix leaves them out)."""
         return contenders_of(self.prefix, r.kvs)
+
+    def contenders(self, r: RangeResult) -> list[Contender]:
+        """``listed(r)`` while waiting (a recipe may also check its own keys here)."""
+        return self.listed(r)
 
     def _range(self) -> RangeResult:
         r = self.client.range(self.group, self.prefix, limit=_RANGE_LIMIT)

@@ -51,27 +51,22 @@ What happens on failure:
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
-from types import TracebackType
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from hakv.client.recipe._contention import LOCK_ROOT, Contention, contenders_of
-from hakv.client.results import DeleteResult, PutResult, TxnResult
-from hakv.client.txn import Compare, Op
-from hakv.errors import LockLostError, LockTimeoutError
+from hakv.client.recipe._contention import LOCK_ROOT, Contention
+from hakv.client.recipe._held import Held
 
 if TYPE_CHECKING:
-    import threading
-
     from hakv.client.client import Client
-    from hakv.client.lease import Lease
 
 __all__ = ["Lock"]
 
 
-class Lock:
-    """A fair lock over group ``group``; see the module docstring.
+class Lock(Held):
+    """A fair lock over group ``group``; see the module docstring. Acquire, release,
+    ``with``, ``lost``, ``valid_until()`` and the guarded ``txn``/``put``/``delete``:
+    hakv.client.recipe._held.Held.
 
     ``ttl``: the lease's TTL in seconds (1..86400): how long a dead holder keeps the lock.
     ``timeout``: what ``with lock:`` waits at most (None: forever). ``value``: stored in
@@ -82,114 +77,15 @@ class Lock:
     def __init__(self, client: Client, group: str, name: str, ttl: float = 10.0, *,
                  timeout: float | None = None, value: str = "",
                  on_lost: Callable[[Lock], None] | None = None) -> None:
-        self.client = client
-        self.group = group
-        self.name = name
-        self.timeout = timeout
-        self.value = value
-        self.on_lost = on_lost
+        super().__init__(client, group, name, timeout, value, on_lost)
         self._c = Contention(client, group, LOCK_ROOT, name, ttl, self._lost, "lock")
 
     def __repr__(self) -> str:
         state = f"held, fence {self.fence}" if self.is_acquired else "not held"
         return f"Lock(group={self.group!r}, name={self.name!r}, {state})"
 
-    # -- acquire / release ------------------------------------------------------------
-
-    def acquire(self, timeout: float | None = None, blocking: bool = True) -> bool:
-        """Wait until this contender holds the lock: True; False if ``timeout`` seconds
-        passed (or ``blocking=False`` and it is held by another, or ``cancel()``), and
-        then this contender has left the queue. LockLostError if the lease is lost while
-        waiting; RuntimeError if this Lock is already held (not reentrant)."""
-        if not blocking:
-            timeout = 0.0
-        deadline = None if timeout is None else time.monotonic() + timeout
-        return self._c.enter(self.value, deadline)
-
-    def release(self) -> bool:
-        """Release: revoke the lease, so the key goes in one revision and the next waiter
-        gets the lock. True if done now; False if not held or the revoke failed (the key
-        then goes when the lease expires)."""
-        if not self._c.held:
-            return False
-        return self._c.leave()
-
-    def cancel(self) -> None:
-        """Make an ``acquire`` blocked in another thread return False."""
-        self._c.cancel()
-
-    def __enter__(self) -> Lock:
-        if not self.acquire(self.timeout):
-            raise LockTimeoutError(
-                f"lock {self.name!r} of group {self.group!r} not acquired within "
-                f"{self.timeout:g}s")
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.release()
-
-    # -- while held -------------------------------------------------------------------
-
-    @property
-    def is_acquired(self) -> bool:
-        """Held, as far as this process knows (acquired and the lease not lost)."""
-        return self._c.held and not self._c.lost.is_set()
-
     @property
     def fence(self) -> int | None:
         """The fencing token: the create_revision of our key, set once acquired. Every
         later holder of this (group, name) gets a larger one."""
         return self._c.token if self._c.held else None
-
-    @property
-    def key(self) -> str | None:
-        """Our contender key (``_hakv/lock/<name>/<lease id>``), once queued."""
-        return self._c.key
-
-    @property
-    def lease(self) -> Lease | None:
-        return self._c.lease
-
-    @property
-    def lost(self) -> threading.Event:
-        """Set when the lease is lost (then stop acting as the holder)."""
-        return self._c.lost
-
-    def valid_until(self) -> float:
-        """``time.monotonic()`` time before which the lease has surely not expired (so
-        nobody else can have been granted the lock)."""
-        return self._c.valid_until()
-
-    def guard(self) -> Compare:
-        """A compare for your own txn that holds exactly while we hold the lock (our key,
-        with the create_revision it had when we got the lock)."""
-        return self._c.guard()
-
-    def txn(self, success: Sequence[Op], failure: Sequence[Op] = (),
-            compare: Sequence[Compare] = ()) -> TxnResult:
-        """A txn in the lock's group that applies only while we hold the lock:
-        LockLostError (nothing applied) if not; else ``client.txn``'s result (``succeeded``
-        False when one of YOUR ``compare`` failed and ``failure`` ran)."""
-        return self._c.guarded_txn(compare, success, failure, LockLostError)
-
-    def put(self, key: str, value: str, lease: int | None = None) -> PutResult:
-        """Put ``key`` in the lock's group, only while we hold the lock."""
-        result = self.txn([Op.put(key, value, lease=lease)]).results[0]
-        assert isinstance(result, PutResult)
-        return result
-
-    def delete(self, key: str) -> DeleteResult:
-        """Delete ``key`` in the lock's group, only while we hold the lock."""
-        result = self.txn([Op.delete(key)]).results[0]
-        assert isinstance(result, DeleteResult)
-        return result
-
-    def contenders(self) -> list[str]:
-        """The values of the contenders, holder first (a linearizable read)."""
-        r = self._c._range()
-        return [c.value for c in contenders_of(self._c.prefix, r.kvs)]
-
-    def _lost(self) -> None:
-        if self.on_lost is not None:
-            self.on_lost(self)

@@ -57,9 +57,7 @@ What happens on failure:
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
-from types import TracebackType
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hakv.client.recipe._contention import (
@@ -69,22 +67,19 @@ from hakv.client.recipe._contention import (
     contenders_of,
     queue_prefix,
 )
-from hakv.client.results import KeyValue, RangeResult, TxnResult
+from hakv.client.recipe._held import Held
+from hakv.client.results import KeyValue, RangeResult
 from hakv.client.txn import Compare, Op
 from hakv.core import leases
 from hakv.errors import (
     BadRequestError,
     LockLostError,
-    LockTimeoutError,
     NotFoundError,
     SemaphoreLimitError,
 )
 
 if TYPE_CHECKING:
-    import threading
-
     from hakv.client.client import Client
-    from hakv.client.lease import Lease
 
 __all__ = ["MAX_LIMIT", "Semaphore", "limit_key", "validate_limit"]
 
@@ -179,7 +174,7 @@ class _Slots(Contention):
         return self.listed(r)
 
 
-class Semaphore:
+class Semaphore(Held):
     """A fair counting semaphore over group ``group``; see the module docstring.
 
     ``limit``: how many may hold at once (1..10000), agreed by every contender of this
@@ -187,110 +182,30 @@ class Semaphore:
     dead holder keeps its slot. ``timeout``: what ``with sem:`` waits at most (None:
     forever). ``value``: stored in the contender key (``holders()`` shows it).
     ``on_lost(sem)``: called once, from the keepalive thread, when the lease is lost.
+    Acquire, release, ``with``, ``lost``, ``valid_until()``, ``guard()`` and the guarded
+    ``txn``/``put``/``delete``: hakv.client.recipe._held.Held.
     """
 
     def __init__(self, client: Client, group: str, name: str, limit: int,
                  ttl: float = 10.0, *, timeout: float | None = None, value: str = "",
                  on_lost: Callable[[Semaphore], None] | None = None) -> None:
-        self.client = client
-        self.group = group
-        self.name = name
+        super().__init__(client, group, name, timeout, value, on_lost)
         self.limit = validate_limit(limit)
         leases.ttl_ms(ttl, "ttl")  # LeaseTtlError now rather than at the first acquire
-        self.timeout = timeout
-        self.value = value
-        self.on_lost = on_lost
-        self._c = _Slots(client, group, name, self.limit, ttl, self._lost)
+        self._c: _Slots = _Slots(client, group, name, self.limit, ttl, self._lost)
 
     def __repr__(self) -> str:
         state = "holding a slot" if self.is_acquired else "not holding"
         return (f"Semaphore(group={self.group!r}, name={self.name!r}, limit={self.limit}, "
                 f"{state})")
 
-    # -- acquire / release ------------------------------------------------------------
+    def _before_joining(self) -> None:
+        self._c.ensure_limit()  # before granting a lease: a mismatch costs nothing
 
-    def acquire(self, timeout: float | None = None, blocking: bool = True) -> bool:
-        """Wait for a slot: True once this contender is among the first ``limit``; False
-        if ``timeout`` seconds passed (or ``blocking=False`` and all slots are taken, or
-        ``cancel()``), and then it has left the queue. SemaphoreLimitError if the stored
-        limit differs from ours; LockLostError if the lease is lost while waiting;
-        RuntimeError if this Semaphore already holds a slot (not reentrant)."""
-        if not blocking:
-            timeout = 0.0
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._c.held:  # (if held, enter raises: not reentrant)
-            self._c.ensure_limit()  # before granting a lease: a mismatch costs nothing
-        return self._c.enter(self.value, deadline)
-
-    def release(self) -> bool:
-        """Give the slot back: revoke the lease, so the key goes in one revision and the
-        first waiter gets the slot. True if done now; False if not held or the revoke
-        failed (the key then goes when the lease expires)."""
-        if not self._c.held:
-            return False
-        return self._c.leave()
-
-    def cancel(self) -> None:
-        """Make an ``acquire`` blocked in another thread return False."""
-        self._c.cancel()
-
-    def __enter__(self) -> Semaphore:
-        if not self.acquire(self.timeout):
-            raise LockTimeoutError(
-                f"semaphore {self.name!r} of group {self.group!r}: no slot within "
-                f"{self.timeout:g}s")
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.release()
-
-    # -- while holding ----------------------------------------------------------------
-
-    @property
-    def is_acquired(self) -> bool:
-        """Holding a slot, as far as this process knows (acquired, lease not lost)."""
-        return self._c.held and not self._c.lost.is_set()
-
-    @property
-    def key(self) -> str | None:
-        """Our contender key (``_hakv/semaphore/<name>/<lease id>``), once queued."""
-        return self._c.key
-
-    @property
-    def lease(self) -> Lease | None:
-        return self._c.lease
-
-    @property
-    def lost(self) -> threading.Event:
-        """Set when the lease is lost (then stop using the slot)."""
-        return self._c.lost
-
-    def valid_until(self) -> float:
-        """``time.monotonic()`` time before which the lease has surely not expired (so
-        our slot cannot have been given to another)."""
-        return self._c.valid_until()
-
-    def guard(self) -> Compare:
-        """A compare for your own txn that holds exactly while we hold our slot."""
-        return self._c.guard()
-
-    def txn(self, success: Sequence[Op], failure: Sequence[Op] = (),
-            compare: Sequence[Compare] = ()) -> TxnResult:
-        """A txn in the semaphore's group applied only while we hold our slot (else
-        LockLostError and nothing applied)."""
-        return self._c.guarded_txn(compare, success, failure, LockLostError)
-
-    # -- anyone -----------------------------------------------------------------------
-
-    def contenders(self) -> list[str]:
-        """The values of every contender, holders first, in queue order (linearizable)."""
-        return [c.value for c in self._c.listed(self._c._range())]
+    def _not_acquired(self, timeout: float | None) -> str:
+        return (f"semaphore {self.name!r} of group {self.group!r}: no slot within "
+                f"{timeout:g}s")
 
     def holders(self) -> list[str]:
         """The values of the contenders that hold a slot now (the first ``limit``)."""
         return self.contenders()[:self.limit]
-
-    def _lost(self) -> None:
-        if self.on_lost is not None:
-            self.on_lost(self)
