@@ -212,6 +212,44 @@ def test_a_watcher_that_hangs_up_leaves_the_hub_at_once(lc: Any) -> None:
     c.close()
 
 
+def test_a_forwarded_watcher_that_hangs_up_frees_both_nodes(lc: Any) -> None:
+    """Through a non-owner (n4): the client hangs up, n4 breaks its request to the owner
+    off (its forwarding slot free now, not after 30 + 5 s), and the owner drops its side."""
+    ep = lc.endpoint("n4")
+    host, port = ep.split(":")
+    owners = [lc.endpoint(n) for n in OWNERS]
+    for endpoint in [ep, *owners]:
+        wait_for(lambda e=endpoint: _watchers(e).get("active") == 0
+                 and _watchers(e).get("forwarded") == 0, 40, what=f"no watch on {endpoint}")
+    tls = lc.client_tls()
+    sockets = []
+    for _ in range(4):
+        s = socket.create_connection((host, int(port)))
+        if tls is not None:
+            s = tls.wrap_socket(s, server_hostname=host)
+        body = b'{"group":"g","prefix":"fwd-hangup/","timeout":30}'
+        s.sendall(b"POST /v1/watch HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s"
+                  % (len(body), body))
+        sockets.append(s)
+    wait_for(lambda: _watchers(ep).get("forwarded") == 4, 10, what="4 forwarded watches")
+    wait_for(lambda: sum(_watchers(e).get("parked", 0) for e in owners) == 4, 10,
+             what="4 watches parked at the owners")
+    for s in sockets:
+        s.close()
+    wait_for(lambda: _watchers(ep).get("forwarded") == 0, 10,
+             what="n4's forwarding slots free")
+    wait_for(lambda: all(_watchers(e).get("active") == 0 for e in owners), 10,
+             what="the owners' sides dropped too")
+    # Forwarding still works.
+    c = lc.client(timeout=10)
+    rev = c.put("g", "fwd-hangup/x", "1").revision
+    c.close()
+    status, body = post(ep, "watch", {"group": "g", "prefix": "fwd-hangup/",
+                                      "start_revision": rev, "timeout": 5})
+    assert status == 200 and [e["key"] for b in body["batches"] for e in b["events"]] \
+        == ["fwd-hangup/x"], body
+
+
 def test_bad_input_gets_typed_errors(lc: Any) -> None:
     ep = lc.endpoint("n1")
     status, body = post(ep, "watch", {"group": "g", "prefix": "a", "start_revision": -1})

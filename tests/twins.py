@@ -31,7 +31,7 @@ from typing import Any
 from hakv import errors
 from hakv.core import codec
 from hakv.core.topology import CLUSTER_GROUP
-from hakv.node.ports import PeerUnreachable, Pending
+from hakv.node.ports import Abort, PeerUnreachable, Pending
 from hakv.storage.machine import StoreMachine
 from hakv.storage.store import GroupStore
 
@@ -246,7 +246,10 @@ class Peers:
         self.closed = 0
 
     def post(self, address: str, op: str, body: bytes,
-             timeout: float | None = None, on_behalf: str | None = None) -> tuple[int, bytes]:
+             timeout: float | None = None, on_behalf: str | None = None,
+             abort: Abort | None = None) -> tuple[int, bytes]:
+        if abort is not None and abort.fired:
+            raise PeerUnreachable(f"{address}: abandoned")
         self.posts.append((address, op, codec.parse_body(body) if body else {}))
         self.raw.append(body)
         self.on_behalf.append(on_behalf)

@@ -16,7 +16,8 @@ from typing import Any
 from hakv.errors import CertificateError, ConfigError, InternalError, UnavailableError, from_wire
 
 __all__ = ["CONNECT_TIMEOUT_MAX", "MAX_RESPONSE", "ConnectFailed", "Connection", "Malformed",
-           "decode_answer", "describe_oserror", "exchange", "probe", "split_endpoint"]
+           "decode_answer", "describe_oserror", "ensure_connected", "exchange", "probe",
+           "split_endpoint"]
 
 CONNECT_TIMEOUT_MAX = 1.0
 MAX_RESPONSE = 64 * 1024 * 1024  # a range of 10000 keys of 32 KiB fits with room to spare
@@ -189,22 +190,29 @@ class Malformed(Exception):
     """The server answered, but not with what the API promises."""
 
 
+def ensure_connected(conn: Connection, connect_timeout: float) -> None:
+    """Connect ``conn`` unless it is: ConnectFailed when the TCP connection could not be
+    made, CertificateError when the TLS handshake refused it."""
+    if conn.sock is not None:
+        return
+    conn.timeout = connect_timeout
+    try:
+        conn.connect()
+    except TlsRefused as err:
+        conn.close()
+        raise CertificateError(str(err)) from None
+    except OSError as err:
+        conn.close()
+        raise ConnectFailed(describe_oserror(err)) from err
+
+
 def exchange(
     conn: Connection, path: str, body: bytes, timeout: float, connect_timeout: float,
     headers: str = "",
 ) -> tuple[int, bytes]:
     """One request on ``conn``: (status, raw body). Raises ConnectFailed when the TCP
     connection could not be made, OSError/HTTPException when it broke after that."""
-    if conn.sock is None:
-        conn.timeout = connect_timeout
-        try:
-            conn.connect()
-        except TlsRefused as err:
-            conn.close()
-            raise CertificateError(str(err)) from None
-        except OSError as err:
-            conn.close()
-            raise ConnectFailed(describe_oserror(err)) from err
+    ensure_connected(conn, connect_timeout)
     assert conn.sock is not None
     current = conn.sock.gettimeout()
     if current is None or abs(current - timeout) > 0.05:  # each settimeout is a system call

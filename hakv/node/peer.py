@@ -30,11 +30,12 @@ from hakv.client.connection import (
     Connection,
     Malformed,
     describe_oserror,
+    ensure_connected,
     exchange,
     split_endpoint,
 )
 from hakv.errors import HakvError
-from hakv.node.ports import PeerUnreachable
+from hakv.node.ports import Abort, PeerUnreachable
 
 __all__ = ["Peers", "PeerUnreachable"]
 
@@ -60,15 +61,19 @@ class Peers:
         return pool
 
     def post(self, address: str, op: str, body: bytes,
-             timeout: float | None = None, on_behalf: str | None = None) -> tuple[int, bytes]:
+             timeout: float | None = None, on_behalf: str | None = None,
+             abort: Abort | None = None) -> tuple[int, bytes]:
         """POST ``body`` to ``/v1/<op>`` at ``address``: (HTTP status, raw answer).
         Raises PeerUnreachable when no answer came. ``on_behalf``: the caller forwarded
-        for (``"user/<name>"``; hakv.core.access), sent as ``X-Hakv-On-Behalf-Of``."""
+        for (``"user/<name>"``; hakv.core.access), sent as ``X-Hakv-On-Behalf-Of``.
+        ``abort``: another thread may break the request off (PeerUnreachable)."""
         timeout = self.timeout if timeout is None else timeout
         headers = f"{ON_BEHALF_HEADER}: {on_behalf}\r\n" if on_behalf else ""
         pool = self._pool()
         path = f"/v1/{op}"
         for _attempt in range(2):
+            if abort is not None and abort.fired:
+                raise PeerUnreachable(f"{address}: abandoned (the caller went away)")
             conn = pool.get(address)
             if conn is None:
                 try:
@@ -78,6 +83,9 @@ class Peers:
                 conn = pool[address] = Connection(host, port, tls=self.tls)
             reused = conn.sock is not None
             try:
+                if abort is not None:  # connected first: the abort needs the socket
+                    ensure_connected(conn, min(timeout, self.connect_timeout))
+                    abort.attach(conn.sock)
                 return exchange(conn, path, body, timeout,
                                 min(timeout, self.connect_timeout), headers)
             except ConnectFailed as exc:

@@ -24,6 +24,8 @@ The protocols name only what the components call; a member of a group is hakv.ra
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -304,14 +306,49 @@ class PeerUnreachable(Exception):
     or the answer was not HTTP the API speaks. The request may or may not have arrived."""
 
 
+class Abort:
+    """Lets another thread break off a peer request in flight (a forwarded long-poll
+    watch whose client hung up): ``fire()`` shuts the request's connection down, so the
+    blocked ``post`` raises PeerUnreachable now instead of at its timeout, and a ``post``
+    not started yet raises at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self.fired = False
+
+    def attach(self, sock: socket.socket | None) -> None:
+        """The connection the request is about to wait on (the peer client calls it)."""
+        with self._lock:
+            self._sock = sock
+            if self.fired:
+                _shut(sock)
+
+    def fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            _shut(self._sock)
+
+
+def _shut(sock: socket.socket | None) -> None:
+    if sock is None:
+        return
+    try:  # the plain socket's shutdown, also under TLS: the reader gets EOF or an error
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class PeerApi(Protocol):
     """Other nodes' client APIs (hakv.node.peer)."""
 
     def post(self, address: str, op: str, body: bytes,
-             timeout: float | None = None, on_behalf: str | None = None) -> tuple[int, bytes]:
+             timeout: float | None = None, on_behalf: str | None = None,
+             abort: Abort | None = None) -> tuple[int, bytes]:
         """POST ``body`` to ``/v1/<op>`` at ``address``: (HTTP status, raw answer);
         raises PeerUnreachable. ``on_behalf``: the caller this node forwards for
-        (``"user/<name>"``), held to that caller's access rights there."""
+        (``"user/<name>"``), held to that caller's access rights there. ``abort``: lets
+        another thread break the request off (then PeerUnreachable)."""
         ...
 
     def healthy(self, address: str, node: str, timeout: float) -> bool:

@@ -46,7 +46,7 @@ from typing import Any, Protocol
 
 from hakv import errors
 from hakv.core import watch as core
-from hakv.node.ports import PeerApi, PeerUnreachable, TopologyView
+from hakv.node.ports import Abort, PeerApi, PeerUnreachable, TopologyView
 
 log = logging.getLogger("hakv.node.watch")
 
@@ -145,9 +145,10 @@ class WatchHub:
         (``"user/<name>"``): a forwarded watch carries it to the owner, which checks it
         again (the node never lends its own identity).
 
-        Returns ``abandon`` for a watch served here (None otherwise): the API calls it
-        when the client goes away before the answer, and the watch leaves the hub at once
-        (its slot freed, never answered) instead of holding a slot until its timeout."""
+        Returns ``abandon`` (None if answered at once): the API calls it when the client
+        goes away before the answer, and the watch leaves the hub at once (its slot
+        freed, never answered) instead of holding a slot until its timeout; a forwarded
+        one breaks its request to the owner off, and the owner drops its side too."""
         try:
             body = json.loads(raw.decode("utf-8")) if raw else None
             if not isinstance(body, dict):
@@ -160,8 +161,7 @@ class WatchHub:
             reply(*_error(exc))
             return None
         if not self._hosts(request.group):
-            self._forward(request, raw, reply, on_behalf)
-            return None
+            return self._forward(request, raw, reply, on_behalf)
         with self._cond:
             if self._closed or self._active >= self.max_watches:
                 full = not self._closed
@@ -196,7 +196,7 @@ class WatchHub:
             pass
 
     def _forward(self, request: core.WatchRequest, raw: bytes, reply: Reply,
-                 on_behalf: str | None) -> None:
+                 on_behalf: str | None) -> Callable[[], None] | None:
         with self._cond:
             full = self._forwarded >= self.max_forwarded
             if not full:
@@ -205,34 +205,44 @@ class WatchHub:
             reply(*_error(errors.TooManyWatchesError(
                 f"this node already forwards {self.max_forwarded} watches; watch through an "
                 f"owner of group {request.group} instead")))
-            return
+            return None
+        abort = Abort()
 
         def work() -> None:
             try:
-                reply(*self._forward_now(request, raw, on_behalf))
+                answer = self._forward_now(request, raw, on_behalf, abort)
             except errors.HakvError as exc:
-                reply(*_error(exc))
+                answer = _error(exc)
             except Exception as exc:  # never leave a request unanswered
                 log.exception("forwarding a watch failed")
-                reply(*_error(errors.InternalError(f"{type(exc).__name__}: {exc}")))
+                answer = _error(errors.InternalError(f"{type(exc).__name__}: {exc}"))
             finally:
                 with self._cond:
                     self._forwarded -= 1
+            if not abort.fired:  # (abandoned: nobody to answer)
+                reply(*answer)
 
         try:
             self._forwarders.submit(work)
         except RuntimeError:
+            with self._cond:
+                self._forwarded -= 1
             reply(*_error(errors.UnavailableError("the node is shutting down; retry elsewhere")))
+            return None
+        return abort.fire
 
-    def _forward_now(self, request: core.WatchRequest, raw: bytes,
-                     on_behalf: str | None) -> tuple[int, bytes]:
+    def _forward_now(self, request: core.WatchRequest, raw: bytes, on_behalf: str | None,
+                     abort: Abort) -> tuple[int, bytes]:
         topology = self.view.topology
         spec = topology.group(request.group)  # UnknownGroupError if absent
         failures = []
         for owner in spec.owners:
+            if abort.fired:
+                break
             try:
                 return self.peers.post(topology.node(owner).api_address, "watch", raw,
-                                       request.timeout + 5.0, on_behalf=on_behalf)
+                                       request.timeout + 5.0, on_behalf=on_behalf,
+                                       abort=abort)
             except PeerUnreachable as exc:
                 failures.append(f"{owner}: {exc}")
         raise errors.UnavailableError("no owner of the group answered: " + "; ".join(failures))
