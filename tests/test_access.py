@@ -120,16 +120,75 @@ def test_bearer_tokens_stand_for_their_user_until_expiry_or_revocation() -> None
     assert token.startswith("hakv_" + token_id + "_") and record["expires"] == 1060.0
     assert "sha256" in record and token.split("_", 2)[2] not in json.dumps(record)
     policy = access.Policy.from_records([(access.TOKENS + token_id, json.dumps(record))])
-    assert policy.token_user(token, 1059.9) == "alice"
-    assert policy.token_user(token, 1060.0) is None  # expired
+    assert policy.token_identity(token, 1059.9) == ("user", "alice")
+    assert policy.token_identity(token, 1060.0) is None  # expired
     forged = token[:-1] + ("A" if token[-1] != "A" else "B")
-    assert policy.token_user(forged, 1000.0) is None
-    assert access.Policy().token_user(token, 1000.0) is None  # revoked: no record
+    assert policy.token_identity(forged, 1000.0) is None
+    assert access.Policy().token_identity(token, 1000.0) is None  # revoked: no record
     for bad in ("", "Bearer x", "hakv_", "hakv_1234_", "hakv_123456789_x", "x" * 300):
-        assert policy.token_user(bad, 1000.0) is None
+        assert policy.token_identity(bad, 1000.0) is None
     forever = access.new_token("bob", now=0.0, ttl=None, random_bytes=b"\x01" * 36)
     assert forever[2]["expires"] is None
     with pytest.raises(BadRequestError):
         access.new_token("bob", now=0.0, ttl=-1, random_bytes=b"\x01" * 36)
     with pytest.raises(BadRequestError):
         access.token_record({"user": "bob", "sha256": "zz", "expires": None})
+
+
+SCOPED_ROLES = [(access.USERS + "alice", json.dumps({"roles": ["dev"]})),
+                (access.ROLES + "dev", json.dumps({"grants": [
+                    {"group": "g1", "prefix": "", "verbs": ["read", "write", "watch"]}]}))]
+
+
+def _scoped(user: str, verbs: list[str], rb: bytes) -> tuple[str, str, access.Policy]:
+    token, token_id, record = access.new_token(user, 0.0, None, rb, verbs)
+    assert record["verbs"] == sorted(set(verbs))
+    assert access.token_record(json.loads(json.dumps(record))) == record
+    policy = access.Policy.from_records(
+        [*SCOPED_ROLES, (access.TOKENS + token_id, json.dumps(record))])
+    return token, token_id, policy
+
+
+@pytest.mark.parametrize(("user", "verbs", "op", "group", "body", "allowed"), [
+    # a read-only token of root: reads anything, writes nothing, administers nothing
+    ("root", ["read"], "get", "g1", {"key": "a"}, True),
+    ("root", ["read"], "range", "g9", {"prefix": ""}, True),
+    ("root", ["read"], "events", "g1", {}, True),
+    ("root", ["read"], "put", "g1", {"key": "a"}, False),
+    ("root", ["read"], "txn", "g1", {"compare": [{"key": "a"}],
+                                     "success": [{"op": "put", "key": "a"}]}, False),
+    ("root", ["read"], "put", "_cluster", {"key": "auth/users/x"}, False),
+    ("root", ["read"], "ha", "g1", {"action": "move"}, False),
+    ("root", ["read"], "watch", "g1", {"prefix": ""}, False),
+    ("root", ["read"], "status", None, {}, True),
+    ("root", ["read"], "notify", "g1", {}, False),  # nodes only, never a token
+    ("root", ["read", "write"], "put", "g1", {"key": "a"}, True),
+    # a scoped token never exceeds its user's grants
+    ("alice", ["read", "admin"], "ha", "g1", {"action": "move"}, False),
+    ("alice", ["read"], "get", "g2", {"key": "a"}, False),
+    ("alice", ["watch"], "watch", "g1", {"prefix": "x/"}, True),
+    ("alice", ["watch"], "get", "g1", {"key": "x"}, False),
+])
+def test_a_scoped_token_does_only_its_verbs_within_its_users_grants(
+        user: str, verbs: list[str], op: str, group: str | None, body: dict[str, object],
+        allowed: bool) -> None:
+    token, token_id, policy = _scoped(user, verbs, bytes(range(36)))
+    who = policy.token_identity(token, 1.0)
+    assert who == ("token", token_id)
+    refused = access.decide(who, op, group, body, policy)
+    assert (refused is None) == allowed, refused
+    # Revoked (its record gone): nothing, whatever the user may do.
+    bare = access.Policy.from_records(SCOPED_ROLES)
+    if op != "status":
+        assert access.decide(who, op, group, body, bare) is not None
+
+
+def test_token_verbs_are_checked() -> None:
+    for bad in ([], ["fly"], ["read", "fly"]):
+        with pytest.raises(BadRequestError, match="token verbs"):
+            access.new_token("bob", 0.0, None, b"\x01" * 36, bad)
+    for record in ({"user": "bob", "sha256": "ab" * 32, "expires": None, "verbs": "read"},
+                   {"user": "bob", "sha256": "ab" * 32, "expires": None, "verbs": []},
+                   {"user": "bob", "sha256": "ab" * 32, "expires": None, "x": 1}):
+        with pytest.raises(BadRequestError):
+            access.token_record(record)

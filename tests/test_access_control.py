@@ -101,33 +101,39 @@ def test_a_forwarded_request_is_checked_as_its_caller(cluster: LocalCluster) -> 
         with pytest.raises(errors.PermissionDeniedError):
             alice.put("g1", "k", "via-n4")
     # The owner's check itself: n4's node certificate, forwarding "for alice".
-    now = dt.datetime.now(dt.UTC)
-    n4 = TlsConfig(TlsFiles.node(cluster.certs_dir, "n4"), now=now)
+    body = {"group": "g1", "key": "k", "value": "forged"}
+    assert _forwarded_by_n4(cluster, "put", body, "user/alice") == 403
     spec = cluster.topology.node("n1")
-    body = json.dumps({"group": "g1", "key": "k", "value": "forged"}).encode()
-
-    def post(headers: str) -> bytes:
-        with socket.create_connection((spec.host, spec.api_port), timeout=5) as raw:
-            with n4.client.wrap_socket(raw) as sock:
-                sock.sendall(f"POST /v1/put HTTP/1.1\r\nContent-Length: {len(body)}\r\n"
-                             f"{headers}Connection: close\r\n\r\n".encode() + body)
-                data = b""
-                while chunk := sock.recv(65536):
-                    data += chunk
-        return data
-
-    assert b" 403 " in post("X-Hakv-On-Behalf-Of: user/alice\r\n").split(b"\r\n")[0]
+    body_bytes = json.dumps(body).encode()
     # A user cannot claim to forward for root.
     d = cluster.certs_dir
     alice_ctx = certs_context(d, "alice")
     with socket.create_connection((spec.host, spec.api_port), timeout=5) as raw:
         with alice_ctx.wrap_socket(raw) as sock:
-            sock.sendall(f"POST /v1/put HTTP/1.1\r\nContent-Length: {len(body)}\r\n"
+            sock.sendall(f"POST /v1/put HTTP/1.1\r\nContent-Length: {len(body_bytes)}\r\n"
                          "X-Hakv-On-Behalf-Of: user/root\r\nConnection: close\r\n\r\n"
-                         .encode() + body)
+                         .encode() + body_bytes)
             assert b" 403 " in sock.recv(65536).split(b"\r\n")[0]
     with cluster.client() as root:
         assert root.get("g1", "k").value == "v"
+
+
+def _forwarded_by_n4(cluster: LocalCluster, op: str, body: dict[str, object],
+                     on_behalf: str) -> int:
+    """The HTTP status g1's owner n1 answers to a request n4 forwards (n4's node
+    certificate) naming ``on_behalf`` as its caller."""
+    n4 = TlsConfig(TlsFiles.node(cluster.certs_dir, "n4"), now=dt.datetime.now(dt.UTC))
+    spec = cluster.topology.node("n1")
+    raw_body = json.dumps(body).encode()
+    with socket.create_connection((spec.host, spec.api_port), timeout=5) as raw:
+        with n4.client.wrap_socket(raw) as sock:
+            sock.sendall(f"POST /v1/{op} HTTP/1.1\r\nContent-Length: {len(raw_body)}\r\n"
+                         f"X-Hakv-On-Behalf-Of: {on_behalf}\r\nConnection: close\r\n\r\n"
+                         .encode() + raw_body)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+    return int(data.split(b" ", 2)[1])
 
 
 def certs_context(d: Path, name: str) -> object:
@@ -171,6 +177,40 @@ def test_a_bearer_token_stands_for_its_user_until_revoked(cluster: LocalCluster)
         assert _unauthenticated(forged)
 
 
+def test_a_scoped_token_of_root_only_reads_also_when_forwarded(cluster: LocalCluster) -> None:
+    """``hakv token create root --verbs read`` (what ``hakv ui`` puts in its link): reads
+    anything, writes nothing, administers nothing; through a non-owner too (n4 forwards
+    g1's requests naming ``token/<id>``, and the owner applies the same scope)."""
+    with cluster.client() as root:
+        made = root.admin.create_token("root", verbs=["read"])
+        assert made["verbs"] == ["read"] and root.admin.tokens()[made["id"]]["verbs"] == ["read"]
+    ca = str(cluster.certs_dir / "ca.crt")
+    for nodes in (["n1"], ["n4"]):  # an owner of g1; a non-owner, which forwards
+        with Client([cluster.endpoint(n) for n in nodes], timeout=5, cacert=ca,
+                    token=made["token"]) as viewer:
+            wait_for(lambda v=viewer: _can_read(v, "g1"), 5, what="the token on " + nodes[0])
+            assert viewer.get("g1", "k").value == "v"
+            assert isinstance(viewer.admin.events("g1"), list)  # the web page's other read
+            with pytest.raises(errors.PermissionDeniedError, match="may only read"):
+                viewer.put("g1", "k", "by-a-read-only-token")
+            with pytest.raises(errors.PermissionDeniedError, match="may only read"):
+                viewer.txn("g1", [Compare.value("k", "==", "v")], [Op.delete("k")])
+            with pytest.raises(errors.PermissionDeniedError, match="may only read"):
+                viewer.admin.add_user("mallory", ["reader"])
+            with pytest.raises(errors.PermissionDeniedError, match="may only read"):
+                viewer.lease_grant("g1", 10)
+    # The owner's own check (the entry node checks first, so the calls above cannot tell):
+    # n4 forwarding for token/<id> is held to the token's scope, not to root's rights.
+    caller = f"token/{made['id']}"
+    assert _forwarded_by_n4(cluster, "get", {"group": "g1", "key": "k"}, caller) == 200
+    for op, body in (("put", {"group": "g1", "key": "k", "value": "forged"}),
+                     ("delete", {"group": "g1", "key": "k"})):
+        assert _forwarded_by_n4(cluster, op, body, caller) == 403, op
+    with cluster.client() as root:
+        assert root.get("g1", "k").value == "v"  # nothing the token tried applied
+        root.admin.revoke_token(made["id"])
+
+
 def _unauthenticated(c: Client) -> bool:
     try:
         c.get("g1", "k")
@@ -208,6 +248,31 @@ def test_unauthenticated_and_cli_exit_codes(cluster: LocalCluster, tmp_path: Pat
                                capture_output=True, text=True, env=env, timeout=30)
     assert anonymous.returncode == 11, anonymous.stderr
     assert "unauthenticated" in anonymous.stderr
+    # A scoped token from the CLI (root's certificate), then used: reads, cannot write.
+    env.update({"HAKV_CERT": str(d / "client.root.crt"), "HAKV_KEY": str(d / "client.root.key")})
+    made = subprocess.run([sys.executable, "-m", "hakv", "-e", eps, "token", "create", "root",
+                           "--verbs", "read", "--ttl", "600", "--json"],
+                          capture_output=True, text=True, env=env, timeout=30)
+    assert made.returncode == 0, made.stderr
+    token = json.loads(made.stdout)
+    assert token["verbs"] == ["read"]
+    listed = subprocess.run([sys.executable, "-m", "hakv", "-e", eps, "token", "list"],
+                            capture_output=True, text=True, env=env, timeout=30)
+    assert any(line.split()[0] == token["id"] and line.split()[-1] == "read"
+               for line in listed.stdout.splitlines()[1:]), listed.stdout
+    env.pop("HAKV_CERT"), env.pop("HAKV_KEY")
+    env["HAKV_TOKEN"] = token["token"]
+    read = subprocess.run([sys.executable, "-m", "hakv", "-e", eps, "get", "g1", "k"],
+                          capture_output=True, text=True, env=env, timeout=30)
+    assert read.returncode == 0, read.stderr
+    write = subprocess.run([sys.executable, "-m", "hakv", "-e", eps, "put", "g1", "k", "x"],
+                           capture_output=True, text=True, env=env, timeout=30)
+    assert write.returncode == 12 and "may only read" in write.stderr, write.stderr
+    bad = subprocess.run([sys.executable, "-m", "hakv", "-e", eps, "token", "create", "root",
+                          "--verbs", "fly"], capture_output=True, text=True,
+                         env={**env, "HAKV_CERT": str(d / "client.root.crt"),
+                              "HAKV_KEY": str(d / "client.root.key")}, timeout=30)
+    assert bad.returncode != 0 and "token verbs" in bad.stderr, bad.stderr
 
 
 # --------------------------------------------------------------------------- forwarding, twins

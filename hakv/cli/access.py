@@ -179,19 +179,24 @@ def token() -> None:
 @token.command(name="create")
 @click.argument("user_name", metavar="USER")
 @click.option("--ttl", type=float, default=None, help="Seconds it is valid (default: until revoked).")
+@click.option("--verbs", default=None,
+              help="Only these verbs, comma-separated (read,write,watch,lease,admin,snapshot), "
+              "within USER's grants (default: all of USER's).")
 @json_option
 @conn_options
 @click.pass_context
-def token_create(ctx: click.Context, user_name: str, ttl: float | None, as_json: bool,
-                 **conn: Any) -> None:
+def token_create(ctx: click.Context, user_name: str, ttl: float | None, verbs: str | None,
+                 as_json: bool, **conn: Any) -> None:
     """Make a token for USER; it is printed this once (use it with --token / HAKV_TOKEN)."""
+    scope = None if verbs is None else [v.strip() for v in verbs.split(",") if v.strip()]
     with client(ctx, **conn) as c:
-        res = c.admin.create_token(user_name, ttl)
+        res = c.admin.create_token(user_name, ttl, scope)
     if as_json:
         echo_json(res)
     else:
         click.echo(res["token"])
-        click.echo(f"(id {res['id']}, user {user_name}, "
+        only = f"only {','.join(res['verbs'])}, " if res.get("verbs") else ""
+        click.echo(f"(id {res['id']}, user {user_name}, {only}"
                    f"{'expires at ' + str(res['expires']) if res['expires'] else 'no expiry'}; "
                    f"revoke with `hakv token revoke {res['id']}`)", err=True)
 
@@ -207,8 +212,9 @@ def token_list(ctx: click.Context, as_json: bool, **conn: Any) -> None:
     if as_json:
         echo_json(tokens)
     else:
-        click.echo(render_table(["ID", "USER", "EXPIRES"],
-                                [[i, t["user"], t["expires"] or "-"]
+        click.echo(render_table(["ID", "USER", "EXPIRES", "VERBS"],
+                                [[i, t["user"], t["expires"] or "-",
+                                  ",".join(t.get("verbs") or ["(all of the user's)"])]
                                  for i, t in sorted(tokens.items())]))
 
 

@@ -45,7 +45,7 @@ def _cert_user(conn: Any) -> str | None:
               help="The node whose page to open (default: the first endpoint).")
 @click.option("--user", "user_name", default=None,
               help="Make the token for this user (default: the user of your client "
-              "certificate). For a read-only page, a user with only the read verb.")
+              "certificate); it can only read, whatever the user's grants.")
 @click.option("--ttl", type=float, default=DEFAULT_TTL, show_default=True,
               help="Seconds the token is valid.")
 @click.option("--no-token", is_flag=True,
@@ -58,7 +58,7 @@ def ui(ctx: click.Context, node_id: str | None, user_name: str | None, ttl: floa
        no_token: bool, open_browser: bool, **conn: Any) -> None:
     """Print the link to a node's web status page (/ui): the cluster drawn with its groups,
     leaders, apps, node health and recent events, refreshing itself. The link carries a new
-    bearer token (valid --ttl seconds; revoke it with `hakv token revoke ID`) in its
+    read-only bearer token (valid --ttl seconds; revoke it with `hakv token revoke ID`) in its
     fragment, which the browser never sends to the server. Making a token needs the
     admin verb on the cluster (root)."""
     given = settings(ctx, **conn)
@@ -81,14 +81,15 @@ def ui(ctx: click.Context, node_id: str | None, user_name: str | None, ttl: floa
                               "is in use), or --no-token")
         with make_client(given, endpoints) as c:
             try:
-                made = c.admin.create_token(user_name, ttl)
+                made = c.admin.create_token(user_name, ttl, ["read"])  # the page only reads
             except PermissionDeniedError as err:
                 raise PermissionDeniedError(
                     f"{err.message}; making a token needs an administrator: ask one for "
                     "`hakv ui --user YOU`, or use --no-token and paste a token into the page",
                     user=user_name) from None
         url += f"#token={made['token']}"
-        click.echo(f"(token id {made['id']} for user {user_name}, valid {ttl:g} s; revoke it "
+        click.echo(f"(read-only token id {made['id']} for user {user_name}, valid {ttl:g} s; "
+                   f"revoke it "
                    f"with `hakv token revoke {made['id']}`)", err=True)
     click.echo(url)
     if open_browser:

@@ -477,17 +477,22 @@ class Admin:
         return self._update_auth(access.ROLES + access.check_name(role, "role"), "role",
                                  change, access.role_record)
 
-    def create_token(self, user: str, ttl: float | None = None) -> dict[str, Any]:
+    def create_token(self, user: str, ttl: float | None = None,
+                     verbs: list[str] | None = None) -> dict[str, Any]:
         """A bearer token for ``user`` (valid ``ttl`` seconds, or until revoked): the answer's
-        ``token`` is shown this once (the record keeps its SHA-256); ``id`` revokes it."""
-        token, token_id, record = access.new_token(user, time.time(), ttl, os.urandom(36))
+        ``token`` is shown this once (the record keeps its SHA-256); ``id`` revokes it.
+        ``verbs``: a scoped token, limited to these verbs (and to the user's grants)."""
+        token, token_id, record = access.new_token(user, time.time(), ttl, os.urandom(36),
+                                                   verbs)
         res = self._put_auth(access.TOKENS + token_id, record, new=True)
         return {"id": token_id, "token": token, "user": user, "expires": record["expires"],
-                "revision": res["revision"]}
+                "verbs": record.get("verbs"), "revision": res["revision"]}
 
     def tokens(self) -> dict[str, dict[str, Any]]:
-        """Every token: id -> ``{"user", "expires"}`` (never the secret)."""
-        return {k[len(access.TOKENS):]: {"user": v.get("user"), "expires": v.get("expires")}
+        """Every token: id -> ``{"user", "expires", "verbs"}`` (never the secret; verbs
+        None: all of the user's)."""
+        return {k[len(access.TOKENS):]: {"user": v.get("user"), "expires": v.get("expires"),
+                                         "verbs": v.get("verbs")}
                 for k, v in self._auth(access.TOKENS).items()}
 
     def revoke_token(self, token_id: str) -> dict[str, Any]:

@@ -7,11 +7,16 @@ node has them locally::
 
     auth/users/<name>   {"roles": ["ops", ...]}
     auth/roles/<name>   {"grants": [{"group": "220" | "*", "prefix": "", "verbs": [...]}]}
-    auth/tokens/<id>    {"user": name, "sha256": hex, "expires": epoch s | null}
+    auth/tokens/<id>    {"user": name, "sha256": hex, "expires": epoch s | null
+                         [, "verbs": [...]]}
 
 A **bearer token** (``hakv_<id>_<secret>``, for people and scripts without a client
 certificate) stands for its user until it expires or is revoked (its record deleted);
-the record keeps only the secret's SHA-256, so reading the records yields no token.
+the record keeps only the secret's SHA-256, so reading the records yields no token. A
+*scoped* token (its record lists ``verbs``) can do only those verbs, and of them only
+what its user's grants allow: a read-only link to the web page made by root reads and
+nothing else. Its identity is ``("token", id)``, which a forwarding node names as the
+caller (``token/<id>``), so the owner applies the same scope.
 
 A role grants verbs on a group (``"*"``: every group), optionally only on keys under a
 prefix. Verbs::
@@ -67,7 +72,7 @@ _ANY_IDENTITY = frozenset({"health", "status", "metrics"})
 #: Ops only nodes make (the bridge, allocations): never a user.
 _NODES_ONLY = frozenset({"notify", "changes", "allocate"})
 
-Identity = tuple[str, str]  # ("user" | "node", name)
+Identity = tuple[str, str]  # ("user" | "node" | "token", name or scoped token's id)
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,7 @@ class TokenRecord:
     user: str
     digest: bytes
     expires: float | None
+    verbs: frozenset[str] | None = None  # a scoped token: only these verbs
 
 
 @dataclass(frozen=True)
@@ -103,10 +109,10 @@ class Policy:
     roles: Mapping[str, tuple[Grant, ...]] = field(default_factory=dict)
     tokens: Mapping[str, TokenRecord] = field(default_factory=dict)
 
-    def token_user(self, token: str, now: float) -> str | None:
-        """The user a bearer token stands for at ``now`` (wall clock), or None: unknown,
-        revoked, expired or forged (the secret is compared by its SHA-256, in constant
-        time)."""
+    def token_identity(self, token: str, now: float) -> Identity | None:
+        """Who a bearer token stands for at ``now`` (wall clock): ``("user", name)``, or
+        ``("token", id)`` for a scoped one; None: unknown, revoked, expired or forged (the
+        secret is compared by its SHA-256, in constant time)."""
         parsed = parse_token(token)
         if parsed is None:
             return None
@@ -114,7 +120,9 @@ class Policy:
         if record is None or (record.expires is not None and now >= record.expires):
             return None
         digest = hashlib.sha256(parsed[1].encode()).digest()
-        return record.user if hmac.compare_digest(digest, record.digest) else None
+        if not hmac.compare_digest(digest, record.digest):
+            return None
+        return ("user", record.user) if record.verbs is None else ("token", parsed[0])
 
     @classmethod
     def from_records(cls, items: Iterable[tuple[str, str]]) -> Policy:
@@ -129,7 +137,8 @@ class Policy:
                 if key.startswith(TOKENS):
                     rec = token_record(body)
                     tokens[key[len(TOKENS):]] = TokenRecord(
-                        rec["user"], bytes.fromhex(rec["sha256"]), rec["expires"])
+                        rec["user"], bytes.fromhex(rec["sha256"]), rec["expires"],
+                        None if rec.get("verbs") is None else frozenset(rec["verbs"]))
                 elif key.startswith(USERS):
                     users[key[len(USERS):]] = tuple(user_record(body)["roles"])
                 elif key.startswith(ROLES):
@@ -176,6 +185,12 @@ def decide(identity: Identity | None, op: str, group: str | None, body: Mapping[
     if identity is None:
         return "no identity"
     kind, name = identity
+    if kind == "token":  # a scoped token: its verbs, then its user's grants
+        record = policy.tokens.get(name)
+        if record is None:
+            return f"token {name} was revoked"
+        refused = _outside_scope(name, record, op, group, body)
+        return refused or decide(("user", record.user), op, group, body, policy)
     if kind == "node" or (kind == "user" and name == ROOT):
         return None
     if op in _ANY_IDENTITY:
@@ -184,18 +199,35 @@ def decide(identity: Identity | None, op: str, group: str | None, body: Mapping[
         return f"{op} is for the cluster's nodes only"
     if group is None:
         return f"{op} names no group"
-    wanted: list[tuple[str, str | None]]
-    if group == _CLUSTER_GROUP and op in ("put", "delete", "txn"):
-        wanted = [("admin", None)]  # the cluster records: membership, users, roles
-    else:
-        wanted = needs(op, body)
     grants = policy.grants_of(name)
-    for verb, key in wanted:
+    for verb, key in _wanted(op, group, body):
         if not any(g.covers(group, verb, key) for g in grants):
             where = f" on key {key!r}" if key else ""
             return (f"user {name} may not {verb} in group {group}{where} (no role of theirs "
                     "grants it: `hakv role grant ROLE --group G --verbs ...`, then "
                     "`hakv user grant-role USER ROLE`)")
+    return None
+
+
+def _wanted(op: str, group: str | None,
+            body: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    if group == _CLUSTER_GROUP and op in ("put", "delete", "txn"):
+        return [("admin", None)]  # the cluster records: membership, users, roles
+    return needs(op, body)
+
+
+def _outside_scope(token_id: str, record: TokenRecord, op: str, group: str | None,
+                   body: Mapping[str, Any]) -> str | None:
+    """Why a scoped token may not do ``op`` whatever its user's grants, or None."""
+    if record.verbs is None or op in _ANY_IDENTITY:
+        return None
+    if op in _NODES_ONLY:
+        return f"{op} is for the cluster's nodes only"
+    for verb in {verb for verb, _ in _wanted(op, group, body)}:
+        if verb not in record.verbs:
+            return (f"token {token_id} of user {record.user} may only "
+                    f"{', '.join(sorted(record.verbs))}, not {verb} (make a token with "
+                    f"more verbs: `hakv token create {record.user} --verbs ...`)")
     return None
 
 
@@ -227,36 +259,46 @@ def user_record(body: Any) -> dict[str, Any]:
     return {"roles": sorted({check_name(r, "role") for r in roles})}
 
 
+def _verbs(verbs: Iterable[Any], what: str) -> list[str]:
+    """Some of VERBS (at least one), sorted, each once; else BadRequestError."""
+    verbs = list(verbs)
+    bad = [v for v in verbs if v not in VERBS]
+    if bad or not verbs:
+        raise BadRequestError(f"{what}: expected some of {', '.join(VERBS)}, got {verbs!r}")
+    return sorted(set(verbs))
+
+
 def grant(group: Any, verbs: Iterable[Any], prefix: Any = "") -> dict[str, Any]:
     """A validated grant."""
     if not isinstance(group, str) or not group:
         raise BadRequestError("grant.group: expected a group id or '*'")
-    verbs = list(verbs)
-    bad = [v for v in verbs if v not in VERBS]
-    if bad or not verbs:
-        raise BadRequestError(f"grant.verbs: expected some of {', '.join(VERBS)}, got {verbs!r}")
+    checked = _verbs(verbs, "grant.verbs")
     if not isinstance(prefix, str):
         raise BadRequestError("grant.prefix: expected a string")
-    return {"group": group, "prefix": prefix, "verbs": sorted(set(verbs))}
+    return {"group": group, "prefix": prefix, "verbs": checked}
 
 
 TOKEN_PREFIX = "hakv_"
 
 
-def new_token(user: str, now: float, ttl: float | None,
-              random_bytes: bytes) -> tuple[str, str, dict[str, Any]]:
+def new_token(user: str, now: float, ttl: float | None, random_bytes: bytes,
+              verbs: Iterable[str] | None = None) -> tuple[str, str, dict[str, Any]]:
     """(token, id, record) for ``user``: the token is shown once, the record keeps the
     secret's SHA-256. ``random_bytes``: 36 bytes from a CSPRNG (an argument: the core
-    makes no randomness)."""
+    makes no randomness). ``verbs``: a scoped token, limited to these."""
     check_name(user, "user")
+    scope = None if verbs is None else _verbs(verbs, "token verbs")
     if ttl is not None and not (isinstance(ttl, int | float) and 0 < ttl <= 10 * 365 * 86400):
         raise BadRequestError("token ttl: expected seconds in 1..315360000")
     if len(random_bytes) < 36:
         raise BadRequestError("new_token needs 36 random bytes")
     token_id = random_bytes[:4].hex()
     secret = base64.urlsafe_b64encode(random_bytes[4:36]).decode().rstrip("=")
-    record = {"user": user, "sha256": hashlib.sha256(secret.encode()).hexdigest(),
-              "expires": None if ttl is None else round(now + ttl, 3)}
+    record: dict[str, Any] = {
+        "user": user, "sha256": hashlib.sha256(secret.encode()).hexdigest(),
+        "expires": None if ttl is None else round(now + ttl, 3)}
+    if scope is not None:
+        record["verbs"] = scope
     return f"{TOKEN_PREFIX}{token_id}_{secret}", token_id, record
 
 
@@ -272,8 +314,10 @@ def parse_token(token: str) -> tuple[str, str] | None:
 
 def token_record(body: Any) -> dict[str, Any]:
     """A validated token record."""
-    if not isinstance(body, Mapping) or set(body) != {"user", "sha256", "expires"}:
-        raise BadRequestError('a token record is {"user", "sha256", "expires"}')
+    if not isinstance(body, Mapping) or not (
+            {"user", "sha256", "expires"} <= set(body) <= {"user", "sha256", "expires",
+                                                            "verbs"}):
+        raise BadRequestError('a token record is {"user", "sha256", "expires"[, "verbs"]}')
     digest, expires = body["sha256"], body["expires"]
     if not isinstance(digest, str) or len(digest) != 64:
         raise BadRequestError("token sha256: expected 64 hex digits")
@@ -281,7 +325,13 @@ def token_record(body: Any) -> dict[str, Any]:
     if expires is not None and (isinstance(expires, bool)
                                 or not isinstance(expires, int | float)):
         raise BadRequestError("token expires: expected seconds since the epoch or null")
-    return {"user": check_name(body["user"], "user"), "sha256": digest, "expires": expires}
+    record: dict[str, Any] = {"user": check_name(body["user"], "user"), "sha256": digest,
+                              "expires": expires}
+    if "verbs" in body:
+        if not isinstance(body["verbs"], list):
+            raise BadRequestError("token verbs: expected a list")
+        record["verbs"] = _verbs(body["verbs"], "token verbs")
+    return record
 
 
 def role_record(body: Any) -> dict[str, Any]:

@@ -94,7 +94,7 @@ class _Request:
         if identity is None or identity[0] != "node" or not self.on_behalf:
             return identity
         kind, _, name = self.on_behalf.decode("latin-1").partition("/")
-        return (kind, name) if kind in ("user", "node") and name else identity
+        return (kind, name) if kind in ("user", "node", "token") and name else identity
 
 
 class ApiServer:
@@ -244,8 +244,8 @@ class ApiServer:
             return None, None
         if conn.identity is None:
             token = request.bearer()
-            user = self.policy().token_user(token, time.time()) if token else None
-            if user is None:
+            who = self.policy().token_identity(token, time.time()) if token else None
+            if who is None:
                 raise errors.UnauthenticatedError(
                     "the bearer token is unknown, expired or revoked: ask for a new one "
                     "(`hakv token create USER`)" if token else
@@ -253,7 +253,6 @@ class ApiServer:
                     "--cert and --key; env HAKV_CACERT, HAKV_CERT, HAKV_KEY; curl: the same "
                     "flags; make one with `hakv certs client NAME`) or a bearer token "
                     "(--token, HAKV_TOKEN; curl -H 'Authorization: Bearer ...')")
-            who: access.Identity | None = ("user", user)
         else:
             who = request.caller(conn.identity)
             if self.unsafe_access_forwarded:
@@ -277,7 +276,7 @@ class ApiServer:
     def _start(self, conn: _Connection, serial: int, request: _Request) -> None:
         """Serve one request: on the loop if it can be, else on a worker."""
         who, parsed = self._admit(conn, request)
-        on_behalf = f"{who[0]}/{who[1]}" if who is not None and who[0] == "user" else None
+        on_behalf = f"{who[0]}/{who[1]}" if who is not None and who[0] != "node" else None
         service = self.service
         if request.op in _LOOP_OPS:
             body = parsed if parsed is not None else _parse_object(request.raw)
