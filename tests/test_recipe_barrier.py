@@ -196,6 +196,25 @@ def test_too_many_participants_timeouts_and_bad_arguments(cluster: Any) -> None:
         assert sorted(b.participants()) == ["a", "b"]  # the third left nothing behind
         out = InThread(cluster, lambda _cl: a.result[0][0].leave(timeout=30))
         assert b.leave(timeout=10) and out.done.wait(10) and out.result == [True]
+        # Every participant of a round asks for the same count (agreed through a key).
+        first = c.double_barrier(G, "agreed", 3, value="three")
+        in_first = InThread(cluster, lambda _cl: first.enter(timeout=30))
+        wait_for(lambda: first.participants() == ["three"], 10, what="the first one in")
+        with pytest.raises(ConflictError, match="has count '3'") as err:
+            c.double_barrier(G, "agreed", 2, value="two").enter(timeout=5)
+        assert err.value.details == {"stored": "3", "asked": 2}
+        assert first.participants() == ["three"]  # the mismatched one left nothing
+        rest = [c.double_barrier(G, "agreed", 3, value=tag) for tag in ("x", "y")]
+        entering = [InThread(cluster, lambda _cl, d=d: d.enter(timeout=30)) for d in rest]
+        for t in [in_first, *entering]:
+            assert t.done.wait(15) and t.result == [True]
+        leaving = [InThread(cluster, lambda _cl, d=d: d.leave(timeout=30))
+                   for d in [first, *rest]]
+        for t in leaving:
+            assert t.done.wait(15) and t.result == [True]
+        assert c.range(G, "_hakv/double_barrier/agreed/").kvs == []  # the count went too
+        for t in [in_first, *entering, *leaving]:
+            t.client.close()
         for bad in (0, -2, True, "2"):
             with pytest.raises(BadRequestError, match="count must be"):
                 c.double_barrier(G, name, bad)  # type: ignore[arg-type]

@@ -66,6 +66,7 @@ from hakv.errors import (
     HakvError,
     LeaseNotFoundError,
     LockLostError,
+    NotFoundError,
     PermanentError,
     RequestTooLargeError,
 )
@@ -76,7 +77,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ELECTION_ROOT", "LOCK_ROOT", "SEMAPHORE_ROOT", "Contender", "Contention",
            "ahead_of", "contender_key", "contenders_of", "holder", "is_contender",
-           "predecessor", "queue_prefix", "validate_name", "wait_for_batch", "waits_for"]
+           "agree", "create_agreed", "predecessor", "queue_prefix", "validate_name",
+           "wait_for_batch", "waits_for"]
 
 log = logging.getLogger("hakv.client.recipe")
 
@@ -223,6 +225,55 @@ def wait_for_batch(client: Client, group: str, start: int, done: Callable[[Watch
 
 
 # --------------------------------------------------------------------------- I/O part
+
+
+_AGREE_ATTEMPTS = 10  # rounds of "store the agreed value, then join" lost to deletions
+
+
+def agree(client: Client, group: str, key: str, want: str,
+          mismatch: Callable[[KeyValue], HakvError]) -> None:
+    """A parameter every participant must share (a semaphore's limit, a double barrier's
+    count), kept at ``key``: store ``want`` if nothing is stored yet, else raise
+    ``mismatch(stored)`` if another value is (a linearizable read when it is stored, a
+    txn only to create it)."""
+    try:
+        stored: KeyValue | None = client.get(group, key)
+    except NotFoundError:
+        stored = None
+    if stored is not None:
+        if stored.value != want:
+            raise mismatch(stored)
+        return
+    r = client.txn(group, [Compare.create_revision(key, "==", 0)], [Op.put(key, want)],
+                   [Op.get(key)])
+    if r.succeeded:
+        return
+    stored = r.results[0].kv  # type: ignore[union-attr]
+    if stored is not None and stored.value != want:
+        raise mismatch(stored)
+
+
+def create_agreed(client: Client, group: str, key: str, value: str, lease: int,
+                  agreed: str, want: str, mismatch: Callable[[KeyValue], HakvError],
+                  what: str) -> int:
+    """Create our ``key`` (on ``lease``) in ONE txn that also compares the agreed value at
+    ``agreed`` with ``want``: the create_revision of our key (also when an earlier attempt
+    created it). ``mismatch(stored)`` is raised if another value is stored; one deleted
+    meanwhile (by an operator) is stored again (:func:`agree`)."""
+    for _ in range(_AGREE_ATTEMPTS):
+        r = client.txn(group, [Compare.create_revision(key, "==", 0),
+                               Compare.value(agreed, "==", want)],
+                       [Op.put(key, value, lease=lease)], [Op.get(key), Op.get(agreed)])
+        if r.succeeded:
+            return r.revision
+        mine, stored = (res.kv for res in r.results)  # type: ignore[union-attr]
+        if mine is not None:
+            return mine.create_revision  # our own key, from an earlier attempt
+        if stored is not None and stored.value != want:
+            raise mismatch(stored)
+        agree(client, group, agreed, want, mismatch)
+    raise LockLostError(f"{what}: {agreed!r} kept vanishing while joining "
+                        f"({_AGREE_ATTEMPTS} attempts)")
 
 
 class Contention:

@@ -31,8 +31,8 @@ creates the participant's key and counts the keys: the ``count``-th participant 
 flag; the others watch the flag from their own key's revision for that put. ``leave``:
 the participant whose key is oldest (the *lowest*) waits for the newest key's deletion,
 every other participant deletes its key (revokes its lease) and waits for the lowest's;
-each re-reads after a wake-up, and the lowest, once alone, deletes the flag and its key in
-one txn, which releases everyone.
+each re-reads after a wake-up, and the lowest, once alone, deletes the flag, the agreed
+``count`` key and its own key in one txn, which releases everyone.
 
 What happens on failure:
 
@@ -54,7 +54,11 @@ What happens on failure:
   participant's key (an ``enter`` that finds the flag put after all returns True). A
   timed-out ``enter`` that raced the ``count``-th participant may have been counted by
   the others. ``leave`` may be called again after a timeout: it waits for the others.
-- All participants must ask for the same ``count``, and a double barrier is reused only
+- The ``count`` is agreed as a semaphore's limit is: the first participant stores it in
+  ``_hakv/double_barrier/<name>/count`` and every participant joins with a txn that
+  compares it with its own, so one that asks for another count gets ConflictError
+  (``details``: ``stored``, ``asked``) and does not join. The last participant out
+  deletes it with the flag, so each round agrees anew. A double barrier is reused only
   after everyone left it (participants of the next round entering while the previous
   round still leaves are counted by both).
 """
@@ -70,7 +74,9 @@ from hakv.client import lease as lease_api
 from hakv.client.lease import Lease
 from hakv.client.recipe._contention import (
     Contender,
+    agree,
     contenders_of,
+    create_agreed,
     validate_name,
     wait_for_batch,
 )
@@ -191,6 +197,7 @@ class DoubleBarrier:
         self.on_lost = on_lost
         self.waiters = f"{DOUBLE_BARRIER_ROOT}{name}/waiters/"
         self.ready_key = f"{DOUBLE_BARRIER_ROOT}{name}/ready"
+        self.count_key = f"{DOUBLE_BARRIER_ROOT}{name}/count"
         self.lost = threading.Event()
         self.lease: Lease | None = None
         self.key: str | None = None
@@ -235,15 +242,24 @@ class DoubleBarrier:
             f"participant(s) for a count of {self.count} (a dead participant counts until "
             f"its lease expires; a new round starts once everyone left)")
 
+    def _mismatch(self, stored: KeyValue) -> ConflictError:
+        return ConflictError(
+            f"double barrier {self.name!r} of group {self.group!r} has count "
+            f"{stored.value[:40]!r} (stored in {self.count_key!r} by its first participant), "
+            f"not {self.count}: use that count (it goes when the last participant of this "
+            f"round leaves)", stored=stored.value[:40], asked=self.count)
+
     def enter(self, timeout: float | None = None) -> bool:
         """Join, then block until ``count`` participants have entered: True; False if
         ``timeout`` seconds passed first (our key removed again). ConflictError if
-        ``count`` are in already; LockLostError if our lease is lost meanwhile;
-        RuntimeError if this object is in already."""
+        ``count`` are in already, or the double barrier was set up with another count;
+        LockLostError if our lease is lost meanwhile; RuntimeError if this object is in
+        already."""
         if self.key is not None:
             raise RuntimeError(f"double barrier {self.name!r} of group {self.group!r}: "
                                f"this participant entered already (leave first)")
         deadline = None if timeout is None else time.monotonic() + timeout
+        agree(self.client, self.group, self.count_key, str(self.count), self._mismatch)
         present, _ = self._range()
         if len(present) >= self.count:
             raise self._full(len(present))
@@ -270,14 +286,9 @@ class DoubleBarrier:
 
     def _create(self) -> int:
         assert self.lease is not None and self.key is not None
-        r = self.client.txn(self.group, [Compare.create_revision(self.key, "==", 0)],
-                            [Op.put(self.key, self.value, lease=self.lease.id)],
-                            [Op.get(self.key)])
-        if r.succeeded:
-            return r.revision
-        kv = r.results[0].kv  # type: ignore[union-attr]
-        assert kv is not None  # the compare said it exists: our own, from a retry
-        return kv.create_revision
+        return create_agreed(self.client, self.group, self.key, self.value, self.lease.id,
+                             self.count_key, str(self.count), self._mismatch,
+                             f"double barrier {self.name!r} of group {self.group!r}")
 
     def _wait_ready(self, deadline: float | None) -> bool:
         """Until the flag is put after our key was created (True) or the deadline."""
@@ -328,11 +339,13 @@ class DoubleBarrier:
             self._drop()
 
     def _finish(self, mine: Contender) -> None:
-        """The last one out: the flag and our key go in one txn (guarded by our key)."""
+        """The last one out: the flag, the agreed count and our key go in one txn
+        (guarded by our key)."""
         assert self.key is not None
         self.client.txn(self.group, [Compare.create_revision(self.key, "==",
                                                              mine.create_revision)],
-                        [Op.delete(self.ready_key), Op.delete(self.key)])
+                        [Op.delete(self.ready_key), Op.delete(self.count_key),
+                         Op.delete(self.key)])
         self._drop()
 
     def _drop(self) -> None:

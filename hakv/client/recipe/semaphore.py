@@ -64,17 +64,16 @@ from hakv.client.recipe._contention import (
     SEMAPHORE_ROOT,
     Contender,
     Contention,
+    agree,
     contenders_of,
+    create_agreed,
     queue_prefix,
 )
 from hakv.client.recipe._held import Held
 from hakv.client.results import KeyValue, RangeResult
-from hakv.client.txn import Compare, Op
 from hakv.core import leases
 from hakv.errors import (
     BadRequestError,
-    LockLostError,
-    NotFoundError,
     SemaphoreLimitError,
 )
 
@@ -85,7 +84,6 @@ __all__ = ["MAX_LIMIT", "Semaphore", "limit_key", "validate_limit"]
 
 MAX_LIMIT = leases.MAX_LEASES
 """The largest limit: every holder needs a lease, and a group has at most this many."""
-_ATTEMPTS = 10  # rounds of "create the limit key, then join" lost to concurrent deletions
 
 
 def limit_key(name: str) -> str:
@@ -122,45 +120,14 @@ class _Slots(Contention):
             f"waits to choose another", stored=stored.value[:40], asked=self.limit)
 
     def ensure_limit(self) -> None:
-        """Store our limit if none is stored yet; SemaphoreLimitError if another is (a
-        linearizable read when it is stored, a txn only to create it)."""
-        want = str(self.limit)
-        try:
-            stored: KeyValue | None = self.client.get(self.group, self.limit_key)
-        except NotFoundError:
-            stored = None
-        if stored is not None:
-            if stored.value != want:
-                raise self._mismatch(stored)
-            return
-        r = self.client.txn(self.group, [Compare.create_revision(self.limit_key, "==", 0)],
-                            [Op.put(self.limit_key, want)], [Op.get(self.limit_key)])
-        if r.succeeded:
-            return
-        stored = r.results[0].kv  # type: ignore[union-attr]
-        if stored is not None and stored.value != want:
-            raise self._mismatch(stored)
+        """Store our limit if none is stored yet; SemaphoreLimitError if another is."""
+        agree(self.client, self.group, self.limit_key, str(self.limit), self._mismatch)
 
     def _create(self, value: str) -> int:
         assert self.lease is not None and self.key is not None
-        want = str(self.limit)
-        for _ in range(_ATTEMPTS):
-            r = self.client.txn(
-                self.group,
-                [Compare.create_revision(self.key, "==", 0),
-                 Compare.value(self.limit_key, "==", want)],
-                [Op.put(self.key, value, lease=self.lease.id)],
-                [Op.get(self.key), Op.get(self.limit_key)])
-            if r.succeeded:
-                return r.revision
-            mine, stored = (res.kv for res in r.results)  # type: ignore[union-attr]
-            if mine is not None:
-                return mine.create_revision  # our own key, from an earlier attempt
-            if stored is not None and stored.value != want:
-                raise self._mismatch(stored)
-            self.ensure_limit()  # deleted meanwhile (by an operator): store it again
-        raise LockLostError(f"semaphore {self.name!r} of group {self.group!r}: its limit "
-                            f"key kept vanishing while joining ({_ATTEMPTS} attempts)")
+        return create_agreed(self.client, self.group, self.key, value, self.lease.id,
+                             self.limit_key, str(self.limit), self._mismatch,
+                             f"semaphore {self.name!r} of group {self.group!r}")
 
     def listed(self, r: RangeResult) -> list[Contender]:
         """The contenders in ``r``, in queue order (the limit key is not one)."""
