@@ -56,6 +56,19 @@ def lc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             os.environ["HAKV_WATCH_RETENTION"] = old
 
 
+def raw_watch(lc: Any, endpoint: str, body: dict[str, Any]) -> socket.socket:
+    """A ``POST /v1/watch`` sent on a connection of its own (inside TLS, as the cluster's
+    client), its answer left unread: the socket."""
+    host, port = endpoint.split(":")
+    s = socket.create_connection((host, int(port)))
+    tls = lc.client_tls()
+    if tls is not None:
+        s = tls.wrap_socket(s, server_hostname=host)
+    data = json.dumps(body).encode()
+    s.sendall(b"POST /v1/watch HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(data), data))
+    return s
+
+
 def collect(w: Any, into: list[WatchBatch], stop: threading.Event) -> threading.Thread:
     def run() -> None:
         for batch in w:
@@ -137,7 +150,6 @@ def test_compacted_history_raises_and_resync_recovers(lc: Any) -> None:
 
 def test_a_watcher_that_never_reads_does_not_slow_writes(lc: Any) -> None:
     ep = lc.endpoint("n1")
-    host, port = ep.split(":")
     c = lc.client(timeout=10)
 
     def writes() -> float:
@@ -147,17 +159,9 @@ def test_a_watcher_that_never_reads_does_not_slow_writes(lc: Any) -> None:
         return time.monotonic() - t0
 
     baseline = writes()
-    tls = lc.client_tls()
-    stuck = []
-    for i in range(40):  # parked (never/) or answered (busy/), and nobody reads a byte
-        s = socket.create_connection((host, int(port)))
-        if tls is not None:  # the raw request inside TLS, as the cluster's client
-            s = tls.wrap_socket(s, server_hostname=host)
-        body = b'{"group":"g","prefix":"%s","timeout":30,"limit":10000}' % (
-            b"never/" if i % 2 else b"busy/")
-        s.sendall(b"POST /v1/watch HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s"
-                  % (len(body), body))
-        stuck.append(s)
+    stuck = [raw_watch(lc, ep, {"group": "g", "prefix": "never/" if i % 2 else "busy/",
+                                "timeout": 30, "limit": 10000})
+             for i in range(40)]  # parked (never/) or answered (busy/), nobody reads a byte
     # The parked ones are still waiting (no answer can have come: nothing under never/).
     stuck[1].settimeout(0.2)
     with pytest.raises(TimeoutError):
@@ -182,18 +186,9 @@ def test_a_watcher_that_hangs_up_leaves_the_hub_at_once(lc: Any) -> None:
     """A parked watch whose client closes its connection frees its slot now, not at its
     30 s timeout: clients that come and go cannot fill the node's max_watches."""
     ep = lc.endpoint("n2")
-    host, port = ep.split(":")
     wait_for(lambda: _watchers(ep).get("active") == 0, 40, what="no watch left on n2")
-    tls = lc.client_tls()
-    sockets = []
-    for _ in range(12):
-        s = socket.create_connection((host, int(port)))
-        if tls is not None:
-            s = tls.wrap_socket(s, server_hostname=host)
-        body = b'{"group":"g","prefix":"hangup/","timeout":30}'
-        s.sendall(b"POST /v1/watch HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s"
-                  % (len(body), body))
-        sockets.append(s)
+    sockets = [raw_watch(lc, ep, {"group": "g", "prefix": "hangup/", "timeout": 30})
+               for _ in range(12)]
     wait_for(lambda: _watchers(ep).get("parked") == 12, 10, what="12 parked watches")
     for s in sockets[:8]:  # a plain close (FIN) ...
         s.close()
@@ -216,21 +211,12 @@ def test_a_forwarded_watcher_that_hangs_up_frees_both_nodes(lc: Any) -> None:
     """Through a non-owner (n4): the client hangs up, n4 breaks its request to the owner
     off (its forwarding slot free now, not after 30 + 5 s), and the owner drops its side."""
     ep = lc.endpoint("n4")
-    host, port = ep.split(":")
     owners = [lc.endpoint(n) for n in OWNERS]
     for endpoint in [ep, *owners]:
         wait_for(lambda e=endpoint: _watchers(e).get("active") == 0
                  and _watchers(e).get("forwarded") == 0, 40, what=f"no watch on {endpoint}")
-    tls = lc.client_tls()
-    sockets = []
-    for _ in range(4):
-        s = socket.create_connection((host, int(port)))
-        if tls is not None:
-            s = tls.wrap_socket(s, server_hostname=host)
-        body = b'{"group":"g","prefix":"fwd-hangup/","timeout":30}'
-        s.sendall(b"POST /v1/watch HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s"
-                  % (len(body), body))
-        sockets.append(s)
+    sockets = [raw_watch(lc, ep, {"group": "g", "prefix": "fwd-hangup/", "timeout": 30})
+               for _ in range(4)]
     wait_for(lambda: _watchers(ep).get("forwarded") == 4, 10, what="4 forwarded watches")
     wait_for(lambda: sum(_watchers(e).get("parked", 0) for e in owners) == 4, 10,
              what="4 watches parked at the owners")
