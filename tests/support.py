@@ -8,6 +8,7 @@ import pickle
 import socket
 import ssl
 import struct
+import threading
 import time
 import urllib.request
 import zlib
@@ -247,3 +248,27 @@ def start_api_cluster(directory: Path, nodes: list[str], groups: dict[str, list[
         lc.down()
         raise
     return lc
+
+
+class Acquiring:
+    """``held.acquire(timeout)`` — a Lock or a Semaphore made on ``client`` — in a thread of
+    its own: ``acquired`` is set once it returned, ``result`` holds its value or exception;
+    ``close`` releases and closes the client."""
+
+    def __init__(self, client: Any, held: Any, timeout: float) -> None:
+        self.client, self.held, self.timeout = client, held, timeout
+        self.acquired = threading.Event()
+        self.result: list[Any] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.result.append(self.held.acquire(timeout=self.timeout))
+        except BaseException as exc:
+            self.result.append(exc)
+        self.acquired.set()
+
+    def close(self) -> None:
+        self.held.release()
+        self.client.close()

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from hakv.client import Client
 from hakv.core import leases
 from hakv.core.topology import RaftTuning
 from hakv.errors import LockLostError, LockTimeoutError, RequestTooLargeError
-from tests.support import holds, start_api_cluster, wait_for
+from tests.support import Acquiring, holds, start_api_cluster, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -42,27 +41,13 @@ def client(lc: Any) -> Client:
     return Client(lc.endpoints(), timeout=10)
 
 
-class Contender:
+class Contender(Acquiring):
     """A lock contender in a thread of its own, with its own Client."""
 
     def __init__(self, lc: Any, name: str, lock_name: str, ttl: float = 5.0) -> None:
-        self.client = client(lc)
-        self.lock = self.client.lock(G, lock_name, ttl=ttl, value=name)
-        self.acquired = threading.Event()
-        self.result: list[bool | BaseException] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.result.append(self.lock.acquire(timeout=30))
-        except BaseException as exc:
-            self.result.append(exc)
-        self.acquired.set()
-
-    def close(self) -> None:
-        self.lock.release()
-        self.client.close()
+        c = client(lc)
+        self.lock = c.lock(G, lock_name, ttl=ttl, value=name)
+        super().__init__(c, self.lock, timeout=30)
 
 
 def test_fifo_mutual_exclusion_and_growing_tokens(cluster: Any) -> None:

@@ -30,7 +30,7 @@ from hakv.errors import (
     RequestTooLargeError,
     SemaphoreLimitError,
 )
-from tests.support import holds, start_api_cluster, wait_for
+from tests.support import Acquiring, holds, start_api_cluster, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -116,28 +116,14 @@ def test_many_threads_never_more_than_limit_and_everyone_served(cluster: Any) ->
         assert c.get(G, limit_key("many")).value == str(limit)
 
 
-class Waiter:
+class Waiter(Acquiring):
     """A contender in a thread of its own, with its own Client."""
 
     def __init__(self, lc: Any, name: str, sem_name: str, limit: int,
                  ttl: float = 5.0) -> None:
-        self.client = client(lc)
-        self.sem = self.client.semaphore(G, sem_name, limit, ttl=ttl, value=name)
-        self.acquired = threading.Event()
-        self.result: list[bool | BaseException] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.result.append(self.sem.acquire(timeout=40))
-        except BaseException as exc:
-            self.result.append(exc)
-        self.acquired.set()
-
-    def close(self) -> None:
-        self.sem.release()
-        self.client.close()
+        c = client(lc)
+        self.sem = c.semaphore(G, sem_name, limit, ttl=ttl, value=name)
+        super().__init__(c, self.sem, timeout=40)
 
 
 def test_fifo_hand_over_when_holders_release_out_of_order(cluster: Any) -> None:
